@@ -1,0 +1,66 @@
+"""``python -m bdlib demo``: forward noising of a toy scene and a short reverse chain, as one figure."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from bdlib.sampling import sample_progressive
+from bdlib.viz import save_figure, show_grid
+from bdlib.worlds.toy.ddpm import toy_diffusion, toy_unet
+from bdlib.worlds.toy.tasks import example_task
+from bdlib.worlds.toy.weights_io import load_weights, weights_path
+
+NOISE_LEVELS = (0, 50, 100, 200, 400, 600, 800, 999)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("demo", help="draw forward noising and a reverse chain (CPU, seconds)")
+    parser.add_argument("--out", default="figures/demo.png", help="where to write the figure")
+    parser.add_argument("--steps", type=int, default=50, help="respaced reverse steps (default 50)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(func=run)
+
+
+def _toy_ddpm() -> tuple[torch.nn.Module, str]:
+    """The shipped toy DDPM, or a randomly initialised one (clearly labelled) if it is not installed."""
+    model = toy_unet()
+    path = weights_path("toy_ddpm")
+    if path.exists():
+        state, _ = load_weights(path, "python -m bdlib train toy-ddpm")
+        model.load_state_dict(state)
+        label = "trained toy DDPM"
+    else:
+        label = "toy DDPM with RANDOM weights (train it: python -m bdlib train toy-ddpm)"
+    return model.eval().requires_grad_(False), label
+
+
+def run(args: argparse.Namespace) -> int:
+    start = time.time()
+    torch.manual_seed(args.seed)
+    image = example_task().image[None]  # (1, 3, 32, 32)
+    full = toy_diffusion(respacing=None)
+    gen = torch.Generator().manual_seed(args.seed)
+    noise = torch.randn(image.shape, generator=gen)
+    forward = [full.q_sample(image, torch.tensor([t]), noise) for t in NOISE_LEVELS]
+
+    model, label = _toy_ddpm()
+    diffusion = toy_diffusion(respacing=str(args.steps))
+    records = list(sample_progressive(model, diffusion, (1, 3, 32, 32), generator=gen))
+    picks = [round(i * (len(records) - 1) / (len(NOISE_LEVELS) - 2)) for i in range(len(NOISE_LEVELS) - 1)]
+    chain = [records[i]["x_t"] for i in picks] + [records[-1]["sample"]]
+    chain_titles = [f"x_t, t={records[i]['timestep']}" for i in picks] + ["x_0"]
+    pred = [records[i]["pred_x0"] for i in picks] + [records[-1]["sample"]]
+    pred_titles = [f"x̂_0 at t={records[i]['timestep']}" for i in picks] + ["x_0"]
+
+    fig = show_grid(
+        [forward, chain, pred],
+        titles=[[f"t={t}" for t in NOISE_LEVELS], chain_titles, pred_titles],
+        row_labels=["q(x_t | x_0)", "reverse x_t", "predicted x̂_0"],
+        suptitle=f"Forward noising of a toy scene, and {args.steps} reverse DDPM steps of the {label}",
+    )
+    path = save_figure(fig, args.out)
+    print(f"wrote {path} in {time.time() - start:.1f} s ({label})")
+    return 0
