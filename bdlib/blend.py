@@ -1,0 +1,214 @@
+"""Algorithms 1 and 2 of Blended Diffusion as one progressive sampler with switches.
+
+One guided step at respaced index ``t`` (paper, Algorithms 1-2; official ``cond_fn``/``postprocess_fn``)::
+
+    ε̂, v = UNet(x_t, t)                      → μ, Σ, x̂_0                (Diffusion.p_mean_variance)
+    L = g·D_CLIP(aug(x̂_0 ⊙ m), text) + r·range(x̂_0) [+ λ·D_bg(x̂_0, x, m)   Algorithm 1 only]
+    x_{t-1,fg} ~ N(μ - Σ·∇_{x_t} L, Σ)                                  (a DDPM step; DDIM: score correction)
+    Algorithm 2:  x_{t-1} = x_{t-1,fg} ⊙ m + q(x_{t-1} | x) ⊙ (1 - m)   (blend with the noised input)
+
+and at the end of Algorithm 2 the original background is pasted back, so it is preserved exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+
+from bdlib.augment import ExtendingAugmentations
+from bdlib.clip_guidance import (
+    ClipLike,
+    background_mse,
+    clip_guidance_loss,
+    official_background_mse,
+    range_loss,
+)
+from bdlib.diffusion import Diffusion, MeanVariance
+from bdlib.method import MethodSettings
+from bdlib.sampling import resolve_start_index
+
+
+def _detached(mv: MeanVariance) -> MeanVariance:
+    return MeanVariance(*(value.detach() for value in (mv.mean, mv.variance, mv.log_variance, mv.pred_x0, mv.eps)))
+
+
+def guided_step(
+    unet: Callable[..., torch.Tensor],
+    diffusion: Diffusion,
+    clip: ClipLike,
+    x_t: torch.Tensor,
+    index: int,
+    *,
+    init: torch.Tensor,
+    mask: torch.Tensor,
+    text_embed: torch.Tensor,
+    settings: MethodSettings,
+    noise: torch.Tensor,
+    bg_noise: torch.Tensor | None = None,
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    lpips: Callable[..., torch.Tensor] | None = None,
+) -> dict[str, Any]:
+    """One guided reverse step at respaced index ``index`` for a batch that shares it.
+
+    Returns the intermediates (``pred_x0``, ``clip_input``, ``clip_dists``, the loss terms, ``grad`` =
+    ``-∇_{x_t} L``, ``mean``, ``sample`` = x_{t-1,fg}) and, for Algorithm 2, ``background`` and ``blended``.
+    """
+    batch = x_t.shape[0]
+    t = torch.full((batch,), index, dtype=torch.long, device=x_t.device)
+    timesteps = diffusion.model_timesteps(t)
+    x = x_t.detach().requires_grad_(True)
+    with torch.enable_grad():
+        if settings.noise_aware:
+            with torch.no_grad():
+                mv = diffusion.p_mean_variance(unet(x_t, timesteps), x_t, t, settings.clip_denoised)
+            clip_input = x
+            clip_sum, dists = _noise_aware_clip_loss(clip, x, timesteps, mask, text_embed, augment, settings)
+            terms = {"clip_loss": settings.guidance_scale * clip_sum}
+        else:
+            mv = diffusion.p_mean_variance(unet(x, timesteps), x, t, settings.clip_denoised)
+            if settings.clip_sees_mix:  # official: x_in = x̂_0·s + x_t·(1-s), s = √(1-ᾱ_t) (respaced)
+                fac = float(diffusion.sqrt_one_minus_alphas_cumprod[index])
+                clip_input = mv.pred_x0 * fac + x * (1 - fac)
+            else:
+                clip_input = mv.pred_x0
+            clip_sum, dists = clip_guidance_loss(clip, clip_input, mask, text_embed, augment, settings.distance)
+            terms = {"clip_loss": settings.guidance_scale * clip_sum}
+            if settings.range_scale:
+                terms["range_loss"] = settings.range_scale * range_loss(mv.pred_x0).sum()
+            if settings.algorithm == "local":
+                terms.update(_background_terms(clip_input, init, mask, settings, lpips))
+        loss = sum(terms.values())
+        (grad,) = torch.autograd.grad(loss, x)
+    grad = -grad
+    if settings.two_pass and not settings.noise_aware:  # the official code's separate no-grad pass
+        with torch.no_grad():
+            mv = diffusion.p_mean_variance(unet(x_t, timesteps), x_t, t, settings.clip_denoised)
+    mv = _detached(mv)
+    with torch.no_grad():
+        if settings.ddim:
+            sample, pred_x0 = diffusion.ddim_step(mv, x_t, t, noise, eta=settings.eta, grad=grad)
+        else:
+            sample, pred_x0 = diffusion.ddpm_step(mv, t, noise, grad=grad), mv.pred_x0
+    out: dict[str, Any] = {
+        "t": index,
+        "pred_x0": pred_x0,
+        "clip_input": clip_input.detach(),
+        "clip_dists": dists.detach(),
+        "loss": float(loss.detach()),
+        **{name: float(value.detach()) for name, value in terms.items()},
+        "grad": grad,
+        "mean": mv.mean,
+        "variance": mv.variance,
+        "guided_mean": Diffusion.guided_mean(mv, grad),
+        "sample": sample,
+    }
+    if settings.algorithm == "blended":
+        out["background"] = _noised_background(diffusion, init, index, bg_noise, settings)
+        out["blended"] = sample * mask + out["background"] * (1 - mask)
+    return out
+
+
+def _noise_aware_clip_loss(clip, x, timesteps, mask, text_embed, augment, settings):
+    """CLIP distance of a noise-aware CLIP that reads ``(x_t ⊙ m, t)``: the gradient skips the UNet."""
+    from bdlib.clip_guidance import clip_distance
+
+    batch = x.shape[0]
+    pooled = torch.nn.functional.adaptive_avg_pool2d(x * mask, clip.input_resolution)
+    views = pooled if augment is None else augment(pooled)
+    copies = views.shape[0] // batch
+    embeds = clip.encode_pixels(clip.normalize(views.add(1).div(2)), timesteps.repeat(copies)).float()
+    dists = clip_distance(embeds, text_embed.float(), settings.distance).view(-1, batch).mean(dim=0)
+    return dists.sum(), dists
+
+
+def _background_terms(x, init, mask, settings: MethodSettings, lpips) -> dict[str, torch.Tensor]:
+    """Algorithm 1's ``λ·D_bg``: MSE (+ weighted LPIPS) between the background of x and of the input."""
+    if settings.official:
+        terms = {"bg_mse_loss": settings.lam * official_background_mse(x, init, mask)}
+    else:
+        terms = {"bg_mse_loss": settings.lam * background_mse(x, init, mask).sum()}
+    if settings.lpips_weight and lpips is not None:
+        if settings.official:  # the official LPIPS compares the masked x with the full input
+            value = lpips(x * (1 - mask), init.expand_as(x)).sum()
+        else:
+            value = lpips(x * (1 - mask), (init * (1 - mask)).expand_as(x)).sum()
+        terms["bg_lpips_loss"] = settings.lam * settings.lpips_weight * value
+    return terms
+
+
+def _noised_background(diffusion, init, index, bg_noise, settings) -> torch.Tensor:
+    """The input noised to the level of the blend: t (official) or t-1 (paper; the clean input at t = 0)."""
+    level = index if settings.background_at_t else index - 1
+    if level < 0:
+        return init.clone()
+    t = torch.full((init.shape[0],), level, dtype=torch.long, device=init.device)
+    if bg_noise is None:
+        raise ValueError("bg_noise is required for blended diffusion: the noise that takes the input to level t")
+    noise = bg_noise if bg_noise.shape[0] == init.shape[0] else bg_noise[:1].expand_as(init)
+    return diffusion.q_sample(init, t, noise)
+
+
+def edit_progressive(
+    unet: Callable[..., torch.Tensor],
+    diffusion: Diffusion,
+    clip: ClipLike,
+    init: torch.Tensor,
+    mask: torch.Tensor,
+    text_embed: torch.Tensor,
+    settings: MethodSettings,
+    *,
+    batch_size: int | None = None,
+    generator: torch.Generator | None = None,
+    lpips: Callable[..., torch.Tensor] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Run Algorithm 1 or 2 from ``x_k = q(x_k | init)`` down to ``t = 0``, yielding a record per step.
+
+    Each record holds ``t``, ``x_t`` (the step's input), ``pred_x0``, ``fg`` (the guided sample),
+    ``bg`` (the noised input, Algorithm 2), ``mask`` and ``sample`` (what the next step starts from). The
+    last record also has ``result``: for Algorithm 2 the final sample with the input's background
+    pasted back exactly; for Algorithm 1 the final sample itself.
+    """
+    k = resolve_start_index(diffusion, settings.start_index, has_init=True)
+    batch = batch_size or init.shape[0]
+    shape = (batch, *init.shape[1:])
+    device = init.device
+    init_b = init.expand(shape) if init.shape[0] == 1 else init
+    augment_fn = None
+    if settings.augmentations > 1:
+        augmentations = ExtendingAugmentations(settings.augmentations)
+
+        def augment_fn(views: torch.Tensor) -> torch.Tensor:
+            return augmentations(views, generator)
+
+    def randn(size) -> torch.Tensor:
+        return torch.randn(size, generator=generator, device=device)
+
+    start = torch.full((batch,), k, dtype=torch.long, device=device)
+    x = diffusion.q_sample(init_b, start, randn(shape))
+    bg_shape = (1, *shape[1:]) if settings.official else shape
+    for index in range(k, -1, -1):
+        noise = randn(shape)
+        bg_noise = randn(bg_shape) if settings.algorithm == "blended" else None
+        step = guided_step(
+            unet, diffusion, clip, x, index, init=init_b, mask=mask, text_embed=text_embed, settings=settings,
+            noise=noise, bg_noise=bg_noise, augment=augment_fn, lpips=lpips,
+        )  # fmt: skip
+        nxt = step["blended"] if settings.algorithm == "blended" else step["sample"]
+        record = {
+            "t": index,
+            "timestep": int(diffusion.timestep_map[index]),
+            "x_t": x,
+            "pred_x0": step["pred_x0"],
+            "fg": step["sample"],
+            "bg": step.get("background"),
+            "mask": mask,
+            "sample": nxt,
+            "clip_dists": step["clip_dists"],
+            "loss": step["loss"],
+        }
+        if index == 0:
+            record["result"] = nxt * mask + init_b * (1 - mask) if settings.algorithm == "blended" else nxt
+        yield record
+        x = nxt
