@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bdlib.blend import guided_step
-from bdlib.clip_adapter import ClipModel, normalize01
+from bdlib.clip_adapter import normalize01
 from bdlib.diffusion import create_diffusion
 from bdlib.method import MethodSettings
 from bdlib.unet import UNetModel
