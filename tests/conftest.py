@@ -20,3 +20,27 @@ def fixtures_dir() -> Path:
             "(so that ../shared/fixtures exists) or set BDLIB_FIXTURES to the fixtures folder"
         )
     return path
+
+
+@pytest.fixture(scope="session")
+def random_toy_world():
+    """A toy world with RANDOM weights (no shipped files needed): for testing plumbing, not quality."""
+    import torch
+
+    from bdlib.method import MethodSettings
+    from bdlib.worlds.base import World
+    from bdlib.worlds.toy.clip_model import build_toy_clip
+    from bdlib.worlds.toy.ddpm import toy_diffusion, toy_unet
+    from bdlib.worlds.toy.world import check_toy_prompt
+
+    torch.manual_seed(0)
+    return World(
+        name="toy",
+        unet=toy_unet().eval().requires_grad_(False),
+        clip=build_toy_clip().eval().requires_grad_(False),
+        image_size=32,
+        make_diffusion=toy_diffusion,
+        defaults=MethodSettings(respacing="10", start_index=6, lpips_weight=0.0, augmentations=4),
+        check_prompt=check_toy_prompt,
+        description="toy world with random weights (tests)",
+    )

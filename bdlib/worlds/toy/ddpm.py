@@ -58,3 +58,13 @@ def ddpm_step_fn(batch_size: int, device: str | torch.device = "cpu"):
         return {name: value.mean() for name, value in terms.items()}
 
     return step
+
+
+def load_toy_ddpm() -> UNetModel:
+    """The shipped toy DDPM (EMA weights), frozen and in eval mode."""
+    from bdlib.worlds.toy.weights_io import load_weights, weights_path
+
+    state, _ = load_weights(weights_path("toy_ddpm"), "python -m bdlib train toy-ddpm")
+    model = toy_unet()
+    model.load_state_dict(state)
+    return model.eval().requires_grad_(False)

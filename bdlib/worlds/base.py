@@ -1,0 +1,93 @@
+"""A *world*: the networks an edit needs, behind one interface for the toy models and the paper's.
+
+Every algorithm and notebook takes a :class:`World` and never asks which one it has: the diffusion
+UNet and its schedule, a CLIP (and optionally a noise-aware CLIP and LPIPS), the image size, the
+default settings of the method, and what the world can do (``capabilities``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import torch
+from torch import nn
+
+from bdlib.diffusion import Diffusion
+from bdlib.method import MethodSettings
+
+WORLDS = ("toy", "paper")
+
+
+@dataclass(eq=False)
+class World:
+    """The models of one world. Images are (B, 3, S, S) in [-1, 1] with ``S = image_size``."""
+
+    name: str
+    unet: nn.Module
+    clip: nn.Module  # a bdlib.clip_guidance.ClipLike
+    image_size: int
+    make_diffusion: Callable[[str], Diffusion]  # respacing -> diffusion
+    defaults: MethodSettings
+    check_prompt: Callable[[str], None]  # raises ValueError naming the problem
+    noisy_clip: nn.Module | None = None
+    lpips: Callable[..., torch.Tensor] | None = None
+    oracle: nn.Module | None = None
+    description: str = ""
+    capabilities: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        self._diffusion = lru_cache(maxsize=8)(self.make_diffusion)
+        self._text_cache: dict[tuple[str, bool], torch.Tensor] = {}
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    def diffusion(self, respacing: str | None = None) -> Diffusion:
+        """The world's diffusion respaced as asked (default: the default settings' respacing); cached."""
+        return self._diffusion(respacing or self.defaults.respacing)
+
+    def guidance_clip(self, noise_aware: bool = False) -> nn.Module:
+        """The CLIP that guides: the noise-aware one if asked (and available), else the plain one."""
+        if not noise_aware:
+            return self.clip
+        if self.noisy_clip is None:
+            raise ValueError(f"the {self.name} world has no noise-aware CLIP: use noise_aware=False")
+        return self.noisy_clip
+
+    def encode_prompt(self, prompt: str, noise_aware: bool = False) -> torch.Tensor:
+        """The text embedding (1, D) of ``prompt`` for the guiding CLIP, computed once and cached."""
+        key = (prompt, noise_aware)
+        if key not in self._text_cache:
+            self.check_prompt(prompt)
+            with torch.no_grad():
+                self._text_cache[key] = self.guidance_clip(noise_aware).encode_text([prompt]).float()
+        return self._text_cache[key]
+
+    def to(self, device: str | torch.device) -> World:
+        """Move every network to ``device`` (in place) and return the world."""
+        for module in (self.unet, self.clip, self.noisy_clip, self.lpips, self.oracle):
+            if isinstance(module, nn.Module):
+                module.to(device)
+        self._text_cache.clear()
+        return self
+
+
+def load_world(name: str, **kwargs) -> World:
+    """Load a world by name: ``"toy"`` (shipped weights, offline) or ``"paper"`` (downloaded checkpoints).
+
+    Keyword arguments go to the world's loader: ``bdlib.worlds.toy.world.load_toy_world`` or
+    ``bdlib.worlds.paper_world.load_paper_world`` (``device``, and for the paper ``cache_dir``,
+    ``random_weights``).
+    """
+    if name == "toy":
+        from bdlib.worlds.toy.world import load_toy_world
+
+        return load_toy_world(**kwargs)
+    if name == "paper":
+        from bdlib.worlds.paper_world import load_paper_world
+
+        return load_paper_world(**kwargs)
+    raise ValueError(f"unknown world {name!r}: the worlds are {', '.join(WORLDS)}")

@@ -1,0 +1,88 @@
+"""bdlib.edit with a random-weights toy world: exact background, ranking, batches, seeds and errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bdlib.edit import edit
+from bdlib.imageio import load_mask, save_image
+from bdlib.worlds.toy.tasks import example_task
+
+
+@pytest.fixture(scope="module")
+def example():
+    task = example_task()
+    return task.image, task.mask
+
+
+def test_blended_edit_keeps_the_background_exactly_and_ranks(random_toy_world, example):
+    image, mask = example
+    records = []
+    result = edit(random_toy_world, image, mask, "a red circle", samples=3, seed=1, callback=records.append)
+    assert result.images.shape == (3, 3, 32, 32)
+    keep = (1 - result.mask).bool().expand_as(result.images)
+    assert (result.images - image[None])[keep].abs().max() == 0  # Algorithm 2: exact background
+    assert (result.images - image[None])[~keep].abs().max() > 0.05  # and the region did change
+    assert torch.all(result.distances[:-1] <= result.distances[1:])
+    assert sorted(result.order.tolist()) == [0, 1, 2]
+    assert [r["t"] for r in records] == list(range(6, -1, -1))
+    assert {"x_t", "pred_x0", "fg", "bg", "mask", "sample"} <= set(records[0])
+
+
+def test_same_seed_same_result_other_seed_differs(random_toy_world, example):
+    image, mask = example
+    a = edit(random_toy_world, image, mask, "a red circle", seed=5).images
+    b = edit(random_toy_world, image, mask, "a red circle", seed=5).images
+    c = edit(random_toy_world, image, mask, "a red circle", seed=6).images
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_algorithm1_changes_the_background(random_toy_world, example):
+    image, mask = example
+    result = edit(random_toy_world, image, mask, "a red circle", algorithm="local", lam=1000.0)
+    keep = (1 - result.mask).bool().expand_as(result.images)
+    assert (result.images - image[None])[keep].abs().max() > 0
+
+
+def test_files_and_inversion(random_toy_world, example, tmp_path):
+    image, mask = example
+    save_image(image, tmp_path / "in.png")
+    Image.fromarray((mask[0].numpy() * 255).astype(np.uint8)).save(tmp_path / "mask.png")
+    result = edit(random_toy_world, tmp_path / "in.png", tmp_path / "mask.png", "a blue square")
+    assert torch.equal(result.mask, load_mask(tmp_path / "mask.png"))
+    inverted = edit(random_toy_world, tmp_path / "in.png", tmp_path / "mask.png", "a blue square", invert_mask=True)
+    assert torch.equal(inverted.mask, 1 - result.mask)
+
+
+def test_mask_threshold_is_half_range():
+    array = np.array([[0, 1, 127], [128, 200, 255]], dtype=np.uint8)
+    assert load_mask(array)[0, 0].tolist() == [[0, 0, 0], [1, 1, 1]]
+
+
+@pytest.mark.parametrize(
+    "mask,match",
+    [
+        (torch.zeros(1, 1, 32, 32), "the mask is empty"),
+        (torch.ones(1, 1, 32, 32), "covers the whole image"),
+        (torch.ones(1, 1, 16, 16), "the mask is 16x16 but the image is 32x32"),
+    ],
+)
+def test_bad_masks(random_toy_world, example, mask, match):
+    with pytest.raises(ValueError, match=match):
+        edit(random_toy_world, example[0], mask, "a red circle")
+
+
+def test_bad_prompt_k_and_files(random_toy_world, example, tmp_path):
+    image, mask = example
+    with pytest.raises(ValueError, match="pink"):
+        edit(random_toy_world, image, mask, "a pink circle")
+    with pytest.raises(ValueError, match=r"start_index must be an integer in \[0, 9\]"):
+        edit(random_toy_world, image, mask, "a red circle", k=10)
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(ValueError, match="is not an image"):
+        edit(random_toy_world, tmp_path / "notes.png", mask, "a red circle")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        edit(random_toy_world, tmp_path / "missing.png", mask, "a red circle")
