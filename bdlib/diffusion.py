@@ -56,9 +56,7 @@ class Diffusion:
         original_num_steps: int | None = None,
     ) -> None:
         if variance_type not in VARIANCE_TYPES:
-            raise ValueError(
-                f"variance_type must be one of {', '.join(VARIANCE_TYPES)}, got {variance_type!r}"
-            )
+            raise ValueError(f"variance_type must be one of {', '.join(VARIANCE_TYPES)}, got {variance_type!r}")
         betas = np.asarray(betas, dtype=np.float64)
         if betas.ndim != 1 or not ((betas > 0) & (betas <= 1)).all():
             raise ValueError("betas must be a 1-D array with every value in (0, 1]")
@@ -80,9 +78,7 @@ class Diffusion:
         self.sqrt_recipm1_alphas_cumprod = np.sqrt(1.0 / ac - 1.0)
         # β̃_t; at t = 0 it is 0, so its log is clipped to the value at t = 1.
         self.posterior_variance = betas * (1.0 - self.alphas_cumprod_prev) / (1.0 - ac)
-        self.posterior_log_variance_clipped = np.log(
-            np.append(self.posterior_variance[1], self.posterior_variance[1:])
-        )
+        self.posterior_log_variance_clipped = np.log(np.append(self.posterior_variance[1], self.posterior_variance[1:]))
         self.posterior_mean_coef1 = betas * np.sqrt(self.alphas_cumprod_prev) / (1.0 - ac)
         self.posterior_mean_coef2 = (1.0 - self.alphas_cumprod_prev) * np.sqrt(alphas) / (1.0 - ac)
         self.log_betas = np.log(betas)
@@ -115,13 +111,9 @@ class Diffusion:
         if not isinstance(t, torch.Tensor) or t.ndim != 1 or t.dtype.is_floating_point:
             raise ValueError(f"t must be a 1-D integer tensor of respaced indices, got {t!r}")
         if t.shape[0] != x.shape[0]:
-            raise ValueError(
-                f"t has {t.shape[0]} entries but the batch x has {x.shape[0]}; give one t per image"
-            )
+            raise ValueError(f"t has {t.shape[0]} entries but the batch x has {x.shape[0]}; give one t per image")
         if t.device.type == "cpu" and t.numel() and (int(t.min()) < 0 or int(t.max()) >= self.num_steps):
-            raise ValueError(
-                f"t must lie in [0, {self.num_steps - 1}] for this {self.num_steps}-step diffusion"
-            )
+            raise ValueError(f"t must lie in [0, {self.num_steps - 1}] for this {self.num_steps}-step diffusion")
 
     def model_timesteps(self, t: torch.Tensor) -> torch.Tensor:
         """The timesteps the network receives: original-scale steps ``map[t] · 1000 / T_orig`` (float32)."""
@@ -133,16 +125,13 @@ class Diffusion:
         _check_same_shape(x0=x0, noise=noise)
         self.check_t(t, x0)
         return (
-            self._coef("sqrt_alphas_cumprod", t, x0) * x0
-            + self._coef("sqrt_one_minus_alphas_cumprod", t, x0) * noise
+            self._coef("sqrt_alphas_cumprod", t, x0) * x0 + self._coef("sqrt_one_minus_alphas_cumprod", t, x0) * noise
         )
 
     def q_posterior(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor):
         """Mean, variance and clipped log-variance of ``q(x_{t-1} | x_t, x_0)`` (Ho et al. 2020, eq. 7)."""
         _check_same_shape(x0=x0, x_t=x_t)
-        mean = (
-            self._coef("posterior_mean_coef1", t, x_t) * x0 + self._coef("posterior_mean_coef2", t, x_t) * x_t
-        )
+        mean = self._coef("posterior_mean_coef1", t, x_t) * x0 + self._coef("posterior_mean_coef2", t, x_t) * x_t
         variance = self._coef("posterior_variance", t, x_t)
         log_variance = self._coef("posterior_log_variance_clipped", t, x_t)
         return mean, variance, log_variance
@@ -195,11 +184,7 @@ class Diffusion:
             eps = model_output
             name = "posterior_variance" if self.variance_type == "fixed_small" else "large_variance"
             variance = self._coef(name, t, x_t).expand_as(x_t)
-            log_name = (
-                "posterior_log_variance_clipped"
-                if self.variance_type == "fixed_small"
-                else "large_log_variance"
-            )
+            log_name = "posterior_log_variance_clipped" if self.variance_type == "fixed_small" else "large_log_variance"
             log_variance = self._coef(log_name, t, x_t).expand_as(x_t)
         pred_x0 = self.pred_x0_from_eps(x_t, t, eps)
         if clip_denoised:
@@ -216,18 +201,14 @@ class Diffusion:
         **model_kwargs,
     ) -> MeanVariance:
         """Run ``model(x_t, original_timesteps, **model_kwargs)`` and return :meth:`p_mean_variance`."""
-        return self.p_mean_variance(
-            model(x_t, self.model_timesteps(t), **model_kwargs), x_t, t, clip_denoised
-        )
+        return self.p_mean_variance(model(x_t, self.model_timesteps(t), **model_kwargs), x_t, t, clip_denoised)
 
     @staticmethod
     def guided_mean(mv: MeanVariance, grad: torch.Tensor) -> torch.Tensor:
         """Classifier-guidance mean shift ``μ + Σ · ∇_{x_t} log p(y | x_t)`` (Dhariwal & Nichol 2021, Alg. 1)."""
         return mv.mean.float() + mv.variance * grad.float()
 
-    def score_corrected(
-        self, mv: MeanVariance, x_t: torch.Tensor, t: torch.Tensor, grad: torch.Tensor
-    ) -> MeanVariance:
+    def score_corrected(self, mv: MeanVariance, x_t: torch.Tensor, t: torch.Tensor, grad: torch.Tensor) -> MeanVariance:
         """Guidance for DDIM as a score correction ``ε' = ε̂ - √(1-ᾱ_t) · g`` (Dhariwal & Nichol 2021, Alg. 2).
 
         As in the official code, ``ε̂`` is first re-derived from the (possibly clipped) ``x̂_0``.
@@ -266,11 +247,7 @@ class Diffusion:
         eps = self.eps_from_pred_x0(x_t, t, mv.pred_x0)
         alpha_bar = self._coef("alphas_cumprod", t, x_t)
         alpha_bar_prev = self._coef("alphas_cumprod_prev", t, x_t)
-        sigma = (
-            eta
-            * torch.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar))
-            * torch.sqrt(1 - alpha_bar / alpha_bar_prev)
-        )
+        sigma = eta * torch.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar)) * torch.sqrt(1 - alpha_bar / alpha_bar_prev)
         sample = mv.pred_x0 * torch.sqrt(alpha_bar_prev) + torch.sqrt(1 - alpha_bar_prev - sigma**2) * eps
         if eta != 0:
             if noise is None:

@@ -122,10 +122,19 @@ def _fetch_once(url: str, part: Path, *, chunk_size: int, timeout: float, progre
             total = int(length) if length is not None else None
             mode = "wb"
         received = 0
-        with open(part, mode) as out, tqdm(
-            total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
-            desc=part.name.removesuffix(".part"), disable=not progress, leave=False,
-        ) as bar:
+        with (
+            open(part, mode) as out,
+            tqdm(
+                total=total,
+                initial=start,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=part.name.removesuffix(".part"),
+                disable=not progress,
+                leave=False,
+            ) as bar,
+        ):
             while block := response.read(chunk_size):
                 out.write(block)
                 received += len(block)
@@ -205,6 +214,9 @@ def download(
         )
     os.replace(part, dest)
     if sha256 is None and progress:
-        print(f"{dest.name}: sha256 {actual} ({actual_size} bytes) - no checksum is pinned for this "
-              "file; record this value to pin it", file=sys.stderr)
+        print(
+            f"{dest.name}: sha256 {actual} ({actual_size} bytes) - no checksum is pinned for this "
+            "file; record this value to pin it",
+            file=sys.stderr,
+        )
     return dest

@@ -43,20 +43,20 @@ def load_lpips(pretrained: bool = True, net: str = "vgg") -> nn.Module:
 def _check_inputs(x: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor) -> None:
     if x.dim() != 4 or x.shape[1] != 3:
         raise ValueError(f"x must be (B, 3, H, W) in [-1, 1], got {tuple(x.shape)}")
-    if (reference.dim() != 4 or reference.shape[1:] != x.shape[1:]
-            or reference.shape[0] not in (1, x.shape[0])):
-        raise ValueError(f"reference must be (1 or {x.shape[0]}, 3, {x.shape[2]}, {x.shape[3]}) like x, "
-                         f"got {tuple(reference.shape)}")
+    if reference.dim() != 4 or reference.shape[1:] != x.shape[1:] or reference.shape[0] not in (1, x.shape[0]):
+        raise ValueError(
+            f"reference must be (1 or {x.shape[0]}, 3, {x.shape[2]}, {x.shape[3]}) like x, got {tuple(reference.shape)}"
+        )
     if mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[0] not in (1, x.shape[0]):
         raise ValueError(f"mask must be (1 or {x.shape[0]}, 1, H, W), got {tuple(mask.shape)}")
     if mask.shape[-2:] != x.shape[-2:]:
-        raise ValueError(f"mask is {tuple(mask.shape[-2:])} but the images are {tuple(x.shape[-2:])}; "
-                         "resize the mask to the image size")
+        raise ValueError(
+            f"mask is {tuple(mask.shape[-2:])} but the images are {tuple(x.shape[-2:])}; "
+            "resize the mask to the image size"
+        )
 
 
-def masked_lpips(
-    lpips_model: nn.Module, x: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor
-) -> torch.Tensor:
+def masked_lpips(lpips_model: nn.Module, x: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Background LPIPS of Algorithm 1: ``LPIPS(x ⊙ (1-m), reference ⊙ (1-m))`` per sample, shape (B,).
 
     Args:

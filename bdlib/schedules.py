@@ -35,10 +35,7 @@ def beta_schedule(name: str, num_steps: int) -> np.ndarray:
         def alpha_bar(u: float) -> float:
             return math.cos((u + 0.008) / 1.008 * math.pi / 2) ** 2
 
-        betas = [
-            min(1 - alpha_bar((i + 1) / num_steps) / alpha_bar(i / num_steps), 0.999)
-            for i in range(num_steps)
-        ]
+        betas = [min(1 - alpha_bar((i + 1) / num_steps) / alpha_bar(i / num_steps), 0.999) for i in range(num_steps)]
         return np.array(betas, dtype=np.float64)
     raise ValueError(f"unknown schedule {name!r}: schedule must be one of {', '.join(SCHEDULES)}")
 

@@ -152,15 +152,21 @@ class UNetModel(nn.Module):
         self.num_heads_upsample = num_heads if num_heads_upsample == -1 else num_heads_upsample
 
         emb_dim = 4 * model_channels
-        self.time_embed = nn.Sequential(
-            nn.Linear(model_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
-        )
+        self.time_embed = nn.Sequential(nn.Linear(model_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         if num_classes is not None:
             self.label_emb = nn.Embedding(num_classes, emb_dim)
 
         def res(ch_in: int, ch_out: int, up: bool = False, down: bool = False) -> ResBlock:
-            return ResBlock(ch_in, emb_dim, dropout, ch_out, use_checkpoint=use_checkpoint,
-                            use_scale_shift_norm=use_scale_shift_norm, up=up, down=down)
+            return ResBlock(
+                ch_in,
+                emb_dim,
+                dropout,
+                ch_out,
+                use_checkpoint=use_checkpoint,
+                use_scale_shift_norm=use_scale_shift_norm,
+                up=up,
+                down=down,
+            )
 
         def attn(ch: int, heads: int) -> AttentionBlock:
             return AttentionBlock(ch, heads, num_head_channels, use_checkpoint, use_new_attention_order)
@@ -200,9 +206,7 @@ class UNetModel(nn.Module):
                     ds //= 2
                 self.output_blocks.append(TimestepEmbedSequential(*layers))
 
-        self.out = nn.Sequential(
-            GroupNorm32(ch), nn.SiLU(), zero_init(nn.Conv2d(ch, out_channels, 3, padding=1))
-        )
+        self.out = nn.Sequential(GroupNorm32(ch), nn.SiLU(), zero_init(nn.Conv2d(ch, out_channels, 3, padding=1)))
 
     @property
     def size_multiple(self) -> int:
@@ -225,17 +229,13 @@ class UNetModel(nn.Module):
             )
         if not isinstance(timesteps, torch.Tensor) or timesteps.shape not in ((b,), ()):
             got = tuple(timesteps.shape) if isinstance(timesteps, torch.Tensor) else type(timesteps).__name__
-            raise ValueError(
-                f"timesteps must be a tensor of shape ({b},) (one per image) or a 0-dim tensor, got {got}"
-            )
+            raise ValueError(f"timesteps must be a tensor of shape ({b},) (one per image) or a 0-dim tensor, got {got}")
         if self.num_classes is None and y is not None:
             raise ValueError("y (class labels) was given but the model is unconditional (num_classes=None)")
         if self.num_classes is not None:
             if y is None or not isinstance(y, torch.Tensor) or y.shape != (b,):
                 got = tuple(y.shape) if isinstance(y, torch.Tensor) else y
-                raise ValueError(
-                    f"y must be a ({b},) tensor of class indices in [0, {self.num_classes}), got {got}"
-                )
+                raise ValueError(f"y must be a ({b},) tensor of class indices in [0, {self.num_classes}), got {got}")
 
     def time_embedding(self, timesteps: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """``emb = Linear(SiLU(Linear(sinusoid(t)))) [+ Embedding(y)]``: float32, (B, 4*model_channels)."""
@@ -245,9 +245,7 @@ class UNetModel(nn.Module):
                 emb = emb + self.label_emb(y)
         return emb
 
-    def forward(
-        self, x: torch.Tensor, timesteps: torch.Tensor, y: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Apply the UNet.
 
         Args:
@@ -277,9 +275,7 @@ class UNetModel(nn.Module):
         return out.to(x.dtype)
 
 
-def paper_unet(
-    respacing: str = "100", device: str | torch.device | None = None
-) -> tuple[UNetModel, Diffusion]:
+def paper_unet(respacing: str = "100", device: str | torch.device | None = None) -> tuple[UNetModel, Diffusion]:
     """Build the paper's 256x256 unconditional ADM model and its diffusion process.
 
     The model is :data:`PAPER_UNET_CONFIG` with freshly initialised weights (load

@@ -31,8 +31,16 @@ from bdlib.clip_adapter import (
 from bdlib.worlds.paper import DOWNLOAD_COMMAND, MissingCheckpointError
 
 TINY = dict(  # a small CLIP of the same family (the text vocabulary must stay the real one)
-    embed_dim=32, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=16,
-    context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1, transformer_layers=2,
+    embed_dim=32,
+    image_resolution=32,
+    vision_layers=2,
+    vision_width=64,
+    vision_patch_size=16,
+    context_length=77,
+    vocab_size=49408,
+    transformer_width=64,
+    transformer_heads=1,
+    transformer_layers=2,
 )
 
 

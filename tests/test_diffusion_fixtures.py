@@ -56,9 +56,7 @@ def test_respacing_maps_and_arrays(schedule_ref, spec):
     diffusion = create_diffusion(1000, "linear", respacing=spec)
     np.testing.assert_array_equal(diffusion.timestep_map, schedule_ref[f"timestep_map_{spec}"])
     np.testing.assert_allclose(diffusion.betas, schedule_ref[f"betas_{spec}"], rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(
-        diffusion.alphas_cumprod, schedule_ref[f"alphas_cumprod_{spec}"], rtol=1e-4, atol=1e-5
-    )
+    np.testing.assert_allclose(diffusion.alphas_cumprod, schedule_ref[f"alphas_cumprod_{spec}"], rtol=1e-4, atol=1e-5)
 
 
 def test_respacing_rounds_half_to_even():

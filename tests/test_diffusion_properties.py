@@ -45,9 +45,7 @@ def test_noiseless_round_trip_recovers_x0(schedule, respacing):
     # in float32 the error is bounded by the conditioning at the middle step
     mid = t[1:3]
     x_t32 = d.q_sample(x0[1:3].float(), mid, eps[1:3].float())
-    torch.testing.assert_close(
-        d.pred_x0_from_eps(x_t32, mid, eps[1:3].float()), x0[1:3].float(), rtol=0, atol=1e-5
-    )
+    torch.testing.assert_close(d.pred_x0_from_eps(x_t32, mid, eps[1:3].float()), x0[1:3].float(), rtol=0, atol=1e-5)
 
 
 def test_posterior_of_true_x0_matches_forward_marginals():
@@ -100,9 +98,7 @@ def test_progressive_sampler_from_noised_input_starts_at_k_and_yields_each_step(
     d = create_diffusion(1000, "linear", "100")
     init = torch.rand(2, 3, 8, 8) * 2 - 1
     model = ZeroEps()
-    records = list(
-        sample_progressive(model, d, init=init, start_index=74, generator=torch.Generator().manual_seed(0))
-    )
+    records = list(sample_progressive(model, d, init=init, start_index=74, generator=torch.Generator().manual_seed(0)))
     assert [r["t"] for r in records] == list(range(74, -1, -1))
     assert model.timesteps[0] == float(d.timestep_map[74]) == 747.0
     assert set(records[0]) >= {"t", "x_t", "pred_x0", "sample"}
@@ -121,9 +117,7 @@ def test_sampler_is_reproducible_and_ddim_eta0_deterministic():
     assert not torch.equal(a, c)
     # DDIM with eta = 0 and ε̂ = 0 maps x_k to x_k/√ᾱ_k: the only randomness is the start noise
     ddim = sample(model, d, init=init, start_index=0, ddim=True, generator=torch.Generator().manual_seed(3))
-    x0_noised = d.q_sample(
-        init, torch.tensor([0]), torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(3))
-    )
+    x0_noised = d.q_sample(init, torch.tensor([0]), torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(3)))
     torch.testing.assert_close(ddim, x0_noised * d.sqrt_recip_alphas_cumprod[0], rtol=1e-5, atol=1e-6)
 
 

@@ -74,8 +74,10 @@ def test_parse_prompt_round_trips_every_caption(scenes):
     assert parse_prompt("") == [] and parse_prompt("   ") == []
 
 
-@pytest.mark.parametrize("prompt, word", [("a pink circle", "pink"), ("a red hexagon", "hexagon"),
-                                          ("a red circle and a teal square", "teal")])
+@pytest.mark.parametrize(
+    "prompt, word",
+    [("a pink circle", "pink"), ("a red hexagon", "hexagon"), ("a red circle and a teal square", "teal")],
+)
 def test_parse_prompt_unknown_word_lists_vocabulary(prompt, word):
     with pytest.raises(ValueError) as info:
         parse_prompt(prompt)

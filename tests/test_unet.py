@@ -152,8 +152,16 @@ def test_checkpointing_recomputes_and_matches(ref: dict[str, Any]) -> None:
 @pytest.mark.parametrize("conv_resample", [True, False])
 def test_plain_resampling_and_additive_embedding(conv_resample: bool) -> None:
     # resblock_updown=False, use_scale_shift_norm=False: the other official code paths.
-    model = UNetModel(image_size=8, in_channels=3, model_channels=32, out_channels=3, num_res_blocks=1,
-                      attention_resolutions=(), channel_mult=(1, 2), conv_resample=conv_resample).eval()
+    model = UNetModel(
+        image_size=8,
+        in_channels=3,
+        model_channels=32,
+        out_channels=3,
+        num_res_blocks=1,
+        attention_resolutions=(),
+        channel_mult=(1, 2),
+        conv_resample=conv_resample,
+    ).eval()
     keys = set(model.state_dict())
     assert ("input_blocks.2.0.op.weight" in keys) == conv_resample
     assert ("output_blocks.1.1.conv.weight" in keys) == conv_resample
@@ -166,8 +174,16 @@ def test_plain_resampling_and_additive_embedding(conv_resample: bool) -> None:
 
 
 def test_class_conditional_model() -> None:
-    kw = dict(image_size=8, in_channels=3, model_channels=32, out_channels=3, num_res_blocks=1,
-              attention_resolutions=(2,), channel_mult=(1, 2), num_classes=5)
+    kw = dict(
+        image_size=8,
+        in_channels=3,
+        model_channels=32,
+        out_channels=3,
+        num_res_blocks=1,
+        attention_resolutions=(2,),
+        channel_mult=(1, 2),
+        num_classes=5,
+    )
     model = UNetModel(**kw).eval()
     keys = list(model.state_dict())
     assert keys[4] == "label_emb.weight" and model.label_emb.weight.shape == (5, 128)

@@ -26,8 +26,10 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError:
         raise  # reported by bdlib.__main__ with its message
     except (OSError, urllib.error.URLError, http.client.HTTPException) as error:
-        print(f"error: download failed: {error}. Partial files are kept; run the same command again "
-              "to resume.", file=sys.stderr)
+        print(
+            f"error: download failed: {error}. Partial files are kept; run the same command again to resume.",
+            file=sys.stderr,
+        )
         return 1
     for part, path in paths.items():
         print(f"{part}: ready ({path})")
@@ -42,9 +44,18 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description=__doc__.splitlines()[0].split(": ", 1)[-1],
     )
     parser.add_argument("what", choices=WHAT, help="which weights: 'paper' = UNet, CLIP ViT-B/16, LPIPS-VGG")
-    parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="where to store the files (default: $BDLIB_CACHE or ~/.cache/bdlib)")
-    parser.add_argument("--only", nargs="+", choices=("unet", "clip", "lpips"), default=None,
-                        help="fetch only these parts (default: all three)")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="where to store the files (default: $BDLIB_CACHE or ~/.cache/bdlib)",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=("unet", "clip", "lpips"),
+        default=None,
+        help="fetch only these parts (default: all three)",
+    )
     parser.set_defaults(func=run)
     return parser

@@ -109,9 +109,7 @@ def _lookup(name: str) -> tuple[str, PaperFile]:
     raise ValueError(f"unknown paper checkpoint {name!r}; known: {known}")
 
 
-def checkpoint_path(
-    name: str, cache_dir: str | os.PathLike[str] | None = None, *, must_exist: bool = True
-) -> Path:
+def checkpoint_path(name: str, cache_dir: str | os.PathLike[str] | None = None, *, must_exist: bool = True) -> Path:
     """Path of the official file ``name`` (``"unet"`` or ``"clip"``, or its file name) in the cache.
 
     Raises:
@@ -207,11 +205,11 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -
         return
     sections = [
         _listing(title, lines)
-        for title, lines in (("missing keys", missing), ("unexpected keys", unexpected),
-                             ("wrong shapes", wrong))
+        for title, lines in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong))
         if lines
     ]
     raise StateDictMismatchError(
-        f"state dict does not fit {type(model).__name__}:\n" + "\n".join(sections)
+        f"state dict does not fit {type(model).__name__}:\n"
+        + "\n".join(sections)
         + "\n  (a checkpoint for another configuration? compare the model's config with the file's)"
     )

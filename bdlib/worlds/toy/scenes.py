@@ -259,8 +259,9 @@ def _sample_layout(counts: torch.Tensor, slots: int, size: int, generator: torch
                 apart_y = (cy[:, m] - chosen[:, j, 1:2]).abs() >= sep
                 valid &= apart_x | apart_y
             first = valid.to(torch.uint8).argmax(dim=1, keepdim=True)  # first valid candidate
-            chosen[:, m] = torch.cat([cx[:, m].gather(1, first), cy[:, m].gather(1, first),
-                                      half[:, m].gather(1, first)], dim=1)
+            chosen[:, m] = torch.cat(
+                [cx[:, m].gather(1, first), cy[:, m].gather(1, first), half[:, m].gather(1, first)], dim=1
+            )
             ok &= valid.any(dim=1) | (m >= need)
         chosen *= (torch.arange(slots).view(1, slots) < need.view(k, 1)).unsqueeze(-1)
         layout[todo[ok]] = chosen[ok]
@@ -288,13 +289,9 @@ def generate_scenes(
         device: where the images are rendered; the random draws are the same on every device.
     """
     if n < 0 or not 0 <= min_objects <= max_objects:
-        raise ValueError(
-            f"need n >= 0 and 0 <= min_objects <= max_objects, got n={n}, {min_objects}..{max_objects}"
-        )
+        raise ValueError(f"need n >= 0 and 0 <= min_objects <= max_objects, got n={n}, {min_objects}..{max_objects}")
     if max_objects > 3 or size < 8:
-        raise ValueError(
-            f"toy scenes hold at most 3 objects and are at least 8 px wide, got {max_objects} and {size}"
-        )
+        raise ValueError(f"toy scenes hold at most 3 objects and are at least 8 px wide, got {max_objects} and {size}")
     if seed is not None:
         generator = torch.Generator().manual_seed(seed)
     elif generator is None:
@@ -313,8 +310,14 @@ def generate_scenes(
     images, backgrounds, masks = [], [], []
     for start in range(0, n, _CHUNK):
         part = slice(start, start + _CHUNK)
-        img, bg, msk = _render(params[part].to(device), None, labels[part].to(device),
-                               layout[part].to(device), counts[part].to(device), size)
+        img, bg, msk = _render(
+            params[part].to(device),
+            None,
+            labels[part].to(device),
+            layout[part].to(device),
+            counts[part].to(device),
+            size,
+        )
         images.append(img)
         backgrounds.append(bg)
         masks.append(msk)
@@ -324,8 +327,16 @@ def generate_scenes(
     centre, half = layout[..., :2], layout[..., 2:]
     boxes = torch.cat([centre - half, centre + half], dim=-1)
     captions = [caption_from_labels(row[: int(c)].tolist()) for row, c in zip(labels, counts, strict=True)]
-    return SceneBatch(torch.cat(images), torch.cat(backgrounds), torch.cat(masks), labels.to(device),
-                      boxes.to(device), counts.to(device), captions, params.to(device))
+    return SceneBatch(
+        torch.cat(images),
+        torch.cat(backgrounds),
+        torch.cat(masks),
+        labels.to(device),
+        boxes.to(device),
+        counts.to(device),
+        captions,
+        params.to(device),
+    )
 
 
 def render_scene(
@@ -345,9 +356,7 @@ def render_scene(
         bg_image = None
     else:
         if background.shape != (3, size, size):
-            raise ValueError(
-                f"background image must have shape (3, {size}, {size}), got {tuple(background.shape)}"
-            )
+            raise ValueError(f"background image must have shape (3, {size}, {size}), got {tuple(background.shape)}")
         params, bg_image = None, background.to(device, torch.float32).unsqueeze(0)
     labels, layout, counts = labels.to(device), layout.to(device), counts.to(device)
     image, bg, masks = _render(params, bg_image, labels, layout, counts, size)

@@ -137,8 +137,12 @@ def _make_object_edit(kind: str, batch: SceneBatch, size: int, generator: torch.
     candidates = []
     for k, obj in enumerate(spec.objects):
         x0, y0, x1, y1 = obj.box
-        box = (max(0, int(np.floor(x0 - radius))), max(0, int(np.floor(y0 - radius))),
-               min(size, int(np.ceil(x1 + radius))), min(size, int(np.ceil(y1 + radius))))
+        box = (
+            max(0, int(np.floor(x0 - radius))),
+            max(0, int(np.floor(y0 - radius))),
+            min(size, int(np.ceil(x1 + radius))),
+            min(size, int(np.ceil(y1 + radius))),
+        )
         others = batch.masks[0, [j for j in range(len(spec.objects)) if j != k]].sum(dim=0)  # (1, H, W)
         if float((others * _box_mask(box, size)).sum()) == 0.0:
             candidates.append((k, box))
@@ -183,9 +187,7 @@ def make_task(kind: str, seed: int, index: int = 0, size: int = 32) -> EditTask:
     raise RuntimeError(f"no scene suited a {kind!r} task at size {size}")
 
 
-def generate_tasks(
-    n: int, seed: int, kinds: Sequence[str] | None = None, size: int = 32
-) -> list[EditTask]:
+def generate_tasks(n: int, seed: int, kinds: Sequence[str] | None = None, size: int = 32) -> list[EditTask]:
     """``n`` deterministic tasks, cycling through ``kinds`` (default: all five, in ``TASK_KINDS`` order),
     so every kind appears ``n // len(kinds)`` or one more times."""
     kinds = tuple(TASK_KINDS if kinds is None else kinds)
@@ -196,8 +198,7 @@ def generate_tasks(
 
 def stack_tasks(tasks: Sequence[EditTask]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Batch tasks as images (B, 3, H, W), masks (B, 1, H, W) and prompts."""
-    return (torch.stack([t.image for t in tasks]), torch.stack([t.mask for t in tasks]),
-            [t.prompt for t in tasks])
+    return (torch.stack([t.image for t in tasks]), torch.stack([t.mask for t in tasks]), [t.prompt for t in tasks])
 
 
 def save_image_png(image: torch.Tensor, path: str | Path) -> None:
