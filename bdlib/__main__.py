@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMAND_MODULES = ("demo", "download")
+COMMAND_MODULES = ("demo", "download", "edit", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:

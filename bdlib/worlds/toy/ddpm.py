@@ -7,6 +7,8 @@ path: a linear 1000-step schedule, a learned σ (6 output channels, the hybrid l
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -16,6 +18,8 @@ from bdlib.diffusion import Diffusion, create_diffusion
 from bdlib.training_losses import hybrid_loss
 from bdlib.unet import UNetModel
 from bdlib.worlds.toy.scenes import generate_scenes
+from bdlib.worlds.toy.trainer import TrainConfig
+from bdlib.worlds.toy.weights_io import load_weights, save_weights, weights_path
 
 #: ``UNetModel`` keywords of the toy DDPM (1.92 M parameters): levels at 32, 16 and 8 pixels, attention
 #: at 8x8 (downsample rate 4), BigGAN up/down ResBlocks and scale-shift norm like the paper's model.
@@ -33,6 +37,9 @@ TOY_UNET_CONFIG: dict[str, Any] = {
     "resblock_updown": True,
 }
 TOY_DIFFUSION_STEPS = 1000
+TOY_DDPM_BATCH = 64
+#: How the shipped toy DDPM was trained (bf16 autocast on CPU, AdamW, EMA of the weights).
+TOY_DDPM_TRAINING: dict[str, Any] = {"lr": 3e-4, "ema_decay": 0.9995, "warmup_steps": 200, "grad_clip": 1.0}
 
 
 def toy_unet() -> UNetModel:
@@ -45,7 +52,7 @@ def toy_diffusion(respacing: str | None = "100") -> Diffusion:
     return create_diffusion(TOY_DIFFUSION_STEPS, "linear", respacing=respacing, learn_sigma=True)
 
 
-def ddpm_step_fn(batch_size: int, device: str | torch.device = "cpu"):
+def ddpm_step_fn(batch_size: int = TOY_DDPM_BATCH, device: str | torch.device = "cpu"):
     """A :mod:`trainer` step function: fresh scenes, uniform ``t``, the hybrid loss averaged over the batch."""
     diffusion = toy_diffusion(respacing=None)
 
@@ -60,10 +67,30 @@ def ddpm_step_fn(batch_size: int, device: str | torch.device = "cpu"):
     return step
 
 
+def toy_ddpm_train_config(checkpoint: Path, minutes: float, **overrides) -> TrainConfig:
+    """The recommended :class:`TrainConfig` of the toy DDPM (batch size ``TOY_DDPM_BATCH``)."""
+    return TrainConfig(
+        checkpoint=Path(checkpoint),
+        minutes=minutes,
+        **{**TOY_DDPM_TRAINING, "meta": {"batch_size": TOY_DDPM_BATCH}, **overrides},
+    )
+
+
+def export_toy_ddpm(checkpoint: Path, metrics: dict, path: Path | None = None) -> Path:
+    """Save the EMA weights of a training checkpoint as shipped safetensors, with config, step and metrics."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    meta = {
+        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in TOY_UNET_CONFIG.items()},
+        "step": state["step"],
+        "minutes": round(state["elapsed_s"] / 60, 2),
+        "train": json.loads(state["meta"]),
+        "metrics": metrics,
+    }
+    return save_weights(state["ema"] or state["model"], path or weights_path("toy_ddpm"), meta)
+
+
 def load_toy_ddpm() -> UNetModel:
     """The shipped toy DDPM (EMA weights), frozen and in eval mode."""
-    from bdlib.worlds.toy.weights_io import load_weights, weights_path
-
     state, _ = load_weights(weights_path("toy_ddpm"), "python -m bdlib train toy-ddpm")
     model = toy_unet()
     model.load_state_dict(state)

@@ -1,0 +1,106 @@
+"""``python -m bdlib train toy-ddpm|toy-clip|toy-noisy-clip|oracle``: train (or resume) a toy model.
+
+Training draws fresh procedural scenes every step, runs under bf16 autocast on CPU, keeps an EMA of the
+weights and saves a resumable checkpoint every few minutes (``runs/NAME.pt`` by default): run the same
+command again to continue. ``--export`` evaluates the EMA weights and writes them into the package
+(``bdlib/worlds/toy/weights/NAME.safetensors``) with their metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+@dataclass(frozen=True)
+class Trainable:
+    """Where a toy model's pieces live: ``module`` defines build/step/config/evaluate/export functions."""
+
+    module: str
+    build: str
+    step_fn: str
+    config: str
+    evaluate: str
+    export: str
+
+    def get(self, attribute: str):
+        return getattr(importlib.import_module(self.module), getattr(self, attribute))
+
+
+TRAINABLES: dict[str, Trainable] = {
+    "toy-ddpm": Trainable(
+        "bdlib.worlds.toy.ddpm",
+        "toy_unet",
+        "ddpm_step_fn",
+        "toy_ddpm_train_config",
+        "evaluate_toy_ddpm",
+        "export_toy_ddpm",
+    ),
+    "toy-clip": Trainable(
+        "bdlib.worlds.toy.clip_model",
+        "build_toy_clip",
+        "toy_clip_step_fn",
+        "toy_clip_train_config",
+        "evaluate_toy_clip",
+        "export_toy_clip",
+    ),
+    "toy-noisy-clip": Trainable(
+        "bdlib.worlds.toy.noisy_clip",
+        "build_toy_noisy_clip",
+        "toy_noisy_clip_step_fn",
+        "toy_noisy_clip_train_config",
+        "evaluate_toy_noisy_clip",
+        "export_toy_noisy_clip",
+    ),
+    "oracle": Trainable(
+        "bdlib.worlds.toy.oracle",
+        "build_oracle",
+        "oracle_step_fn",
+        "oracle_train_config",
+        "evaluate_oracle",
+        "export_oracle",
+    ),
+}
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("train", help="train or resume a toy model (CPU or GPU)")
+    parser.add_argument("model", choices=sorted(TRAINABLES), help="which toy model")
+    parser.add_argument("--minutes", type=float, default=30.0, help="wall-clock budget of this run (default 30)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the initial weights and every step's data")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="resumable checkpoint (default runs/NAME.pt)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--export", action="store_true", help="evaluate and write the weights into the package")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.minutes <= 0:
+        raise ValueError(f"--minutes must be positive, got {args.minutes}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device} asked for a GPU but torch sees none: use --device cpu")
+    spec = TRAINABLES[args.model]
+    checkpoint = args.checkpoint or Path("runs") / f"{args.model.replace('-', '_')}.pt"
+    torch.manual_seed(args.seed)
+    model = spec.get("build")()
+    config = spec.get("config")(checkpoint, args.minutes, seed=args.seed, device=args.device)
+    from bdlib.worlds.toy.trainer import train
+
+    final = train(model, spec.get("step_fn")(device=args.device), config)
+    print(f"trained {args.model} to step {final['step']} ({final['elapsed_s'] / 60:.1f} min); checkpoint {checkpoint}")
+    if args.export:
+        trained = spec.get("build")()
+        trained.load_state_dict(final["ema"] or final["model"])
+        metrics = spec.get("evaluate")(trained.to(args.device).eval())
+        path = spec.get("export")(checkpoint, metrics)
+        print(json.dumps(metrics, indent=2))
+        print(f"exported {path}")
+    return 0
