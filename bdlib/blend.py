@@ -21,9 +21,11 @@ from bdlib.augment import ExtendingAugmentations
 from bdlib.clip_guidance import (
     ClipLike,
     background_mse,
+    clip_distance,
     clip_guidance_loss,
     official_background_mse,
     range_loss,
+    tile_text,
 )
 from bdlib.diffusion import Diffusion, MeanVariance
 from bdlib.method import MethodSettings
@@ -112,14 +114,12 @@ def guided_step(
 
 def _noise_aware_clip_loss(clip, x, timesteps, mask, text_embed, augment, settings):
     """CLIP distance of a noise-aware CLIP that reads ``(x_t ⊙ m, t)``: the gradient skips the UNet."""
-    from bdlib.clip_guidance import clip_distance
-
     batch = x.shape[0]
     pooled = torch.nn.functional.adaptive_avg_pool2d(x * mask, clip.input_resolution)
     views = pooled if augment is None else augment(pooled)
     copies = views.shape[0] // batch
     embeds = clip.encode_pixels(clip.normalize(views.add(1).div(2)), timesteps.repeat(copies)).float()
-    dists = clip_distance(embeds, text_embed.float(), settings.distance).view(-1, batch).mean(dim=0)
+    dists = clip_distance(embeds, tile_text(text_embed, copies), settings.distance).view(-1, batch).mean(dim=0)
     return dists.sum(), dists
 
 

@@ -78,15 +78,21 @@ def clip_guidance_loss(
     """``Σ_i mean_n d(CLIP(aug_n(x_i ⊙ m)), text)`` and the per-sample distances ``(B,)``.
 
     ``augment`` maps ``(B, 3, R, R)`` to ``(N·B, 3, R, R)`` laid out copy-major (``[copy][sample]``),
-    the first copy clean (the extending augmentations of section 4.2).
+    the first copy clean (the extending augmentations of section 4.2). ``text_embed`` is (1, D) for one
+    prompt or (B, D) for one prompt per image.
     """
     batch = images.shape[0]
     pooled = F.adaptive_avg_pool2d(images * mask, clip.input_resolution)  # (B, 3, R, R)
     views = pooled if augment is None else augment(pooled)  # (N·B, 3, R, R)
     embeds = clip.encode_pixels(clip.normalize(views.add(1).div(2))).float()  # (N·B, D)
-    dists = clip_distance(embeds, text_embed.float(), distance).view(-1, batch)  # (N, B)
+    dists = clip_distance(embeds, tile_text(text_embed, views.shape[0] // batch), distance).view(-1, batch)  # (N, B)
     per_sample = dists.mean(dim=0)  # (B,)
     return per_sample.sum(), per_sample
+
+
+def tile_text(text_embed: torch.Tensor, copies: int) -> torch.Tensor:
+    """Text embeddings (1 or B, D) laid out like the copy-major views: (1 or N·B, D)."""
+    return text_embed.float() if text_embed.shape[0] == 1 else text_embed.float().repeat(copies, 1)
 
 
 def background_mse(images: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,77 @@
+"""``python -m bdlib evaluate``: the toy editing benchmark, as JSON and trade-off figures under figures/."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+from bdlib.evaluation import run_benchmark
+from bdlib.viz import save_figure
+from bdlib.worlds.base import load_world
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("evaluate", help="run the toy editing benchmark (oracle-judged)")
+    parser.add_argument("--tasks", type=int, default=200, help="number of seeded tasks (default 200)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fast", action="store_true", help="fewer settings (for a quick look)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, default=Path("figures/evaluation.json"))
+    parser.set_defaults(func=run)
+
+
+def _rows(report: dict, prefix: str) -> list[dict]:
+    return [row for row in report["settings"] if row["name"].startswith(prefix)]
+
+
+def tradeoff_figure(report: dict):
+    """Three panels: λ (Algorithm 1), guidance scale with 1 vs 8 views, and k."""
+    fig, axes = plt.subplots(1, 3, figsize=(10, 2.8))
+    lam = _rows(report, "alg1 lam=")
+    xs = [max(row["settings"]["lam"], 1.0) for row in lam]
+    axes[0].plot(xs, [row["bg_mean_abs"] for row in lam], "o-", label="background change")
+    axes[0].plot(xs, [row["text_match"] for row in lam], "s-", label="text match")
+    axes[0].set_xscale("log")
+    axes[0].set_xlabel("λ (Algorithm 1; 0 shown at 1)")
+    axes[0].set_title("λ: text match vs background", fontsize=9)
+    for views, marker in ((1, "o--"), (8, "s-")):
+        rows = [row for row in _rows(report, "alg2 scale=") if row["settings"]["augmentations"] == views]
+        scales = [row["settings"]["guidance_scale"] for row in rows]
+        axes[1].plot(scales, [row["text_match"] for row in rows], marker, label=f"text match, {views} view(s)")
+        axes[1].plot(scales, [row["clean"] for row in rows], marker, alpha=0.5, label=f"clean, {views} view(s)")
+    axes[1].set_xscale("log")
+    axes[1].set_xlabel("guidance scale")
+    axes[1].set_title("extending augmentations", fontsize=9)
+    ks = _rows(report, "alg2 k=")
+    axes[2].plot(
+        [row["settings"]["start_index"] for row in ks], [row["fg_mean_abs"] for row in ks], "o-", label="change in mask"
+    )
+    axes[2].plot(
+        [row["settings"]["start_index"] for row in ks], [row["text_match"] for row in ks], "s-", label="text match"
+    )
+    axes[2].set_xlabel("start index k")
+    axes[2].set_title("k: closeness vs edit strength", fontsize=9)
+    for ax in axes:
+        ax.legend(fontsize=6)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.tasks < 5:
+        raise ValueError(f"--tasks must be at least 5 (one per task kind), got {args.tasks}")
+    world = load_world("toy", device=args.device)
+    start = time.time()
+    report = run_benchmark(world, args.tasks, args.seed, args.fast, args.batch_size)
+    report["minutes"] = round((time.time() - start) / 60, 2)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    figure = save_figure(tradeoff_figure(report), args.out.with_suffix(".png"))
+    print(f"wrote {args.out} and {figure} in {report['minutes']} min")
+    return 0

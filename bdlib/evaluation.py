@@ -1,0 +1,152 @@
+"""A fixed, seeded benchmark of toy editing tasks, judged by the independent oracle.
+
+For each setting (algorithm, λ, k, guidance scale, augmentations, paper/official, plain/noise-aware
+CLIP, single sample or top-1 of N ranked), every task is edited once and scored:
+
+- ``text_match``: the oracle finds the target colour *and* shape in the region (add, replace, recolor),
+  or finds no object there (remove); background tasks have no target and are left out;
+- ``clean``: the oracle's clean-object probability ≥ ½ for the regions that should hold an object;
+- ``bg_max_abs`` / ``bg_mean_abs``: the change outside the mask (0 means the background is exact);
+- ``fg_mean_abs``: the change inside the mask (how far the edit moved away from the input);
+- ``clip_distance``: masked distance of the result to the prompt by the plain (guiding) CLIP;
+- ``seconds_per_edit``: wall time of the batched run divided by the number of edits.
+
+Tasks are batched (different images, masks and prompts in one batch) so a setting costs a few
+sampler runs, not one per task.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+
+from bdlib.blend import edit_progressive
+from bdlib.edit import rank_distances
+from bdlib.method import MethodSettings
+from bdlib.worlds.base import World
+from bdlib.worlds.toy.tasks import EditTask, generate_tasks
+from bdlib.worlds.toy.vocab import COLORS, SHAPES
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the benchmark: a name, the method's settings, and how many ranked samples per task."""
+
+    name: str
+    settings: MethodSettings
+    samples: int = 1
+
+
+def run_setting(world: World, tasks: Sequence[EditTask], setting: Setting, batch_size: int = 64, seed: int = 0):
+    """Edit every task under ``setting``; return ``(results (T, 3, H, W), distances (T,), seconds)``."""
+    results, distances = [], []
+    start = time.time()
+    diffusion = world.diffusion(setting.settings.respacing)
+    clip = world.guidance_clip(setting.settings.noise_aware)
+    per_batch = max(1, batch_size // setting.samples)
+    for first in range(0, len(tasks), per_batch):
+        chunk = tasks[first : first + per_batch]
+        n = setting.samples
+        init = torch.stack([t.image for t in chunk]).repeat_interleave(n, 0).to(world.device)  # (B·n, 3, S, S)
+        mask = torch.stack([t.mask for t in chunk]).repeat_interleave(n, 0).to(world.device)
+        text = torch.cat([world.encode_prompt(t.prompt, setting.settings.noise_aware) for t in chunk])
+        text = text.repeat_interleave(n, 0).to(world.device)
+        generator = torch.Generator(device=world.device).manual_seed(seed * 7919 + first)
+        *_, last = edit_progressive(
+            world.unet, diffusion, clip, init, mask, text, setting.settings, generator=generator, lpips=world.lpips
+        )
+        final = last["result"]
+        plain_text = torch.cat([world.encode_prompt(t.prompt) for t in chunk]).repeat_interleave(n, 0)
+        dist = rank_distances(world, final, mask, plain_text.to(world.device), setting.settings.official)
+        best = dist.view(len(chunk), n).argmin(dim=1) + torch.arange(len(chunk), device=dist.device) * n
+        results.append(final[best].float().cpu())
+        distances.append(dist[best].float().cpu())
+    seconds = time.time() - start
+    return torch.cat(results), torch.cat(distances), seconds
+
+
+@torch.no_grad()
+def score(world: World, tasks: Sequence[EditTask], results: torch.Tensor, distances: torch.Tensor) -> dict:
+    """The metrics of one setting, overall and per task kind."""
+    if world.oracle is None:
+        raise ValueError(f"the {world.name} world has no oracle: the benchmark needs the toy world")
+    images = torch.stack([t.image for t in tasks])
+    masks = torch.stack([t.mask for t in tasks])
+    keep = 1 - masks
+    change = (results - images).abs() * keep  # (T, 3, H, W)
+    edit_strength = (results - images).abs() * masks
+    verdict = world.oracle.judge(results.to(world.oracle.device), masks.to(world.oracle.device))
+    rows = []
+    for i, task in enumerate(tasks):
+        row = {
+            "kind": task.kind,
+            "bg_max_abs": float(change[i].max()),
+            "bg_mean_abs": float(change[i].sum() / (3 * keep[i].sum()).clamp(min=1)),
+            "fg_mean_abs": float(edit_strength[i].sum() / (3 * masks[i].sum()).clamp(min=1)),
+            "clip_distance": float(distances[i]),
+        }
+        color, shape = int(verdict["color"][i]), int(verdict["shape"][i])
+        if task.kind in ("add", "replace", "recolor"):
+            target = (COLORS.index(task.target[0]), SHAPES.index(task.target[1]))
+            row["text_match"] = float((color, shape) == target)
+            row["clean"] = float(verdict["clean"][i] >= 0.5)
+        elif task.kind == "remove":
+            row["text_match"] = float(color == -1)
+        rows.append(row)
+    return summarize(rows)
+
+
+def _mean(rows: list[dict], key: str) -> float | None:
+    values = [row[key] for row in rows if key in row]
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Averages over all rows and per kind (keys absent from a row are skipped); ``bg_max_abs`` is a max."""
+    keys = ("text_match", "clean", "bg_mean_abs", "fg_mean_abs", "clip_distance")
+    out = {key: _mean(rows, key) for key in keys}
+    out["bg_max_abs"] = max(row["bg_max_abs"] for row in rows)
+    out["per_kind"] = {}
+    for kind in sorted({row["kind"] for row in rows}):
+        subset = [row for row in rows if row["kind"] == kind]
+        out["per_kind"][kind] = {key: _mean(subset, key) for key in keys} | {"n": len(subset)}
+    return out
+
+
+def default_settings(world: World, fast: bool = False) -> list[Setting]:
+    """The benchmark's rows: Algorithm 2 by default, then one knob at a time."""
+    base = world.defaults
+    last = world.diffusion(base.respacing).num_steps - 1
+    ks = sorted({round(last * f) for f in ((0.5, 0.75) if fast else (0.25, 0.5, 0.75, 0.9))})
+    rows = [Setting("alg2 default", base)]
+    lams = (0.0, 10000.0) if fast else (0.0, 1000.0, 10000.0, 100000.0)
+    rows += [Setting(f"alg1 lam={lam:g}", base.with_(algorithm="local", lam=lam)) for lam in lams]
+    scales = (1000.0, 10000.0) if fast else (300.0, 1000.0, 3000.0, 10000.0)
+    for scale in scales:
+        rows += [
+            Setting(f"alg2 scale={scale:g} aug={a}", base.with_(guidance_scale=scale, augmentations=a)) for a in (1, 8)
+        ]
+    rows += [Setting(f"alg2 k={k}", base.with_(start_index=k)) for k in ks]
+    rows.append(Setting("alg2 official", base.with_(official=True)))
+    if "noise_aware" in world.capabilities:
+        rows.append(Setting("alg2 noise-aware clip", base.with_(noise_aware=True)))
+    rows.append(Setting("alg2 top-1 of 4 ranked", base, samples=4))
+    return rows
+
+
+def run_benchmark(world: World, n_tasks: int = 200, seed: int = 0, fast: bool = False, batch_size: int = 64) -> dict:
+    """Run every default setting on ``n_tasks`` seeded tasks (balanced over the five kinds)."""
+    tasks = generate_tasks(n_tasks, seed)
+    report = {"world": world.name, "n_tasks": n_tasks, "seed": seed, "settings": []}
+    for setting in default_settings(world, fast):
+        results, distances, seconds = run_setting(world, tasks, setting, batch_size, seed)
+        metrics = score(world, tasks, results, distances)
+        metrics["seconds_per_edit"] = round(seconds / len(tasks), 4)
+        settings = {k: v for k, v in asdict(setting.settings).items()}
+        report["settings"].append({"name": setting.name, "samples": setting.samples, "settings": settings, **metrics})
+        print(f"{setting.name:28s} match={metrics['text_match']} clean={metrics['clean']} "
+              f"bg_max={metrics['bg_max_abs']:.3f} s/edit={metrics['seconds_per_edit']}", flush=True)  # fmt: skip
+    return report

@@ -1,0 +1,40 @@
+"""The benchmark's plumbing on a random-weights world (quality is measured by `python -m bdlib evaluate`)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from bdlib.commands.evaluate import tradeoff_figure
+from bdlib.evaluation import run_benchmark
+from bdlib.worlds.toy.oracle import build_oracle
+
+
+@pytest.fixture(scope="module")
+def report(random_toy_world):
+    torch.manual_seed(0)
+    world = dataclasses.replace(random_toy_world, oracle=build_oracle().eval())
+    return run_benchmark(world, n_tasks=5, seed=0, fast=True, batch_size=8)
+
+
+def test_every_setting_is_scored(report):
+    names = [row["name"] for row in report["settings"]]
+    assert names[0] == "alg2 default" and "alg2 top-1 of 4 ranked" in names
+    for row in report["settings"]:
+        assert set(row["per_kind"]) == {"add", "replace", "remove", "recolor", "background"}
+        assert 0 <= row["text_match"] <= 1 and row["seconds_per_edit"] > 0
+
+
+def test_algorithm2_background_exact_and_algorithm1_not(report):
+    for row in report["settings"]:
+        if row["name"].startswith("alg2"):
+            assert row["bg_max_abs"] == 0, row["name"]
+        else:
+            assert row["bg_max_abs"] > 0, row["name"]
+
+
+def test_tradeoff_figure_draws(report):
+    fig = tradeoff_figure(report)
+    assert len(fig.axes) == 3
