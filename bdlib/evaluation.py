@@ -137,11 +137,18 @@ def default_settings(world: World, fast: bool = False) -> list[Setting]:
     return rows
 
 
-def run_benchmark(world: World, n_tasks: int = 200, seed: int = 0, fast: bool = False, batch_size: int = 64) -> dict:
-    """Run every default setting on ``n_tasks`` seeded tasks (balanced over the five kinds)."""
+def run_benchmark(
+    world: World,
+    n_tasks: int = 200,
+    seed: int = 0,
+    fast: bool = False,
+    batch_size: int = 64,
+    settings: Sequence[Setting] | None = None,
+) -> dict:
+    """Run ``settings`` (default: :func:`default_settings`) on ``n_tasks`` seeded tasks balanced over the kinds."""
     tasks = generate_tasks(n_tasks, seed)
     report = {"world": world.name, "n_tasks": n_tasks, "seed": seed, "settings": []}
-    for setting in default_settings(world, fast):
+    for setting in settings if settings is not None else default_settings(world, fast):
         results, distances, seconds = run_setting(world, tasks, setting, batch_size, seed)
         metrics = score(world, tasks, results, distances)
         metrics["seconds_per_edit"] = round(seconds / len(tasks), 4)

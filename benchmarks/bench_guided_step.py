@@ -1,0 +1,387 @@
+"""Time one CLIP-guided diffusion step of Blended Diffusion's configuration, with random weights.
+
+One step, as the blended sampler runs it at every timestep (paper Algorithm 2, foreground part)::
+
+    out  = UNet(x_t, t)                                     # 256x256 ADM, autograd on x_t
+    x̂_0 = p_mean_variance(out, x_t, t).pred_x0
+    v    = [pool_224(x̂_0), aug_1(pool_224(x̂_0)), ..., aug_7(pool_224(x̂_0))]   # 8 views per image
+    L    = λ · Σ_b mean_views D_sph(CLIP(v), text)          # D_sph(a, b) = 2 arcsin(‖â - b̂‖ / 2)²
+    g    = -∇_{x_t} L                                       # backward through CLIP and the UNet
+    x_{t-1} = μ + Σ g + σ z                                 # guided ancestral step
+
+The weights are random (nothing is downloaded): the cost depends only on the architectures, which are
+the exact ones (``paper_unet("100")``, 552.8 M parameters, and ``random_clip("ViT-B/16")``). The
+augmentations are a stand-in for the official ones (kornia RandomAffine + RandomPerspective on copies
+2..8). FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode`` on the meta device (no memory,
+no time), once per batch size. See ``benchmarks/README.md`` for the meaning of every JSON field.
+
+Usage::
+
+    python benchmarks/bench_guided_step.py --device cpu --batch 1 --precision fp32 bf16 \
+        --repeats 1 --warmup 1 --threads 2 --out benchmarks/results/guided_step_cpu.json
+    python benchmarks/bench_guided_step.py --smoke --out /tmp/smoke.json      # seconds, tiny models
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kornia.augmentation as K
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from bdlib.clip_adapter import ClipModel, normalize01, random_clip
+from bdlib.diffusion import Diffusion, create_diffusion
+from bdlib.unet import PAPER_UNET_CONFIG, UNetModel
+
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+NUM_VIEWS = 8  # the official aug_num: 1 clean view + 7 augmented views
+CLIP_LAMBDA = 1000.0  # the official clip_guidance_lambda
+T_INDEX = 74  # first respaced step of a blended edit with skip_timesteps 25 (original t = 747)
+RESPACING = "100"
+
+# Smoke world: the paper's UNet layout at width 32 and 64x64, and a two-layer CLIP at 32x32.
+SMOKE_UNET_CONFIG: dict[str, Any] = {**PAPER_UNET_CONFIG, "image_size": 64, "model_channels": 32}
+SMOKE_CLIP_CONFIG: dict[str, int] = dict(
+    embed_dim=32, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=16,
+    context_length=77, vocab_size=512, transformer_width=64, transformer_heads=1, transformer_layers=1,
+)
+
+
+@dataclass
+class World:
+    """The models of one benchmark configuration."""
+
+    name: str  # "paper" or "smoke"
+    model: UNetModel
+    diffusion: Diffusion
+    clip: ClipModel
+    image_size: int
+
+
+def build_world(smoke: bool, image_size: int, device: str, seed: int = 0) -> World:
+    """The paper's UNet and CLIP ViT-B/16 (or the smoke stand-ins), random weights, frozen, eval mode.
+
+    ``device="meta"`` builds the architectures without allocating anything (for FLOP counting).
+    """
+    torch.manual_seed(seed)
+    unet_config = SMOKE_UNET_CONFIG if smoke else PAPER_UNET_CONFIG
+    with torch.device(device):
+        model = UNetModel(**unet_config)
+    model.requires_grad_(False).eval()
+    diffusion = create_diffusion(steps=1000, schedule="linear", respacing=RESPACING, learn_sigma=True)
+    clip_config = SMOKE_CLIP_CONFIG if smoke else "ViT-B/16"
+    if device == "meta":
+        with torch.device("meta"):
+            clip = random_clip(clip_config, seed=seed)
+    else:
+        clip = random_clip(clip_config, seed=seed).to(device)
+    return World("smoke" if smoke else "paper", model, diffusion, clip, image_size)
+
+
+def spherical_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``D(a, b) = 2 · arcsin(‖â - b̂‖ / 2)²`` on L2-normalised embeddings (the official d_clip_loss).  # (N,)"""
+    a = F.normalize(a, dim=-1)
+    b = F.normalize(b, dim=-1)
+    return 2 * torch.arcsin((a - b).norm(dim=-1) / 2) ** 2
+
+
+def make_augmentations() -> nn.Module:
+    """Stand-in for the extending augmentations: affine (15°, translate 0.1) then perspective (0.7)."""
+    return nn.Sequential(
+        K.RandomAffine(degrees=15, translate=(0.1, 0.1), p=0.7, padding_mode="border"),
+        K.RandomPerspective(distortion_scale=0.7, p=0.7),
+    )
+
+
+def clip_views(pred_x0: torch.Tensor, size: int, augment: nn.Module | None) -> torch.Tensor:
+    """``NUM_VIEWS`` normalised CLIP inputs per image, view-major: row ``v * B + b``.  # (V*B, 3, S, S)
+
+    ``augment=None`` repeats the clean view (same shapes and FLOPs; used on the meta device, where the
+    random augmentation parameters cannot be drawn).
+    """
+    small = F.adaptive_avg_pool2d((pred_x0 + 1) / 2, size)  # (B, 3, S, S) in [0, 1]
+    copies = small.repeat(NUM_VIEWS - 1, 1, 1, 1)  # (7B, 3, S, S)
+    if augment is not None:
+        copies = augment(copies)
+    return normalize01(torch.cat([small, copies], dim=0))
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
+    """Autocast to ``dtype`` on ``device``; float32 (``dtype=None``) runs without autocast."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def guided_step(
+    world: World,
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    text_emb: torch.Tensor,
+    noise: torch.Tensor,
+    augment: nn.Module | None,
+    dtype: torch.dtype | None,
+) -> torch.Tensor:
+    """One CLIP-guided DDPM step ``x_{t-1} = μ + Σ·g + σz`` with ``g = -∇_{x_t} L``.  # (B, 3, H, W)
+
+    The gradient comes from ``loss.backward()`` on a leaf copy of ``x_t`` (every weight is frozen, so
+    only input gradients are computed; ``FlopCounterMode`` does not support ``torch.autograd.grad``).
+    """
+    x = x_t.detach().requires_grad_(True)  # (B, 3, H, W)
+    with autocast(x.device, dtype):
+        out = world.model(x, world.diffusion.model_timesteps(t))  # (B, 6, H, W), float32
+    mv = world.diffusion.p_mean_variance(out.float(), x, t)
+    views = clip_views(mv.pred_x0, world.clip.input_resolution, augment)  # (V*B, 3, S, S), float32
+    with autocast(x.device, dtype):
+        image_emb = world.clip.encode_pixels(views)  # (V*B, D), float32
+    dist = spherical_distance(image_emb, text_emb).view(NUM_VIEWS, x.shape[0]).mean(dim=0)  # (B,)
+    loss = CLIP_LAMBDA * dist.sum()
+    loss.backward()
+    with torch.no_grad():
+        grad = -x.grad  # (B, 3, H, W)
+        return world.diffusion.ddpm_step(mv, t, noise, grad=grad).detach()
+
+
+def step_inputs(world: World, batch: int, device: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random x_t, the timestep index, a random text embedding and the step noise, on ``device``."""
+    gen = torch.Generator().manual_seed(seed)
+    size = world.image_size
+    dim = world.clip.embed_dim
+    return {
+        "x_t": torch.randn(batch, 3, size, size, generator=gen).to(device),
+        "t": torch.full((batch,), T_INDEX, dtype=torch.long).to(device),
+        "text_emb": torch.randn(1, dim, generator=gen).to(device),
+        "noise": torch.randn(batch, 3, size, size, generator=gen).to(device),
+    }
+
+
+def count_flops(meta_world: World, batch: int) -> tuple[float, float]:
+    """FLOPs of one UNet forward per image (at batch 1) and of one whole step at ``batch``.
+
+    Counted on the meta device: matmuls, convolutions and attention (with their backward ops) as
+    ``FlopCounterMode`` sees them (2 FLOPs per multiply-add); element-wise ops are not counted.
+    """
+    one = step_inputs(meta_world, 1, "cpu")
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        meta_world.model(one["x_t"].to("meta"), meta_world.diffusion.model_timesteps(one["t"]).to("meta"))
+    unet_forward = float(counter.get_total_flops())
+    inputs = {k: v.to("meta") for k, v in step_inputs(meta_world, batch, "cpu").items()}
+    counter = FlopCounterMode(display=False)
+    with counter:
+        guided_step(meta_world, augment=None, dtype=None, **inputs)
+    return unet_forward, float(counter.get_total_flops())
+
+
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def current_rss_mb() -> float | None:
+    """Resident memory of this process now (Linux ``/proc/self/statm``), or None elsewhere."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of the whole process so far (``ru_maxrss``: KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(device)
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def time_config(
+    world: World, device: str, batch: int, precision: str, repeats: int, warmup: int
+) -> dict[str, Any]:
+    """Warm up, then time ``repeats`` steps; seconds are the median. Returns the measured fields."""
+    dtype = PRECISIONS[precision]
+    inputs = step_inputs(world, batch, device)
+    augment = make_augmentations()
+    cuda = device.startswith("cuda")
+    rss_before = current_rss_mb()
+    out = None
+    for _ in range(warmup):
+        out = guided_step(world, augment=augment, dtype=dtype, **inputs)
+    synchronize(device)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        out = guided_step(world, augment=augment, dtype=dtype, **inputs)
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return {
+        "seconds_per_step": statistics.median(times),
+        "seconds_all": times,
+        "peak_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20 if cuda else peak_rss_mb(),
+        "peak_memory_kind": "cuda_max_memory_allocated" if cuda else "process_peak_rss",
+        "process_rss_before_mb": rss_before,
+        "output_finite": bool(torch.isfinite(out).all()) if out is not None else None,
+    }
+
+
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every (device, precision, batch) configuration; the JSON file is rewritten after each one."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    devices = ["cuda", "cpu"] if args.device == "all" else [args.device]  # the GPU first: it is quick
+    if not torch.cuda.is_available():
+        if args.device == "cuda":
+            raise SystemExit("--device cuda: torch.cuda.is_available() is False on this machine; use --device cpu")
+        devices = [d for d in devices if d != "cuda"]
+    image_size = args.image_size or (SMOKE_UNET_CONFIG if args.smoke else PAPER_UNET_CONFIG)["image_size"]
+
+    meta_world = build_world(args.smoke, image_size, "meta")
+    flops: dict[int, tuple[float, float]] = {b: count_flops(meta_world, b) for b in args.batch}
+    unet_params = sum(p.numel() for p in meta_world.model.parameters())
+    clip_params = sum(p.numel() for p in meta_world.clip.model.visual.parameters())
+    print(f"UNet forward: {flops[args.batch[0]][0] / 1e12:.4f} TFLOP per {image_size}x{image_size} image "
+          f"({unet_params / 1e6:.1f} M parameters)", flush=True)
+
+    records: list[dict[str, Any]] = []
+    for device in devices:
+        if device == "cuda":
+            # Float32 means true float32: no TF32 in matmuls or convolutions.
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+        world = build_world(args.smoke, image_size, device)
+        for precision in args.precision:
+            if device == "cpu" and precision == "fp16":
+                print("skipping fp16 on cpu (CPU autocast is benchmarked in bf16)", flush=True)
+                continue
+            if device == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
+                print("skipping bf16: this GPU does not support it", flush=True)
+                continue
+            for batch in args.batch:
+                record = base_record(args, world, device, batch, precision, unet_params, clip_params)
+                record["unet_forward_tflop_per_image"] = flops[batch][0] / 1e12
+                record["step_tflop"] = flops[batch][1] / 1e12
+                try:
+                    record.update(time_config(world, device, batch, precision, args.repeats, args.warmup))
+                    record["achieved_tflops"] = record["step_tflop"] / record["seconds_per_step"]
+                except torch.cuda.OutOfMemoryError as err:
+                    record.update(seconds_per_step=None, peak_memory_mb=None, achieved_tflops=None,
+                                  error=f"out of memory: {str(err).splitlines()[0]}")
+                records.append(record)
+                print(summary_line(record), flush=True)
+                if args.out:
+                    write_json(records, args.out)
+                gc.collect()
+                if device == "cuda":
+                    torch.cuda.empty_cache()
+        del world
+        gc.collect()
+    return records
+
+
+def base_record(
+    args: argparse.Namespace, world: World, device: str, batch: int, precision: str, unet_params: int,
+    clip_params: int,
+) -> dict[str, Any]:
+    return {
+        "world": world.name,
+        "device": device,
+        "device_name": device_name(device),
+        "batch": batch,
+        "precision": precision,
+        "autocast": PRECISIONS[precision] is not None,
+        "image_size": world.image_size,
+        "clip_input_size": world.clip.input_resolution,
+        "augmentations": NUM_VIEWS,
+        "timestep_index": T_INDEX,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "unet_params": unet_params,
+        "clip_vision_params": clip_params,
+        "tf32": (torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32)
+        if device == "cuda" else None,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark if device == "cuda" else None,
+        "torch_version": torch.__version__,
+        "cuda_version": torch.version.cuda if device == "cuda" else None,
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "python": platform.python_version(),
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def summary_line(r: dict[str, Any]) -> str:
+    if r.get("error"):
+        return f"{r['device']:>4} {r['precision']:>4} batch {r['batch']}: {r['error']}"
+    return (f"{r['device']:>4} {r['precision']:>4} batch {r['batch']}: {r['seconds_per_step']:.3f} s/step, "
+            f"peak {r['peak_memory_mb']:.0f} MiB ({r['peak_memory_kind']}), "
+            f"{r['achieved_tflops']:.3f} TFLOP/s counted, finite {r['output_finite']}")
+
+
+def write_json(records: list[dict[str, Any]], path: str) -> None:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(records, indent=2) + "\n")
+    tmp.replace(out)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all",
+                        help="cpu, cuda, or all (cuda when available, then cpu)")
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 4], help="batch sizes (default 1 4)")
+    parser.add_argument("--precision", nargs="+", choices=sorted(PRECISIONS), default=["fp32", "bf16", "fp16"],
+                        help="fp32 (no autocast, TF32 off) or autocast to bf16/fp16; fp16 is skipped on cpu")
+    parser.add_argument("--repeats", type=int, default=5, help="timed steps per configuration (median reported)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps before timing")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="side of x_t (default 256; 64 with --smoke); a multiple of 32")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--out", default=None, help="JSON file for the list of records (rewritten after each)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny models (UNet width 32 at 64x64, 2-layer CLIP at 32x32) to test the script")
+    args = parser.parse_args(argv)
+    if args.repeats < 1 or args.warmup < 0 or min(args.batch) < 1:
+        parser.error("--repeats and --batch must be >= 1 and --warmup >= 0")
+    if args.image_size is not None and (args.image_size < 32 or args.image_size % 32):
+        parser.error(f"--image-size must be a positive multiple of 32 (the UNet halves it 5 times), "
+                     f"got {args.image_size}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    return run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

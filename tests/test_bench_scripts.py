@@ -1,0 +1,98 @@
+"""The benchmark scripts run end to end in their --smoke mode and write well-formed JSON records.
+
+The smoke run takes about 15 s on a 2-core CPU that is busy with other work (the timeouts are generous
+so that a loaded machine does not fail the test).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+GUIDED_STEP = REPO_ROOT / "benchmarks" / "bench_guided_step.py"
+
+
+def load_script(path: Path) -> ModuleType:
+    """Import a benchmark script as a module (benchmarks/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+REQUIRED_FIELDS = {
+    "world", "device", "device_name", "batch", "precision", "augmentations", "image_size", "seconds_per_step",
+    "seconds_all", "peak_memory_mb", "peak_memory_kind", "unet_forward_tflop_per_image", "step_tflop",
+    "achieved_tflops", "torch_version", "threads", "output_finite",
+}
+
+
+@pytest.fixture(scope="module")
+def smoke_records(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    out = tmp_path_factory.mktemp("bench") / "smoke.json"
+    cmd = [sys.executable, str(GUIDED_STEP), "--smoke", "--device", "cpu", "--batch", "1",
+           "--precision", "fp32", "bf16", "fp16", "--repeats", "1", "--warmup", "0", "--out", str(out)]
+    result = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "skipping fp16 on cpu" in result.stdout
+    return json.loads(out.read_text())
+
+
+def test_smoke_writes_one_record_per_configuration(smoke_records: list[dict]) -> None:
+    # fp16 is skipped on the CPU, so 2 precisions remain.
+    assert sorted((r["precision"], r["batch"]) for r in smoke_records) == [("bf16", 1), ("fp32", 1)]
+    for r in smoke_records:
+        assert REQUIRED_FIELDS <= r.keys(), REQUIRED_FIELDS - r.keys()
+        assert r["world"] == "smoke" and r["device"] == "cpu" and r["augmentations"] == 8
+        assert r["image_size"] == 64
+        assert r["seconds_per_step"] > 0 and len(r["seconds_all"]) == 1
+        assert r["peak_memory_kind"] == "process_peak_rss" and r["peak_memory_mb"] > 0
+        assert r["output_finite"] is True
+
+
+def test_smoke_flop_counts_are_consistent(smoke_records: list[dict]) -> None:
+    unet = smoke_records[0]["unet_forward_tflop_per_image"]
+    assert unet > 0
+    for r in smoke_records:
+        assert r["unet_forward_tflop_per_image"] == unet  # counted once, on the meta device
+        # A step is the UNet forward plus its input backward (about as many FLOPs again) plus CLIP.
+        assert r["step_tflop"] > 2 * unet
+        assert r["achieved_tflops"] == pytest.approx(r["step_tflop"] / r["seconds_per_step"])
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    return load_script(GUIDED_STEP)
+
+
+def test_step_flops_grow_linearly_with_batch(bench: ModuleType) -> None:
+    meta_world = bench.build_world(smoke=True, image_size=64, device="meta")
+    unet_1, step_1 = bench.count_flops(meta_world, 1)
+    unet_3, step_3 = bench.count_flops(meta_world, 3)
+    assert unet_3 == unet_1  # the UNet forward is always counted per image
+    assert step_3 == pytest.approx(3 * step_1, rel=1e-9)
+    assert 2 * unet_1 < step_1 < 3 * unet_1  # smoke CLIP is tiny next to the UNet
+
+
+def test_cuda_request_without_a_gpu_names_the_fix(bench: ModuleType, tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(SystemExit, match="--device cpu"):
+        bench.main(["--smoke", "--device", "cuda", "--out", str(tmp_path / "x.json")])
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_bad_image_size_is_refused(bench: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--smoke", "--image-size", "100"])
+    assert "multiple of 32" in capsys.readouterr().err
