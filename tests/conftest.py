@@ -30,13 +30,13 @@ def random_toy_world():
     from bdlib.method import MethodSettings
     from bdlib.worlds.base import World
     from bdlib.worlds.toy.clip_model import build_toy_clip
-    from bdlib.worlds.toy.ddpm import toy_diffusion, toy_unet
+    from bdlib.worlds.toy.ddpm import build_toy_ddpm, toy_diffusion
     from bdlib.worlds.toy.world import check_toy_prompt
 
     torch.manual_seed(0)
     return World(
         name="toy",
-        unet=toy_unet().eval().requires_grad_(False),
+        unet=build_toy_ddpm().eval().requires_grad_(False),
         clip=build_toy_clip().eval().requires_grad_(False),
         image_size=32,
         make_diffusion=toy_diffusion,

@@ -9,7 +9,7 @@ import torch
 
 from bdlib.sampling import sample_progressive
 from bdlib.viz import save_figure, show_grid
-from bdlib.worlds.toy.ddpm import toy_diffusion, toy_unet
+from bdlib.worlds.toy.ddpm import build_toy_ddpm, toy_diffusion
 from bdlib.worlds.toy.tasks import example_task
 from bdlib.worlds.toy.weights_io import load_weights, weights_path
 
@@ -26,7 +26,7 @@ def register(subparsers) -> None:
 
 def _toy_ddpm() -> tuple[torch.nn.Module, str]:
     """The shipped toy DDPM, or a randomly initialised one (clearly labelled) if it is not installed."""
-    model = toy_unet()
+    model = build_toy_ddpm()
     path = weights_path("toy_ddpm")
     if path.exists():
         state, _ = load_weights(path, "python -m bdlib train toy-ddpm")

@@ -19,9 +19,8 @@ import torch
 
 @dataclass(frozen=True)
 class Trainable:
-    """Where a toy model's pieces live: ``module`` defines build/step/config/evaluate/export functions."""
+    """Where a toy model's pieces live, as ``"module:function"`` names (imported only when used)."""
 
-    module: str
     build: str
     step_fn: str
     config: str
@@ -29,42 +28,25 @@ class Trainable:
     export: str
 
     def get(self, attribute: str):
-        return getattr(importlib.import_module(self.module), getattr(self, attribute))
+        module, name = getattr(self, attribute).split(":")
+        return getattr(importlib.import_module(module), name)
+
+
+def _trainable(module: str, stem: str, evaluate: str | None = None) -> Trainable:
+    return Trainable(
+        build=f"{module}:build_{stem}",
+        step_fn=f"{module}:{stem}_step_fn",
+        config=f"{module}:{stem}_train_config",
+        evaluate=evaluate or f"{module}:evaluate_{stem}",
+        export=f"{module}:export_{stem}",
+    )
 
 
 TRAINABLES: dict[str, Trainable] = {
-    "toy-ddpm": Trainable(
-        "bdlib.worlds.toy.ddpm",
-        "toy_unet",
-        "ddpm_step_fn",
-        "toy_ddpm_train_config",
-        "evaluate_toy_ddpm",
-        "export_toy_ddpm",
-    ),
-    "toy-clip": Trainable(
-        "bdlib.worlds.toy.clip_model",
-        "build_toy_clip",
-        "toy_clip_step_fn",
-        "toy_clip_train_config",
-        "evaluate_toy_clip",
-        "export_toy_clip",
-    ),
-    "toy-noisy-clip": Trainable(
-        "bdlib.worlds.toy.noisy_clip",
-        "build_toy_noisy_clip",
-        "toy_noisy_clip_step_fn",
-        "toy_noisy_clip_train_config",
-        "evaluate_toy_noisy_clip",
-        "export_toy_noisy_clip",
-    ),
-    "oracle": Trainable(
-        "bdlib.worlds.toy.oracle",
-        "build_oracle",
-        "oracle_step_fn",
-        "oracle_train_config",
-        "evaluate_oracle",
-        "export_oracle",
-    ),
+    "toy-ddpm": _trainable("bdlib.worlds.toy.ddpm", "toy_ddpm", "bdlib.worlds.toy.sample_quality:evaluate_toy_ddpm"),
+    "toy-clip": _trainable("bdlib.worlds.toy.clip_model", "toy_clip"),
+    "toy-noisy-clip": _trainable("bdlib.worlds.toy.noisy_clip", "toy_noisy_clip"),
+    "oracle": _trainable("bdlib.worlds.toy.oracle", "oracle"),
 }
 
 

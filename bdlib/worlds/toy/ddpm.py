@@ -42,7 +42,7 @@ TOY_DDPM_BATCH = 64
 TOY_DDPM_TRAINING: dict[str, Any] = {"lr": 3e-4, "ema_decay": 0.9995, "warmup_steps": 200, "grad_clip": 1.0}
 
 
-def toy_unet() -> UNetModel:
+def build_toy_ddpm() -> UNetModel:
     """A freshly initialised toy DDPM network."""
     return UNetModel(**TOY_UNET_CONFIG)
 
@@ -52,7 +52,7 @@ def toy_diffusion(respacing: str | None = "100") -> Diffusion:
     return create_diffusion(TOY_DIFFUSION_STEPS, "linear", respacing=respacing, learn_sigma=True)
 
 
-def ddpm_step_fn(batch_size: int = TOY_DDPM_BATCH, device: str | torch.device = "cpu"):
+def toy_ddpm_step_fn(batch_size: int = TOY_DDPM_BATCH, device: str | torch.device = "cpu"):
     """A :mod:`trainer` step function: fresh scenes, uniform ``t``, the hybrid loss averaged over the batch."""
     diffusion = toy_diffusion(respacing=None)
 
@@ -92,6 +92,6 @@ def export_toy_ddpm(checkpoint: Path, metrics: dict, path: Path | None = None) -
 def load_toy_ddpm() -> UNetModel:
     """The shipped toy DDPM (EMA weights), frozen and in eval mode."""
     state, _ = load_weights(weights_path("toy_ddpm"), "python -m bdlib train toy-ddpm")
-    model = toy_unet()
+    model = build_toy_ddpm()
     model.load_state_dict(state)
     return model.eval().requires_grad_(False)
