@@ -98,8 +98,8 @@ def guided_step(
         "pred_x0": pred_x0,
         "clip_input": clip_input.detach(),
         "clip_dists": dists.detach(),
-        "loss": float(loss.detach()),
-        **{name: float(value.detach()) for name, value in terms.items()},
+        "loss": loss.detach(),  # tensors, not floats: no host-device sync inside the sampling loop
+        **{name: value.detach() for name, value in terms.items()},
         "grad": grad,
         "mean": mv.mean,
         "variance": mv.variance,

@@ -67,7 +67,7 @@ def _close(ours, ref, r):
 
 
 def _scalar(ours, ref):
-    assert abs(ours - float(ref)) <= 1e-4 * abs(float(ref))
+    assert abs(float(ours) - float(ref)) <= 1e-4 * abs(float(ref))
 
 
 OFFICIAL = MethodSettings(official=True, augmentations=1, guidance_scale=1000, range_scale=50)
