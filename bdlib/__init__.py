@@ -1,9 +1,11 @@
 """bdlib: a teaching implementation of Blended Diffusion (Avrahami, Lischinski, Fried, CVPR 2022).
 
+Usage::
+
     import bdlib
-    world = bdlib.load_world("toy")                       # or "paper"
+    world = bdlib.load_world("toy")  # or "paper"
     result = bdlib.edit(world, "scene.png", "mask.png", "a red circle", samples=4)
-    result.best                                           # (1, 3, H, W) in [-1, 1], background exact
+    result.best  # (1, 3, H, W) in [-1, 1], the background exact
 """
 
 from bdlib.edit import EditResult, edit

@@ -142,7 +142,7 @@ def edit(
             callback(record)
         final = record
     assert final is not None
-    results = final["result"].float().cpu()  # (N, 3, S, S)
+    results = final["result"].float().cpu().clamp(-1, 1)  # (N, 3, S, S): an image, so in [-1, 1]
     distances = rank_distances(
         world, final["result"], mask_w, world.encode_prompt(prompt).to(device), settings.official
     )

@@ -29,17 +29,48 @@ def load_script(path: Path) -> ModuleType:
 
 
 REQUIRED_FIELDS = {
-    "world", "device", "device_name", "batch", "precision", "augmentations", "image_size", "seconds_per_step",
-    "seconds_all", "peak_memory_mb", "peak_memory_kind", "unet_forward_tflop_per_image", "step_tflop",
-    "achieved_tflops", "torch_version", "threads", "output_finite",
+    "world",
+    "device",
+    "device_name",
+    "batch",
+    "precision",
+    "augmentations",
+    "image_size",
+    "seconds_per_step",
+    "seconds_all",
+    "peak_memory_mb",
+    "peak_memory_kind",
+    "unet_forward_tflop_per_image",
+    "step_tflop",
+    "achieved_tflops",
+    "torch_version",
+    "threads",
+    "output_finite",
 }
 
 
 @pytest.fixture(scope="module")
 def smoke_records(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     out = tmp_path_factory.mktemp("bench") / "smoke.json"
-    cmd = [sys.executable, str(GUIDED_STEP), "--smoke", "--device", "cpu", "--batch", "1",
-           "--precision", "fp32", "bf16", "fp16", "--repeats", "1", "--warmup", "0", "--out", str(out)]
+    cmd = [
+        sys.executable,
+        str(GUIDED_STEP),
+        "--smoke",
+        "--device",
+        "cpu",
+        "--batch",
+        "1",
+        "--precision",
+        "fp32",
+        "bf16",
+        "fp16",
+        "--repeats",
+        "1",
+        "--warmup",
+        "0",
+        "--out",
+        str(out),
+    ]
     result = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "skipping fp16 on cpu" in result.stdout
