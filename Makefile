@@ -18,14 +18,24 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(PY) -m bdlib demo --out figures/demo.png
 
-## Everything CI checks: lint, unit tests.
-test: setup lint unit
+## Everything CI checks: lint, unit tests, and every notebook in fast mode (CPU, about a minute each).
+test: setup lint unit notebooks
 
 lint: setup
 	$(PY) -m ruff check bdlib tests benchmarks
+	$(PY) -m ruff check --extend-ignore E402,E501 --extend-exclude notebooks/_build notebooks
 
 unit: setup
 	$(PY) -m pytest -q
 
+## The notebooks (notebooks/NN_*.py), each executed from a fresh kernel by papermill; outputs and
+## timings in notebooks/_build/. Fast mode is the CPU CI configuration; full mode is the course's.
+## Pass options through ARGS, e.g. `make notebooks ARGS="--only 01 03"` or ARGS="--device cuda".
+notebooks: setup
+	$(PY) notebooks/run_notebooks.py $(ARGS)
+
+notebooks-full: setup
+	$(PY) notebooks/run_notebooks.py --full $(ARGS)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache notebooks/_build
