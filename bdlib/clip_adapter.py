@@ -42,8 +42,15 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 # Constructor arguments of clip.model.CLIP for the paper's model (read off the official checkpoint).
 CLIP_CONFIGS: dict[str, dict[str, int]] = {
     "ViT-B/16": dict(
-        embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768, vision_patch_size=16,
-        context_length=77, vocab_size=49408, transformer_width=512, transformer_heads=8,
+        embed_dim=512,
+        image_resolution=224,
+        vision_layers=12,
+        vision_width=768,
+        vision_patch_size=16,
+        context_length=77,
+        vocab_size=49408,
+        transformer_width=512,
+        transformer_heads=8,
         transformer_layers=12,
     ),
 }
@@ -91,11 +98,10 @@ def resize_and_center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
     new_long = int(size * long / short)
     new_h, new_w = (size, new_long) if height <= width else (new_long, size)
     if (new_h, new_w) != (height, width):
-        images = F.interpolate(images, size=(new_h, new_w), mode="bicubic", align_corners=False,
-                               antialias=True)
+        images = F.interpolate(images, size=(new_h, new_w), mode="bicubic", align_corners=False, antialias=True)
     top = int(round((new_h - size) / 2.0))
     left = int(round((new_w - size) / 2.0))
-    return images[..., top:top + size, left:left + size]
+    return images[..., top : top + size, left : left + size]
 
 
 class ClipModel(nn.Module):
@@ -157,6 +163,10 @@ class ClipModel(nn.Module):
         tokens = self.tokenize(prompts).to(self.device)
         return self.model.encode_text(tokens).float()
 
+    def normalize(self, images01: torch.Tensor) -> torch.Tensor:
+        """CLIP's per-channel normalisation of [0, 1] images (what :meth:`encode_pixels` expects)."""
+        return normalize01(images01)
+
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """[-1, 1] images of any size (B, 3, H, W) -> CLIP input (B, 3, R, R), differentiably."""
         if images.dim() != 4 or images.shape[1] != 3:
@@ -168,8 +178,10 @@ class ClipModel(nn.Module):
         """Embed already prepared CLIP input (normalised, R x R); float32, shape (B, D)."""
         size = self.input_resolution
         if pixels.shape[-2:] != (size, size):
-            raise ValueError(f"CLIP input must be {size}x{size}, got {tuple(pixels.shape[-2:])}; "
-                             "use encode_image() for images of other sizes")
+            raise ValueError(
+                f"CLIP input must be {size}x{size}, got {tuple(pixels.shape[-2:])}; "
+                "use encode_image() for images of other sizes"
+            )
         return self.model.encode_image(pixels.to(self.device)).float()
 
     def encode_image(self, images_pm1: torch.Tensor) -> torch.Tensor:
@@ -243,13 +255,15 @@ def load_clip(
     if name == "ViT-B/16":
         path = checkpoint_path("clip", cache_dir)
     elif name in _clip_modules().available_models():
-        raise ValueError(f"bdlib only registers CLIP 'ViT-B/16' (the paper's); for {name!r} pass the path "
-                         "of a local checkpoint file")
+        raise ValueError(
+            f"bdlib only registers CLIP 'ViT-B/16' (the paper's); for {name!r} pass the path of a local checkpoint file"
+        )
     else:
         path = Path(name).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"CLIP checkpoint {path} not found (expected a model name such as "
-                                    "'ViT-B/16' or the path of a .pt file)")
+            raise FileNotFoundError(
+                f"CLIP checkpoint {path} not found (expected a model name such as 'ViT-B/16' or the path of a .pt file)"
+            )
     state = _read_clip_state_dict(path)
     model = _clip_modules().model.build_model(dict(state))  # infers the config; leaves float16 weights
     model = model.to(device=device, dtype=dtype)
