@@ -102,7 +102,10 @@ def judge_objects(oracle, images: torch.Tensor, chunk: int = 512) -> dict:
 def evaluate_toy_ddpm(
     model, n: int = 512, seed: int = 123, respacing: str = "100", batch_size: int = 128, oracle=None
 ) -> dict:
-    """Sample ``n`` scenes and compare them with ``n`` real scenes through the find-and-judge pipeline."""
+    """Sample ``n`` scenes and compare them with ``n`` real scenes through the find-and-judge pipeline.
+
+    Sampling clips x̂_0 to [-1, 1] at every step, as guided-diffusion's sampling script does by default.
+    """
     if oracle is None:
         from bdlib.worlds.toy.oracle import load_oracle
 
@@ -111,7 +114,8 @@ def evaluate_toy_ddpm(
     generator = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
     samples = torch.cat(
-        [sample(model, diffusion, (min(batch_size, n - i), 3, 32, 32), generator=generator, device=device).cpu()
+        [sample(model, diffusion, (min(batch_size, n - i), 3, 32, 32), generator=generator, device=device,
+                clip_denoised=True).cpu()
          for i in range(0, n, batch_size)]
     )  # fmt: skip
     generated = judge_objects(oracle, samples.clamp(-1, 1))

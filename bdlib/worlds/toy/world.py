@@ -13,9 +13,11 @@ from bdlib.worlds.base import World
 from bdlib.worlds.toy.ddpm import toy_diffusion
 from bdlib.worlds.toy.vocab import parse_prompt
 
-#: Toy defaults: the official schedule shape (start at 3/4 of the chain) at half the steps, no LPIPS
-#: (its VGG trunk is ImageNet-trained and cannot ship; D_bg is the MSE alone).
-TOY_DEFAULTS = MethodSettings(respacing="50", start_index=37, lpips_weight=0.0)
+#: Toy defaults: the official schedule shape (start at 3/4 of the chain) at half the steps; no LPIPS (its
+#: VGG trunk is ImageNet-trained and cannot ship, so D_bg is the MSE alone); x̂_0 clipped to [-1, 1] at
+#: every step, which keeps the small toy DDPM's high-noise predictions from running away (the official
+#: code, and the paper world here, do not clip).
+TOY_DEFAULTS = MethodSettings(respacing="50", start_index=37, lpips_weight=0.0, clip_denoised=True)
 
 
 def check_toy_prompt(prompt: str) -> None:
