@@ -35,8 +35,10 @@ class MethodSettings:
     eta: float = 0.0
     guidance_scale: float = 1000.0  # weight of D_CLIP (official clip_guidance_lambda)
     range_scale: float = 50.0  # weight of the range loss on x̂_0
-    lam: float = 10000.0  # λ: weight of D_bg = MSE + lpips_weight·LPIPS (Algorithm 1 only)
-    lpips_weight: float = 0.1  # official lpips_sim_lambda / l2_sim_lambda = 1000 / 10000
+    # λ: weight of D_bg = MSE + lpips_weight·LPIPS per image (Algorithm 1 only). The official code weights a
+    # mean over the whole batch of 4 by 10000 (2500 per image) and an LPIPS summed over the batch by 1000.
+    lam: float = 2500.0
+    lpips_weight: float = 0.4
     augmentations: int = 8  # N views for CLIP: 1 clean + N-1 warped
     distance: str = "spherical"
     official: bool = False

@@ -279,14 +279,17 @@ print("the first network call sees original t =", first_t)
 #
 # `bdlib.sampling.sample_progressive(model, diffusion, shape, generator=...)` yields one record per step:
 # `t` (respaced index), `timestep` (original $t$), `x_t`, `pred_x0`, `mean` and `sample` ($x_{t-1}$). The last
-# record's `sample` is the generated image.
+# record's `sample` is the generated image. As guided-diffusion's sampling script does by default, we clamp
+# $\hat x_0$ to $[-1, 1]$ at every step (`clip_denoised=True`): a small network's guesses at high noise can
+# leave the data range, and without the clamp the chain drifts into saturated colours (exercise 1).
 
 # %%
 start = time.perf_counter()
 d_sample = toy_diffusion(SAMPLE_RESPACING)
 records = list(
-    sample_progressive(unet, d_sample, (N_SAMPLES, 3, 32, 32), generator=generator(SEED), device=DEVICE)
-)
+    sample_progressive(unet, d_sample, (N_SAMPLES, 3, 32, 32), generator=generator(SEED), device=DEVICE,
+                       clip_denoised=True)
+)  # fmt: skip
 samples = records[-1]["sample"]
 elapsed = time.perf_counter() - start
 assert samples.shape == (N_SAMPLES, 3, 32, 32) and torch.isfinite(samples).all()
@@ -300,7 +303,8 @@ show_grid([list(samples[: N_SAMPLES // 2]), list(samples[N_SAMPLES // 2 :])], pa
 plt.show()
 
 # Determinism: the same seed gives the same samples, bit for bit (on the same device).
-again = list(sample_progressive(unet, d_sample, (N_SAMPLES, 3, 32, 32), generator=generator(SEED), device=DEVICE))
+again = list(sample_progressive(unet, d_sample, (N_SAMPLES, 3, 32, 32), generator=generator(SEED), device=DEVICE,
+                                clip_denoised=True))  # fmt: skip
 assert torch.equal(again[-1]["sample"], samples)
 print("same seed -> identical samples: True")
 
@@ -341,8 +345,8 @@ assert dist[picks[0]] > dist[picks[3]] > dist[picks[-2]] > 0, "x̂_0 converges t
 #
 # ## Exercises
 #
-# 1. Sample with `clip_denoised=True` (clamp $\hat x_0$ to $[-1, 1]$ at every step). How does the fraction of
-#    pixels inside $[-1, 1]$ change?
+# 1. Sample with `clip_denoised=False` (no clamp of $\hat x_0$). How does the fraction of pixels inside
+#    $[-1, 1]$ change, and what do the samples look like?
 # 2. Run DDIM with $\eta = 0.5$ and $\eta = 1$ from the same $x_T$ as in section 4. Which is closer to DDPM?
 # 3. Replace the learned variance by $\beta_t$: `create_diffusion(1000, "linear", "25", learn_sigma=False)`
 #    gives `fixed_large`, but the toy network has 6 output channels. What do you have to pass to `ddpm_step`?
@@ -352,8 +356,9 @@ assert dist[picks[0]] > dist[picks[3]] > dist[picks[-2]] > 0, "x̂_0 converges t
 #
 # <details><summary>Solutions (click to open)</summary>
 #
-# 1. `sample_progressive(unet, d_sample, shape, generator=generator(SEED), clip_denoised=True)`: the
-#    fraction rises (clamping keeps the mean inside the data range), most visibly for an undertrained network.
+# 1. `sample_progressive(unet, d_sample, shape, generator=generator(SEED), clip_denoised=False)`: the
+#    fraction falls, most visibly for an undertrained network: one wild $\hat x_0$ at high noise pulls the
+#    posterior mean out of the data range, and the chain never comes back (saturated colours).
 # 2. `run_chain(chain_steps, x_T, True, eta, 1)` for both; with $\eta = 1$ the step noise matters again and
 #    the result moves towards a DDPM sample (with the smaller variance $\tilde\beta_t$).
 # 3. Split the output yourself: `out = unet(x, d.model_timesteps(t))`, then

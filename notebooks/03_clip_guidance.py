@@ -271,7 +271,7 @@ def cond_fn(x_t: torch.Tensor, t: torch.Tensor, mv) -> torch.Tensor:
 def run(guided: bool) -> torch.Tensor:
     g = torch.Generator(device=DEVICE).manual_seed(SEED)
     shape = (GUIDED_BATCH, 3, 32, 32)
-    records = sample_progressive(unet, guided_diffusion, shape, generator=g, device=DEVICE,
+    records = sample_progressive(unet, guided_diffusion, shape, generator=g, device=DEVICE, clip_denoised=True,
                                  cond_fn=cond_fn if guided else None)  # fmt: skip
     return list(records)[-1]["sample"]
 

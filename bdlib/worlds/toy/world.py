@@ -17,7 +17,10 @@ from bdlib.worlds.toy.vocab import parse_prompt
 #: VGG trunk is ImageNet-trained and cannot ship, so D_bg is the MSE alone); x̂_0 clipped to [-1, 1] at
 #: every step, which keeps the small toy DDPM's high-noise predictions from running away (the official
 #: code, and the paper world here, do not clip).
-TOY_DEFAULTS = MethodSettings(respacing="50", start_index=37, lpips_weight=0.0, clip_denoised=True)
+#: λ = 10 stays below the largest stable weight of the background loss at the start of a 32x32 chain
+#: (a guided step moves x̂_0 by about Σ_t·2λ/(3·32²)/ᾱ_t per unit of error; past λ ≈ 37 it overshoots,
+#: see notebook 04).
+TOY_DEFAULTS = MethodSettings(respacing="50", start_index=37, lam=10.0, lpips_weight=0.0, clip_denoised=True)
 
 
 def check_toy_prompt(prompt: str) -> None:

@@ -1,0 +1,417 @@
+"""Interactive panels for the notebooks, built on *pure* render functions that tests call directly.
+
+Two sweeps teach the two knobs of the paper:
+
+- :func:`render_lambda` / :func:`lambda_panel`: Algorithm 1 (local CLIP guidance) at background weight λ in
+  ``L = D_CLIP(x̂_0 ⊙ m, text) + λ·D_bg(x, x̂_0, m)``; the figure's title prints the background error.
+- :func:`render_k` / :func:`k_panel`: Algorithm 2 (blended diffusion) started at respaced index k, i.e. from
+  ``x_k = √ᾱ_k x + √(1-ᾱ_k) ε``; the title prints how far the region moved from the input.
+
+A render function returns a matplotlib ``Figure`` and nothing else happens: its edit comes from a
+:class:`ResultCache` keyed by every setting that changes the result (world, input, prompt, seed, samples and
+the full :class:`~bdlib.method.MethodSettings`), so revisiting a value never reruns the sampler. A panel is an
+``ipywidgets.VBox`` with a slider over a fixed grid of values (``continuous_update=False``: one render per
+release, not per tick), optional controls for guidance scale, augmentations, seed and prompt, and a button
+that fills the cache for the whole grid. Without a live front-end (papermill, a static page) a notebook
+simply shows the render function's figure for the default value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import ipywidgets
+import matplotlib.pyplot as plt
+import torch
+from IPython.display import display
+
+from bdlib.edit import EditResult, edit
+from bdlib.method import MethodSettings
+from bdlib.viz import show_grid
+from bdlib.worlds.base import World
+
+DIFF_GAIN = 4.0  # |result - input| is drawn ×4 so that small background drift is visible
+
+
+@dataclass(frozen=True)
+class EditInput:
+    """An image (1, 3, H, W) in [-1, 1], its mask (1, 1, H, W) (1 = edit) and a prompt, with a content key."""
+
+    image: torch.Tensor
+    mask: torch.Tensor
+    prompt: str
+    key: str
+
+
+def as_input(task: Any, prompt: str | None = None) -> EditInput:
+    """An :class:`EditInput` from a toy ``EditTask`` (``.image``, ``.mask``, ``.prompt``), a ``(image, mask,
+    prompt)`` tuple, or an ``EditInput``; ``prompt`` replaces the task's prompt."""
+    if isinstance(task, EditInput):
+        image, mask, text = task.image, task.mask, task.prompt
+    elif isinstance(task, tuple) and len(task) == 3:
+        image, mask, text = task
+    else:
+        image, mask, text = task.image, task.mask, task.prompt
+    image = image[None] if image.ndim == 3 else image  # (1, 3, H, W)
+    mask = mask.reshape(1, 1, *mask.shape[-2:]).float()  # (1, 1, H, W)
+    text = text if prompt is None else prompt
+    digest = hashlib.sha1(image.detach().float().cpu().numpy().tobytes())
+    digest.update(mask.detach().cpu().numpy().tobytes())
+    return EditInput(image.detach().float().cpu(), mask.detach().cpu(), text, digest.hexdigest()[:16])
+
+
+@dataclass
+class CachedEdit:
+    """A finished edit: the ranked result, the chain's start x_k and raw end (both in the order drawn, at the
+    world's size; ``raw`` is not clamped to [-1, 1]: it is what the guidance optimised), and its run time."""
+
+    result: EditResult
+    start: torch.Tensor  # (samples, 3, S, S) x_k
+    raw: torch.Tensor  # (samples, 3, S, S) the last step's result before clamping
+    timestep: int  # original (unrespaced) timestep of the start index
+    seconds: float
+
+
+class ResultCache:
+    """A bounded dict of finished edits; ``hits`` and ``misses`` count lookups (a miss runs the sampler)."""
+
+    def __init__(self, maxsize: int = 256) -> None:
+        self.maxsize = maxsize
+        self._store: OrderedDict[tuple, CachedEdit] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def __contains__(self, key: tuple) -> bool:
+        return key in self._store
+
+    def get_or_run(self, key: tuple, run: Callable[[], CachedEdit]) -> CachedEdit:
+        if key in self._store:
+            self.hits += 1
+            self._store.move_to_end(key)
+            return self._store[key]
+        self.misses += 1
+        value = run()
+        self._store[key] = value
+        while len(self._store) > self.maxsize:
+            self._store.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        self._store.clear()
+        self.hits = self.misses = 0
+
+
+DEFAULT_CACHE = ResultCache()
+
+
+def resolve_settings(world: World, settings: MethodSettings | None = None, **overrides: Any) -> MethodSettings:
+    """The world's defaults (or ``settings``) with ``overrides``; ``k`` is an alias of ``start_index``.
+    Overrides that are None are ignored, so callers can pass optional widget values straight through."""
+    overrides = {name: value for name, value in overrides.items() if value is not None}
+    if "k" in overrides:
+        overrides["start_index"] = overrides.pop("k")
+    return (settings or world.defaults).with_(**overrides)
+
+
+def cached_edit(
+    world: World,
+    task: Any,
+    *,
+    prompt: str | None = None,
+    seed: int = 0,
+    samples: int = 1,
+    settings: MethodSettings | None = None,
+    cache: ResultCache | None = None,
+    **overrides: Any,
+) -> CachedEdit:
+    """:func:`bdlib.edit.edit` of ``task`` behind a cache: the same arguments never run the sampler twice."""
+    cache = DEFAULT_CACHE if cache is None else cache
+    inp = as_input(task, prompt)
+    full = resolve_settings(world, settings, **overrides)
+    key = (world, inp.key, inp.prompt, seed, samples, full)
+
+    def run() -> CachedEdit:
+        first: dict[str, Any] = {}
+
+        def keep_start(record: dict[str, Any]) -> None:
+            if not first:
+                first.update(x_t=record["x_t"].detach().float().cpu(), timestep=record["timestep"])
+            if "result" in record:
+                first["raw"] = record["result"].detach().float().cpu()
+
+        start = time.perf_counter()
+        result = edit(world, inp.image, inp.mask, inp.prompt, samples=samples, seed=seed, settings=full,
+                      callback=keep_start)  # fmt: skip
+        return CachedEdit(result, first["x_t"], first["raw"], first["timestep"], time.perf_counter() - start)
+
+    return cache.get_or_run(key, run)
+
+
+def background_error(images: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean ``|result - input|`` over the pixels (and channels) *outside* the mask, per image: (N,)."""
+    keep = (1 - mask).expand_as(images)  # (N, 3, H, W)
+    return ((images - image).abs() * keep).sum(dim=(1, 2, 3)) / keep.sum(dim=(1, 2, 3)).clamp(min=1)
+
+
+def region_change(images: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean ``|result - input|`` over the pixels *inside* the mask, per image: (N,). 0 = the input unchanged."""
+    return background_error(images, image, 1 - mask)
+
+
+def oracle_scores(
+    world: World, images: torch.Tensor, mask: torch.Tensor, prompt: str
+) -> dict[str, torch.Tensor] | None:
+    """The oracle's verdict on the masked region of each image (``match``, ``score``, ``clean`` ...), or None
+    when the world has no oracle. The empty prompt asks for "nothing" (a removal)."""
+    if world.oracle is None:
+        return None
+    masks = mask.expand(images.shape[0], 1, *mask.shape[-2:]).to(images)
+    return world.oracle.judge_text_match(images.float(), masks, [prompt or None] * images.shape[0])
+
+
+def lambda_bound(world: World, settings: MethodSettings | None = None, index: int | None = None, **overrides) -> float:
+    """``λ_max(t) = P·ᾱ_t / β_t``: above it one Algorithm 1 step *grows* the background error (default t = k).
+
+    ``D_bg`` is a per-image mean over ``P = 3·S²`` values, so its gradient is ``2λ/P·(x̂_0 - x)`` on the
+    background, and ``∂x̂_0/∂x_t ≈ 1/√ᾱ_t``. The mean shift ``Σ_t·∇`` (``Σ_t ≤ β_t``) then moves the next
+    ``x̂_0 ≈ x_{t-1}/√ᾱ_t`` by about ``2λΣ_t/(P·ᾱ_t)`` times the gap: a full correction at ``λ = λ_max/2``,
+    an overshoot beyond, and a growing error past ``λ_max``. Early steps (small ᾱ_t) have the smallest bound.
+    """
+    full = resolve_settings(world, settings, **overrides)
+    diffusion = world.diffusion(full.respacing)
+    t = full.start_index if index is None else index
+    pixels = 3 * world.image_size**2
+    return float(pixels * diffusion.alphas_cumprod[t] / diffusion.betas[t])
+
+
+def lambda_grid(world: World, settings: MethodSettings | None = None, **overrides) -> tuple[float, ...]:
+    """Five λ values around the bound at the start index: ``0, λ_max/10, λ_max/3, λ_max, 10·λ_max`` (2 digits)."""
+    bound = lambda_bound(world, settings, **overrides)
+
+    def two_digits(value: float) -> float:
+        return float(f"{value:.2g}")
+
+    return (0.0, *(two_digits(bound * f) for f in (0.1, 1 / 3, 1.0, 10.0)))
+
+
+def figure_title(fig) -> str:
+    """The text of a figure's title (``suptitle``), or "" (``Figure.get_suptitle`` needs matplotlib 3.8)."""
+    title = getattr(fig, "_suptitle", None)
+    return title.get_text() if title is not None else ""
+
+
+def _diff_picture(result: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """``DIFF_GAIN · mean_c |result - input|`` as a (1, H, W) picture in [0, 1]."""
+    return ((result - image).abs().mean(dim=0, keepdim=True) * DIFF_GAIN / 2).clamp(0, 1)
+
+
+def render_lambda(
+    world: World,
+    task: Any,
+    lam: float,
+    *,
+    prompt: str | None = None,
+    seed: int = 0,
+    guidance_scale: float | None = None,
+    augmentations: int | None = None,
+    settings: MethodSettings | None = None,
+    cache: ResultCache | None = None,
+    panel_inches: float = 0.9,
+    **overrides: Any,
+):
+    """Algorithm 1 at background weight ``lam``: input, mask, result and ``4·|result - input|``.
+
+    The title prints λ, the background error (mean |Δ| outside the mask; never 0 for Algorithm 1) and the
+    masked CLIP distance to the prompt.
+    """
+    inp = as_input(task, prompt)
+    done = cached_edit(world, inp, seed=seed, settings=settings, cache=cache, algorithm="local", lam=float(lam),
+                       guidance_scale=guidance_scale, augmentations=augmentations, **overrides)  # fmt: skip
+    result = done.result
+    error = float(background_error(result.best, inp.image, inp.mask)[0])
+    fig = show_grid(
+        [[inp.image[0], inp.mask[0], result.best[0], _diff_picture(result.best[0], inp.image[0])]],
+        titles=[["input", "mask", "result", f"|Δ|×{DIFF_GAIN:g}"]],
+        panel_inches=panel_inches,
+        suptitle=f"Algorithm 1, λ = {lam:g}: background error {error:.4f}\n"
+        f"CLIP distance {float(result.distances[0]):.3f} to {inp.prompt!r}",
+    )
+    fig.bdlib_values = {"lam": float(lam), "background_error": error, "clip_distance": float(result.distances[0])}
+    return fig
+
+
+def render_k(
+    world: World,
+    task: Any,
+    k: int,
+    *,
+    prompt: str | None = None,
+    seed: int = 0,
+    guidance_scale: float | None = None,
+    augmentations: int | None = None,
+    settings: MethodSettings | None = None,
+    cache: ResultCache | None = None,
+    panel_inches: float = 0.9,
+    **overrides: Any,
+):
+    """Algorithm 2 started at respaced index ``k``: input, x_k, result and ``4·|result - input|``.
+
+    The title prints k (and the original timestep), the change inside the mask (closeness to the input), the
+    largest change outside it (0: the background is exact) and the masked CLIP distance.
+    """
+    inp = as_input(task, prompt)
+    done = cached_edit(world, inp, seed=seed, settings=settings, cache=cache, algorithm="blended", k=int(k),
+                       guidance_scale=guidance_scale, augmentations=augmentations, **overrides)  # fmt: skip
+    result = done.result
+    inside = float(region_change(result.best, inp.image, inp.mask)[0])
+    outside = float(((result.best - inp.image).abs() * (1 - inp.mask)).max())
+    start = done.start[result.order[0]]
+    fig = show_grid(
+        [[inp.image[0], start, result.best[0], _diff_picture(result.best[0], inp.image[0])]],
+        titles=[["input", f"x_k (t={done.timestep})", "result", f"|Δ|×{DIFF_GAIN:g}"]],
+        panel_inches=panel_inches,
+        suptitle=f"Algorithm 2, k = {k}: change inside the mask {inside:.3f}, outside {outside:g}\n"
+        f"CLIP distance {float(result.distances[0]):.3f} to {inp.prompt!r}",
+    )
+    fig.bdlib_values = {"k": int(k), "region_change": inside, "background_max": outside,
+                        "clip_distance": float(result.distances[0])}  # fmt: skip
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------- panels
+
+
+class SweepPanel(ipywidgets.VBox):
+    """An ipywidgets ``VBox``: a slider over a fixed grid of values, controls, a status line and the figure of
+    ``render(value, **options)``.
+
+    ``slider``, ``controls`` (name -> widget), ``output``, ``figure`` (the last figure) and ``title`` (its
+    title text) are attributes for code and tests: ``panel.slider.value = v`` renders ``v`` as a user would.
+    """
+
+    def __init__(
+        self,
+        render: Callable[..., Any],
+        values: Sequence[Any],
+        value: Any,
+        label: str,
+        controls: dict[str, Any],
+        precompute: bool,
+    ) -> None:
+        w = ipywidgets
+        self.render, self.grid = render, list(values)
+        self.slider = w.SelectionSlider(options=self.grid, value=value, description=label, continuous_update=False)
+        self.controls = controls
+        self.output = w.Output()
+        self.status = w.Label()
+        self.button = w.Button(description="compute all values", tooltip="fill the cache for every slider value")
+        self.figure = None
+        self.title = ""
+        super().__init__(
+            [w.HBox([self.slider, self.button]), w.HBox(list(controls.values())), self.status, self.output]
+        )
+        self.slider.observe(lambda _: self.refresh(), names="value")
+        for control in controls.values():
+            control.observe(lambda _: self.refresh(), names="value")
+        self.button.on_click(lambda _: self.precompute())
+        if precompute:
+            self.precompute()
+        self.refresh()
+
+    def options(self) -> dict[str, Any]:
+        """The current values of the controls, as keyword arguments of the render function."""
+        return {name: control.value for name, control in self.controls.items()}
+
+    def precompute(self) -> None:
+        """Run every slider value for the current controls (a cache hit for those already done)."""
+        start = time.perf_counter()
+        for value in self.grid:
+            self.status.value = f"computing {self.slider.description} = {value} ..."
+            plt.close(self.render(value, **self.options()))
+        self.status.value = f"all {len(self.grid)} values ready ({time.perf_counter() - start:.1f} s)"
+
+    def refresh(self) -> None:
+        """Render the slider's value with the current controls into the output."""
+        start = time.perf_counter()
+        fig = self.render(self.slider.value, **self.options())
+        self.figure = fig
+        self.title = figure_title(fig)
+        self.output.clear_output(wait=True)
+        with self.output:
+            display(fig)
+        plt.close(fig)
+        self.status.value = f"{self.slider.description} = {self.slider.value} ({time.perf_counter() - start:.2f} s)"
+
+
+def _controls(base: MethodSettings, seed: int, prompt: str) -> dict[str, Any]:
+    """Dropdowns for guidance scale, augmentations and seed (starting at ``base``), a text box for the prompt."""
+    w = ipywidgets
+    scale, augs = float(base.guidance_scale), int(base.augmentations)
+    layout = w.Layout(width="170px")
+    return {
+        "guidance_scale": w.Dropdown(
+            options=sorted({300.0, 1000.0, 3000.0, 10000.0, scale}), value=scale, description="scale", layout=layout
+        ),
+        "augmentations": w.Dropdown(options=sorted({1, 4, 8, augs}), value=augs, description="views", layout=layout),
+        "seed": w.Dropdown(options=sorted({0, 1, 2, 3, seed}), value=seed, description="seed", layout=layout),
+        "prompt": w.Text(value=prompt, description="prompt", continuous_update=False, layout=layout),
+    }
+
+
+def lambda_panel(
+    world: World,
+    task: Any,
+    values: Sequence[float] | None = None,
+    *,
+    value: float | None = None,
+    seed: int = 0,
+    settings: MethodSettings | None = None,
+    precompute: bool = True,
+    cache: ResultCache | None = None,
+    **overrides: Any,
+) -> SweepPanel:
+    """A λ slider over :func:`render_lambda` (Algorithm 1), by default over :func:`lambda_grid`, with controls
+    for guidance scale, views, seed and prompt. The grid is computed up front (``precompute``), so moving the
+    slider only draws; ``overrides`` change single settings (``respacing="25"``, ``guidance_scale=3000``...)."""
+    base = resolve_settings(world, settings, algorithm="local", **overrides)
+    values = list(lambda_grid(world, base) if values is None else values)
+
+    def render(lam, **options):
+        return render_lambda(world, task, lam, settings=base, cache=cache, **options)
+
+    start = value if value is not None else values[len(values) // 2]
+    return SweepPanel(render, values, start, "λ", _controls(base, seed, as_input(task).prompt), precompute)
+
+
+def k_panel(
+    world: World,
+    task: Any,
+    values: Sequence[int] | None = None,
+    *,
+    value: int | None = None,
+    seed: int = 0,
+    settings: MethodSettings | None = None,
+    precompute: bool = True,
+    cache: ResultCache | None = None,
+    **overrides: Any,
+) -> SweepPanel:
+    """A k slider over :func:`render_k` (Algorithm 2), by default over 6 values spread over the respaced chain,
+    with the same controls as :func:`lambda_panel`; the default value is the nearest to the settings' k."""
+    base = resolve_settings(world, settings, algorithm="blended", **overrides)
+    steps = world.diffusion(base.respacing).num_steps
+    if values is None:
+        values = sorted({round(steps * f) - 1 for f in (0.25, 0.4, 0.55, 0.7, 0.85, 1.0)})
+
+    def render(k, **options):
+        return render_k(world, task, k, settings=base, cache=cache, **options)
+
+    start = value if value is not None else min(values, key=lambda v: abs(v - base.start_index))
+    return SweepPanel(render, values, start, "k", _controls(base, seed, as_input(task).prompt), precompute)
