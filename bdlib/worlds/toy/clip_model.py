@@ -42,7 +42,7 @@ from .region_views import box_masks, masked, object_regions, warp_part
 from .scenes import SceneBatch, generate_scenes
 from .trainer import TrainConfig
 from .vocab import COLORS, SHAPES, build_caption, object_phrase
-from .weights_io import load_weights, save_weights, weights_path
+from .weights_io import export_checkpoint, load_weights, weights_path
 
 TOY_CLIP_CONFIG: dict = {"width": 32, "embed_dim": 128, "text_width": 128, "text_layers": 2, "text_heads": 4}
 TOY_CLIP_BATCH = 128
@@ -336,17 +336,8 @@ def caption_vs_foil(model: ToyClip, n: int, seed: int) -> float:
 
 
 def export_toy_clip(checkpoint: Path, metrics: dict, path: Path | None = None) -> Path:
-    """Save the EMA weights of a training checkpoint as shipped safetensors, with config, step and metrics."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    meta = {
-        "config": TOY_CLIP_CONFIG,
-        "step": state["step"],
-        "minutes": round(state["elapsed_s"] / 60, 2),
-        "seed": json.loads(state["meta"])["seed"],
-        "train": json.loads(state["meta"]),
-        "metrics": metrics,
-    }
-    return save_weights(state["ema"] or state["model"], path or weights_path("toy_clip"), meta)
+    """Ship the EMA weights of a training checkpoint as ``weights/toy_clip.safetensors`` (with its metrics)."""
+    return export_checkpoint(checkpoint, "toy_clip", TOY_CLIP_CONFIG, metrics, path)
 
 
 def load_toy_clip(device: str | torch.device = "cpu") -> ToyClip:

@@ -7,7 +7,6 @@ path: a linear 1000-step schedule, a learned σ (6 output channels, the hybrid l
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from bdlib.training_losses import hybrid_loss
 from bdlib.unet import UNetModel
 from bdlib.worlds.toy.scenes import generate_scenes
 from bdlib.worlds.toy.trainer import TrainConfig
-from bdlib.worlds.toy.weights_io import load_weights, save_weights, weights_path
+from bdlib.worlds.toy.weights_io import export_checkpoint, load_weights, weights_path
 
 #: ``UNetModel`` keywords of the toy DDPM (1.92 M parameters): levels at 32, 16 and 8 pixels, attention
 #: at 8x8 (downsample rate 4), BigGAN up/down ResBlocks and scale-shift norm like the paper's model.
@@ -77,16 +76,8 @@ def toy_ddpm_train_config(checkpoint: Path, minutes: float, **overrides) -> Trai
 
 
 def export_toy_ddpm(checkpoint: Path, metrics: dict, path: Path | None = None) -> Path:
-    """Save the EMA weights of a training checkpoint as shipped safetensors, with config, step and metrics."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    meta = {
-        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in TOY_UNET_CONFIG.items()},
-        "step": state["step"],
-        "minutes": round(state["elapsed_s"] / 60, 2),
-        "train": json.loads(state["meta"]),
-        "metrics": metrics,
-    }
-    return save_weights(state["ema"] or state["model"], path or weights_path("toy_ddpm"), meta)
+    """Ship the EMA weights of a training checkpoint as ``weights/toy_ddpm.safetensors`` (with its metrics)."""
+    return export_checkpoint(checkpoint, "toy_ddpm", TOY_UNET_CONFIG, metrics, path)
 
 
 def load_toy_ddpm() -> UNetModel:

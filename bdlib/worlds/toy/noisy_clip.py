@@ -24,7 +24,6 @@ diffusion).
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -47,7 +46,7 @@ from .ddpm import toy_diffusion
 from .region_views import warp_part
 from .scenes import generate_scenes
 from .trainer import TrainConfig
-from .weights_io import load_weights, save_weights, weights_path
+from .weights_io import export_checkpoint, load_weights, weights_path
 
 TOY_NOISY_CLIP_CONFIG: dict = {
     "width": 32,
@@ -175,17 +174,8 @@ def evaluate_toy_noisy_clip(
 
 
 def export_toy_noisy_clip(checkpoint: Path, metrics: dict, path: Path | None = None) -> Path:
-    """Save the EMA weights of a training checkpoint as shipped safetensors, with config, step and metrics."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    meta = {
-        "config": TOY_NOISY_CLIP_CONFIG,
-        "step": state["step"],
-        "minutes": round(state["elapsed_s"] / 60, 2),
-        "seed": json.loads(state["meta"])["seed"],
-        "train": json.loads(state["meta"]),
-        "metrics": metrics,
-    }
-    return save_weights(state["ema"] or state["model"], path or weights_path("toy_noisy_clip"), meta)
+    """Ship the EMA weights of a training checkpoint as ``weights/toy_noisy_clip.safetensors`` (with its metrics)."""
+    return export_checkpoint(checkpoint, "toy_noisy_clip", TOY_NOISY_CLIP_CONFIG, metrics, path)
 
 
 def load_toy_noisy_clip(device: str | torch.device = "cpu") -> NoisyToyClip:

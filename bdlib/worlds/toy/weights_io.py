@@ -42,3 +42,21 @@ def load_weights(path: Path, train_command: str) -> tuple[dict[str, torch.Tensor
     with safe_open(str(path), framework="pt") as handle:
         meta = json.loads((handle.metadata() or {}).get("bdlib", "{}"))
     return load_file(str(path)), meta
+
+
+def export_checkpoint(checkpoint: Path, name: str, config: dict, metrics: dict, path: Path | None = None) -> Path:
+    """Ship the EMA weights (else the raw ones) of a training checkpoint as ``weights/NAME.safetensors``.
+
+    The metadata records the model ``config``, the training step, minutes, seed and settings, and ``metrics``.
+    """
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    train_meta = json.loads(state["meta"])
+    meta = {
+        "config": {key: list(value) if isinstance(value, tuple) else value for key, value in config.items()},
+        "step": state["step"],
+        "minutes": round(state["elapsed_s"] / 60, 2),
+        "seed": train_meta.get("seed"),
+        "train": train_meta,
+        "metrics": metrics,
+    }
+    return save_weights(state["ema"] or state["model"], path or weights_path(name), meta)
