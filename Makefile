@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.bdlib-installed
 
-.PHONY: setup demo test lint unit notebooks notebooks-full figures benchmark clean
+.PHONY: setup demo test lint unit notebooks notebooks-full clean
 
 setup: $(STAMP)
 
@@ -14,8 +14,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[notebooks,dev]"
 	touch $(STAMP)
 
-## The main job: a short demo on CPU that writes figures/demo.png.
+## The main job: a blended edit of the shipped toy example (figures/edit_example*.png) and the
+## forward/reverse diffusion figure (figures/demo.png), on CPU.
 demo: setup
+	$(PY) -m bdlib edit --world toy --image bdlib/examples/scene.png --mask bdlib/examples/scene_mask.png \
+		--prompt "a red circle" --samples 4 --out figures/edit_example.png
 	$(PY) -m bdlib demo --out figures/demo.png
 
 ## Everything CI checks: lint, unit tests, and every notebook in fast mode (CPU, about a minute each).

@@ -62,20 +62,7 @@ from bdlib.worlds.toy.tasks import make_task
 
 plt.rcParams["figure.dpi"] = 100
 NOTEBOOK_START = time.perf_counter()
-# TEMPORARY, while some toy weights are still being trained: if a file is missing, build the toy world from
-# the shipped DDPM and CLIP (no oracle, no noise-aware CLIP). Delete this block once all four files ship.
-from bdlib.worlds.toy.weights_io import weights_path  # noqa: E402
-
-if WORLD == "toy" and not all(weights_path(n).exists() for n in ("toy_ddpm", "toy_clip", "toy_noisy_clip", "oracle")):
-    from bdlib.worlds.base import World
-    from bdlib.worlds.toy.clip_model import load_toy_clip
-    from bdlib.worlds.toy.ddpm import load_toy_ddpm, toy_diffusion
-    from bdlib.worlds.toy.world import TOY_DEFAULTS, check_toy_prompt
-
-    world = World("toy", load_toy_ddpm(), load_toy_clip(), 32, toy_diffusion, TOY_DEFAULTS, check_toy_prompt,
-                  description="toy world without oracle and noise-aware CLIP (weights not shipped yet)").to(DEVICE)
-else:
-    world = load_world(WORLD, device=DEVICE)
+world = load_world(WORLD, device=DEVICE)
 RUN = {"respacing": "25", "start_index": 18} if FAST else {}  # fast mode: a shorter chain, same k/T ratio
 settings = world.defaults.with_(algorithm="blended", **RUN)
 diffusion = world.diffusion(settings.respacing)

@@ -4,7 +4,7 @@ It offers the interface of :class:`bdlib.clip_adapter.ClipModel` (``input_resolu
 ``tokenize``, ``encode_text``, ``normalize``, ``preprocess``, ``encode_pixels``, ``encode_image``), so the
 guidance code runs unchanged in either world. Embeddings are returned unnormalised, as CLIP's are.
 
-Architecture (``TOY_CLIP_CONFIG``; about 1.2 M parameters):
+Architecture (``TOY_CLIP_CONFIG``; 1,289,089 parameters):
 
 - image: ``[-1, 1]`` pixels -> 3x3 conv stem (32 ch, 32x32) -> pre-activation residual blocks with
   GroupNorm (64 ch at 16x16, 128 ch at 8x8 and 4x4) -> mean- and max-pooled features -> linear to ``D``;

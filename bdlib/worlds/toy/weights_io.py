@@ -29,6 +29,7 @@ def save_weights(state_dict: dict[str, torch.Tensor], path: Path, meta: dict) ->
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata={"bdlib": json.dumps(meta, sort_keys=True)})
+    path.chmod(0o644)  # safetensors creates files readable by their owner only
     return path
 
 
