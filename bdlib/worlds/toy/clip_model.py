@@ -42,7 +42,7 @@ from .region_views import box_masks, masked, object_regions, warp_part
 from .scenes import SceneBatch, generate_scenes
 from .trainer import TrainConfig
 from .vocab import COLORS, SHAPES, build_caption, object_phrase
-from .weights_io import export_checkpoint, load_weights, weights_path
+from .weights_io import export_checkpoint, load_shipped
 
 TOY_CLIP_CONFIG: dict = {"width": 32, "embed_dim": 128, "text_width": 128, "text_layers": 2, "text_heads": 4}
 TOY_CLIP_BATCH = 128
@@ -342,7 +342,4 @@ def export_toy_clip(checkpoint: Path, metrics: dict, path: Path | None = None) -
 
 def load_toy_clip(device: str | torch.device = "cpu") -> ToyClip:
     """The shipped toy CLIP, eval mode, frozen (gradients still flow to the inputs)."""
-    state, _ = load_weights(weights_path("toy_clip"), "python -m bdlib train toy-clip")
-    model = build_toy_clip()
-    model.load_state_dict(state)
-    return model.to(device).eval().requires_grad_(False)
+    return load_shipped("toy_clip", build_toy_clip, device)

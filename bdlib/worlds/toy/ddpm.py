@@ -18,7 +18,7 @@ from bdlib.training_losses import hybrid_loss
 from bdlib.unet import UNetModel
 from bdlib.worlds.toy.scenes import generate_scenes
 from bdlib.worlds.toy.trainer import TrainConfig
-from bdlib.worlds.toy.weights_io import export_checkpoint, load_weights, weights_path
+from bdlib.worlds.toy.weights_io import export_checkpoint, load_shipped
 
 #: ``UNetModel`` keywords of the toy DDPM (1.92 M parameters): levels at 32, 16 and 8 pixels, attention
 #: at 8x8 (downsample rate 4), BigGAN up/down ResBlocks and scale-shift norm like the paper's model.
@@ -80,9 +80,6 @@ def export_toy_ddpm(checkpoint: Path, metrics: dict, path: Path | None = None) -
     return export_checkpoint(checkpoint, "toy_ddpm", TOY_UNET_CONFIG, metrics, path)
 
 
-def load_toy_ddpm() -> UNetModel:
-    """The shipped toy DDPM (EMA weights), frozen and in eval mode."""
-    state, _ = load_weights(weights_path("toy_ddpm"), "python -m bdlib train toy-ddpm")
-    model = build_toy_ddpm()
-    model.load_state_dict(state)
-    return model.eval().requires_grad_(False)
+def load_toy_ddpm(device: str | torch.device = "cpu") -> UNetModel:
+    """The shipped toy DDPM (EMA weights), eval mode, frozen (gradients still flow to ``x_t``)."""
+    return load_shipped("toy_ddpm", build_toy_ddpm, device)

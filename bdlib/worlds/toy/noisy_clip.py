@@ -46,7 +46,7 @@ from .ddpm import toy_diffusion
 from .region_views import warp_part
 from .scenes import generate_scenes
 from .trainer import TrainConfig
-from .weights_io import export_checkpoint, load_weights, weights_path
+from .weights_io import export_checkpoint, load_shipped
 
 TOY_NOISY_CLIP_CONFIG: dict = {
     "width": 32,
@@ -180,7 +180,4 @@ def export_toy_noisy_clip(checkpoint: Path, metrics: dict, path: Path | None = N
 
 def load_toy_noisy_clip(device: str | torch.device = "cpu") -> NoisyToyClip:
     """The shipped noise-aware toy CLIP, eval mode, frozen (gradients still flow to ``x_t``)."""
-    state, _ = load_weights(weights_path("toy_noisy_clip"), "python -m bdlib train toy-noisy-clip")
-    model = build_toy_noisy_clip()
-    model.load_state_dict(state)
-    return model.to(device).eval().requires_grad_(False)
+    return load_shipped("toy_noisy_clip", build_toy_noisy_clip, device)

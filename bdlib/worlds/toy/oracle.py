@@ -40,7 +40,7 @@ from .region_views import box_masks, empty_regions
 from .scenes import generate_scenes
 from .trainer import TrainConfig
 from .vocab import COLORS, SHAPES, parse_prompt
-from .weights_io import export_checkpoint, load_weights, weights_path
+from .weights_io import export_checkpoint, load_shipped
 
 ORACLE_CONFIG: dict = {"width": 32}
 ORACLE_BATCH = 128
@@ -289,7 +289,4 @@ def export_oracle(checkpoint: Path, metrics: dict, path: Path | None = None) -> 
 
 def load_oracle(device: str | torch.device = "cpu") -> Oracle:
     """The shipped oracle, eval mode, frozen."""
-    state, _ = load_weights(weights_path("oracle"), "python -m bdlib train oracle")
-    model = build_oracle()
-    model.load_state_dict(state)
-    return model.to(device).eval().requires_grad_(False)
+    return load_shipped("oracle", build_oracle, device)

@@ -8,10 +8,12 @@ made it (``python -m bdlib train NAME``).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, safe_open, save_file
+from torch import nn
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -61,3 +63,12 @@ def export_checkpoint(checkpoint: Path, name: str, config: dict, metrics: dict, 
         "metrics": metrics,
     }
     return save_weights(state["ema"] or state["model"], path or weights_path(name), meta)
+
+
+def load_shipped(name: str, build: Callable[[], nn.Module], device: str | torch.device = "cpu") -> nn.Module:
+    """``build()`` loaded with the shipped ``weights/NAME.safetensors``: on ``device``, eval mode, frozen
+    (gradients still flow to the inputs). A missing file names ``python -m bdlib train NAME`` (dashes)."""
+    state, _ = load_weights(weights_path(name), f"python -m bdlib train {name.replace('_', '-')}")
+    model = build()
+    model.load_state_dict(state)
+    return model.to(device).eval().requires_grad_(False)
