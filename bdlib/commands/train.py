@@ -58,6 +58,11 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seeds the initial weights and every step's data")
     parser.add_argument("--checkpoint", type=Path, default=None, help="resumable checkpoint (default runs/NAME.pt)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--max-steps", type=int, default=None, help="stop at this total step count (default: none)")
+    parser.add_argument(
+        "--anneal-from", type=int, default=None,
+        help="decay the learning rate along a half cosine from this step to --max-steps (default: constant)",
+    )  # fmt: skip
     parser.add_argument("--export", action="store_true", help="evaluate and write the weights into the package")
     parser.set_defaults(func=run)
 
@@ -65,6 +70,8 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.minutes <= 0:
         raise ValueError(f"--minutes must be positive, got {args.minutes}")
+    if args.anneal_from is not None and args.max_steps is None:
+        raise ValueError("--anneal-from needs --max-steps: the learning rate reaches zero at --max-steps")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -73,7 +80,10 @@ def run(args: argparse.Namespace) -> int:
     checkpoint = args.checkpoint or Path("runs") / f"{args.model.replace('-', '_')}.pt"
     torch.manual_seed(args.seed)
     model = spec.get("build")()
-    config = spec.get("config")(checkpoint, args.minutes, seed=args.seed, device=args.device)
+    config = spec.get("config")(
+        checkpoint, args.minutes, seed=args.seed, device=args.device, max_steps=args.max_steps,
+        anneal_from=args.anneal_from,
+    )  # fmt: skip
     from bdlib.worlds.toy.trainer import train
 
     final = train(model, spec.get("step_fn")(device=args.device), config)

@@ -3,7 +3,9 @@
 Each step draws fresh procedural scenes from a generator seeded by ``(seed, step)``, so a resumed run
 sees exactly the data an uninterrupted run would have seen, and no data set is ever stored. The loop
 stops after a wall-clock budget (``minutes``) or a step count, saves an atomic checkpoint every few
-minutes and at the end, and keeps an exponential moving average (EMA) of the weights.
+minutes, at the end and when it is stopped (Ctrl-C or SIGTERM), and keeps an exponential moving average
+(EMA) of the weights. The learning rate warms up linearly, stays constant and, when ``anneal_from`` and
+``max_steps`` are set, decays along a half cosine to zero between those two steps.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import math
 import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,6 +56,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup_steps: int = 200
     max_steps: int | None = None
+    anneal_from: int | None = None  # cosine decay of the learning rate from this step to max_steps
     ema_decay: float | None = 0.999
     grad_clip: float = 1.0
     bf16: bool = True
@@ -66,6 +71,53 @@ def step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
 
 
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """The learning rate of ``step``: linear warm-up, constant, then (optionally) a half-cosine to zero."""
+    lr = config.lr * min(1.0, (step + 1) / config.warmup_steps)
+    if config.anneal_from is not None and config.max_steps is not None and step >= config.anneal_from:
+        progress = (step - config.anneal_from) / max(1, config.max_steps - config.anneal_from)
+        lr *= 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return lr
+
+
+def check_config(config: TrainConfig) -> None:
+    """Raise a ValueError naming a budget or schedule that cannot work."""
+    if config.minutes <= 0:
+        raise ValueError(f"minutes must be positive, got {config.minutes}")
+    if config.max_steps is not None and config.max_steps < 1:
+        raise ValueError(f"max_steps must be a positive number of steps, got {config.max_steps}")
+    if config.anneal_from is not None:
+        if config.max_steps is None:
+            raise ValueError("anneal_from needs max_steps: the cosine decay ends at max_steps")
+        if not 0 <= config.anneal_from < config.max_steps:
+            raise ValueError(f"anneal_from must be in [0, max_steps={config.max_steps}), got {config.anneal_from}")
+
+
+class _StopRequest:
+    """Turns Ctrl-C (SIGINT) and SIGTERM into a request to stop: the loop then saves and returns."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict = {}
+
+    def __enter__(self) -> _StopRequest:
+        for sig in self.SIGNALS:
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: signals can only be caught there
+                pass
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+
+
 def _save_atomically(payload: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -76,8 +128,11 @@ def _save_atomically(payload: dict, path: Path) -> None:
 def train(model: nn.Module, step_fn: StepFn, config: TrainConfig) -> dict:
     """Train ``model`` with AdamW until the time or step budget is spent; resume from ``config.checkpoint``.
 
+    Ctrl-C or SIGTERM stops the run after the current step and saves the checkpoint first.
+
     Returns the final checkpoint payload: ``{"model", "ema", "optimizer", "step", "elapsed_s", "history", "meta"}``.
     """
+    check_config(config)
     device = torch.device(config.device)
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -107,10 +162,16 @@ def train(model: nn.Module, step_fn: StepFn, config: TrainConfig) -> dict:
     start, last_save = time.time(), time.time()
     running: dict[str, float] = {}
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if config.bf16 else contextlib.nullcontext()
-    with tqdm(desc=config.checkpoint.stem, unit="step", initial=step, dynamic_ncols=True) as bar:
+    with (
+        tqdm(desc=config.checkpoint.stem, unit="step", initial=step, dynamic_ncols=True) as bar,
+        _StopRequest() as stop,
+    ):
         while time.time() - start < budget_s and (config.max_steps is None or step < config.max_steps):
+            if stop.requested:
+                print(f"stop requested: saving {config.checkpoint} at step {step}")
+                break
             for group in optimizer.param_groups:
-                group["lr"] = config.lr * min(1.0, (step + 1) / config.warmup_steps)
+                group["lr"] = learning_rate(config, step)
             with autocast:
                 metrics = step_fn(model, step, step_generator(config.seed, step))
             optimizer.zero_grad(set_to_none=True)

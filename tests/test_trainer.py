@@ -1,0 +1,81 @@
+"""The shared toy training loop: learning-rate schedule, budget checks, stopping on a signal, resuming."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+
+import pytest
+import torch
+from torch import nn
+
+from bdlib.worlds.toy.trainer import TrainConfig, learning_rate, train
+
+
+def _config(tmp_path, **overrides) -> TrainConfig:
+    base = {"checkpoint": tmp_path / "tiny.pt", "minutes": 5.0, "lr": 1e-2, "warmup_steps": 4, "bf16": False}
+    return TrainConfig(**{**base, **overrides})
+
+
+def _regression_step(model: nn.Module, step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    x = torch.randn(16, 3, generator=generator)
+    target = x @ torch.tensor([1.0, -2.0, 0.5])
+    return {"loss": (model(x).squeeze(1) - target).pow(2).mean()}
+
+
+def test_learning_rate_warms_up_holds_and_anneals_to_zero(tmp_path) -> None:
+    config = _config(tmp_path, max_steps=100, anneal_from=60)
+    assert learning_rate(config, 0) == pytest.approx(1e-2 / 4)
+    assert learning_rate(config, 3) == pytest.approx(1e-2)
+    assert learning_rate(config, 59) == pytest.approx(1e-2)
+    assert learning_rate(config, 80) == pytest.approx(1e-2 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert learning_rate(config, 100) == pytest.approx(0.0, abs=1e-12)
+    assert learning_rate(_config(tmp_path), 10_000) == pytest.approx(1e-2)  # no anneal: constant
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"minutes": 0}, "minutes must be positive"),
+        ({"max_steps": 0}, "max_steps must be a positive"),
+        ({"anneal_from": 10}, "anneal_from needs max_steps"),
+        ({"anneal_from": 10, "max_steps": 10}, r"anneal_from must be in \[0, max_steps=10\)"),
+    ],
+)
+def test_impossible_budgets_are_refused(tmp_path, overrides, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        train(nn.Linear(3, 1), _regression_step, _config(tmp_path, **overrides))
+    assert not (tmp_path / "tiny.pt").exists()
+
+
+def test_sigterm_stops_after_the_current_step_and_saves(tmp_path) -> None:
+    def step_fn(model, step, generator):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return _regression_step(model, step, generator)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    final = train(nn.Linear(3, 1), step_fn, _config(tmp_path, max_steps=50))
+    assert final["step"] == 3
+    assert torch.load(tmp_path / "tiny.pt", weights_only=True)["step"] == 3
+    assert signal.getsignal(signal.SIGTERM) is previous  # the handler is put back
+
+
+def test_a_stopped_and_resumed_run_equals_an_uninterrupted_one(tmp_path) -> None:
+    def stopped_at_8(model, step, generator):
+        if step == 7:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return _regression_step(model, step, generator)
+
+    torch.manual_seed(0)
+    straight = train(nn.Linear(3, 1), _regression_step, _config(tmp_path / "a", max_steps=12, anneal_from=6))
+    torch.manual_seed(0)
+    assert train(nn.Linear(3, 1), stopped_at_8, _config(tmp_path / "b", max_steps=12, anneal_from=6))["step"] == 8
+    torch.manual_seed(0)
+    resumed = train(nn.Linear(3, 1), _regression_step, _config(tmp_path / "b", max_steps=12, anneal_from=6))
+    assert resumed["step"] == straight["step"] == 12
+    for key, value in straight["model"].items():
+        torch.testing.assert_close(resumed["model"][key], value)
+    for key, value in straight["ema"].items():
+        torch.testing.assert_close(resumed["ema"][key], value)
