@@ -101,6 +101,8 @@ class UNetModel(nn.Module):
         resblock_updown: resample inside ResBlocks (BigGAN style) instead of Upsample/Downsample.
         use_new_attention_order: qkv channel layout ``[{q,k,v}, head, ch]`` instead of the legacy
             ``[head, {q,k,v}, ch]`` used by the released checkpoints.
+        norm_groups: GroupNorm groups of every normalisation (guided-diffusion: 32). Not one of the
+            official keywords; narrow networks need fewer (see :class:`bdlib.unet_blocks.GroupNorm32`).
     """
 
     def __init__(
@@ -124,6 +126,7 @@ class UNetModel(nn.Module):
         use_scale_shift_norm: bool = False,
         resblock_updown: bool = False,
         use_new_attention_order: bool = False,
+        norm_groups: int = 32,
     ) -> None:
         super().__init__()
         if dims != 2:
@@ -150,6 +153,7 @@ class UNetModel(nn.Module):
         self.num_heads = num_heads
         self.num_head_channels = num_head_channels
         self.num_heads_upsample = num_heads if num_heads_upsample == -1 else num_heads_upsample
+        self.norm_groups = norm_groups
 
         emb_dim = 4 * model_channels
         self.time_embed = nn.Sequential(nn.Linear(model_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
@@ -166,10 +170,13 @@ class UNetModel(nn.Module):
                 use_scale_shift_norm=use_scale_shift_norm,
                 up=up,
                 down=down,
+                norm_groups=norm_groups,
             )
 
         def attn(ch: int, heads: int) -> AttentionBlock:
-            return AttentionBlock(ch, heads, num_head_channels, use_checkpoint, use_new_attention_order)
+            return AttentionBlock(
+                ch, heads, num_head_channels, use_checkpoint, use_new_attention_order, norm_groups=norm_groups
+            )
 
         # Encoder. `skip_chans` records the width of every kept activation for the decoder's concats.
         ch = int(self.channel_mult[0] * model_channels)
@@ -206,7 +213,9 @@ class UNetModel(nn.Module):
                     ds //= 2
                 self.output_blocks.append(TimestepEmbedSequential(*layers))
 
-        self.out = nn.Sequential(GroupNorm32(ch), nn.SiLU(), zero_init(nn.Conv2d(ch, out_channels, 3, padding=1)))
+        self.out = nn.Sequential(
+            GroupNorm32(ch, groups=norm_groups), nn.SiLU(), zero_init(nn.Conv2d(ch, out_channels, 3, padding=1))
+        )
 
     @property
     def size_multiple(self) -> int:

@@ -66,6 +66,7 @@ class AttentionBlock(nn.Module):
         num_head_channels: int = -1,
         use_checkpoint: bool = False,
         use_new_attention_order: bool = False,
+        norm_groups: int = 32,
     ) -> None:
         super().__init__()
         self.channels = channels
@@ -82,7 +83,7 @@ class AttentionBlock(nn.Module):
             raise ValueError(f"num_heads={self.num_heads} must be a positive divisor of channels={channels}")
         self.use_checkpoint = use_checkpoint
         self.legacy_order = not use_new_attention_order
-        self.norm = GroupNorm32(channels)
+        self.norm = GroupNorm32(channels, groups=norm_groups)
         self.qkv = nn.Conv1d(channels, 3 * channels, 1)
         self.proj_out = zero_init(nn.Conv1d(channels, channels, 1))
 

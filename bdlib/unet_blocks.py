@@ -93,14 +93,19 @@ def zero_init(module: nn.Module) -> nn.Module:
 
 
 class GroupNorm32(nn.GroupNorm):
-    """GroupNorm over 32 groups, always computed in float32 and cast back to the input dtype.
+    """GroupNorm (32 groups, as guided-diffusion), always computed in float32 and cast back to the input dtype.
 
     ``y = (x - mean_g) / sqrt(var_g + eps) * gamma + beta`` with statistics per group ``g`` of channels.
     Keeps the normalisation statistics accurate under bf16/fp16 autocast (as guided-diffusion does).
+    ``groups`` changes the group count for narrow networks: with one channel per group GroupNorm is an
+    instance norm that erases every channel's spatial mean, and a network whose output head sees only
+    such features cannot reproduce the mean colour of its input (the toy DDPM uses 8 groups).
     """
 
-    def __init__(self, num_channels: int, eps: float = 1e-5) -> None:
-        super().__init__(32, num_channels, eps=eps)
+    def __init__(self, num_channels: int, eps: float = 1e-5, groups: int = 32) -> None:
+        if groups < 1 or num_channels % groups:
+            raise ValueError(f"norm groups={groups} must be a positive divisor of the channel count {num_channels}")
+        super().__init__(groups, num_channels, eps=eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with autocast_off(x.device):
@@ -184,6 +189,7 @@ class ResBlock(TimestepBlock):
         use_checkpoint: bool = False,
         up: bool = False,
         down: bool = False,
+        norm_groups: int = 32,
     ) -> None:
         super().__init__()
         self.channels = channels
@@ -193,7 +199,7 @@ class ResBlock(TimestepBlock):
         self.updown = up or down
         # Registration order below fixes the state-dict key order of the official model.
         self.in_layers = nn.Sequential(
-            GroupNorm32(channels), nn.SiLU(), nn.Conv2d(channels, self.out_channels, 3, padding=1)
+            GroupNorm32(channels, groups=norm_groups), nn.SiLU(), nn.Conv2d(channels, self.out_channels, 3, padding=1)
         )
         if up:
             self.h_upd: nn.Module = Upsample(channels, use_conv=False)
@@ -206,7 +212,7 @@ class ResBlock(TimestepBlock):
         emb_out = 2 * self.out_channels if use_scale_shift_norm else self.out_channels
         self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_channels, emb_out))
         self.out_layers = nn.Sequential(
-            GroupNorm32(self.out_channels),
+            GroupNorm32(self.out_channels, groups=norm_groups),
             nn.SiLU(),
             nn.Dropout(p=dropout),
             zero_init(nn.Conv2d(self.out_channels, self.out_channels, 3, padding=1)),

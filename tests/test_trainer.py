@@ -79,3 +79,21 @@ def test_a_stopped_and_resumed_run_equals_an_uninterrupted_one(tmp_path) -> None
         torch.testing.assert_close(resumed["model"][key], value)
     for key, value in straight["ema"].items():
         torch.testing.assert_close(resumed["ema"][key], value)
+
+
+@pytest.mark.parametrize("kind", ["checkpoint", "safetensors"])
+def test_a_new_run_can_start_from_trained_weights(tmp_path, kind) -> None:
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    first = train(nn.Linear(3, 1), _regression_step, _config(tmp_path / "first", max_steps=30))
+    source = tmp_path / "first" / "tiny.pt"
+    if kind == "safetensors":
+        source = tmp_path / "weights.safetensors"
+        save_file(first["ema"], str(source))
+    torch.manual_seed(1)  # a different initialisation, replaced by the given weights
+    second = train(nn.Linear(3, 1), _regression_step, _config(tmp_path / "second", max_steps=1, init_from=source, lr=0))
+    for key, value in first["ema"].items():
+        torch.testing.assert_close(second["model"][key], value)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        train(nn.Linear(3, 1), _regression_step, _config(tmp_path / "third", init_from=tmp_path / "missing.pt"))

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bdlib.unet import PAPER_UNET_CONFIG, UNetModel, paper_unet
-from bdlib.unet_blocks import timestep_embedding
+from bdlib.unet_blocks import GroupNorm32, timestep_embedding
 
 
 @pytest.fixture(scope="module")
@@ -232,3 +232,21 @@ def test_scalar_timestep_is_broadcast(ref: dict[str, Any], small: UNetModel) -> 
         a = small(x, torch.tensor(917))
         b = small(x, torch.tensor([917, 917]))
     torch.testing.assert_close(a, b)
+
+
+def test_norm_groups_change_only_the_normalisation(ref: dict[str, Any], small: UNetModel) -> None:
+    regrouped = _small(ref, norm_groups=8)  # same keys and shapes, so the official weights load
+    assert all(m.num_groups == 8 for m in regrouped.modules() if isinstance(m, GroupNorm32))
+    assert all(m.num_groups == 32 for m in small.modules() if isinstance(m, GroupNorm32))
+    with torch.no_grad():
+        assert not torch.allclose(regrouped(ref["x"], ref["timesteps"]), small(ref["x"], ref["timesteps"]))
+    with pytest.raises(ValueError, match="norm groups=5 must be a positive divisor"):
+        UNetModel(**{**ref["unet_kwargs"], "norm_groups": 5})
+
+
+def test_one_channel_per_group_erases_each_channels_mean() -> None:
+    """Why narrow networks need fewer groups: an instance norm cannot pass a per-channel offset on."""
+    features, offset = torch.randn(2, 8, 6, 6), torch.randn(1, 8, 1, 1)
+    instance, grouped = GroupNorm32(8, groups=8), GroupNorm32(8, groups=2)
+    torch.testing.assert_close(instance(features + offset), instance(features), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(grouped(features + offset), grouped(features), atol=1e-3)

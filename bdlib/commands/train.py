@@ -63,6 +63,10 @@ def register(subparsers) -> None:
         "--anneal-from", type=int, default=None,
         help="decay the learning rate along a half cosine from this step to --max-steps (default: constant)",
     )  # fmt: skip
+    parser.add_argument(
+        "--init-from", type=Path, default=None,
+        help="start a new run from these weights (a checkpoint .pt, its EMA; or a .safetensors file)",
+    )  # fmt: skip
     parser.add_argument("--export", action="store_true", help="evaluate and write the weights into the package")
     parser.set_defaults(func=run)
 
@@ -82,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     model = spec.get("build")()
     config = spec.get("config")(
         checkpoint, args.minutes, seed=args.seed, device=args.device, max_steps=args.max_steps,
-        anneal_from=args.anneal_from,
+        anneal_from=args.anneal_from, init_from=args.init_from,
     )  # fmt: skip
     from bdlib.worlds.toy.trainer import train
 

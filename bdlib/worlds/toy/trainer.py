@@ -57,6 +57,7 @@ class TrainConfig:
     warmup_steps: int = 200
     max_steps: int | None = None
     anneal_from: int | None = None  # cosine decay of the learning rate from this step to max_steps
+    init_from: Path | None = None  # a new run starts from these weights (a checkpoint's EMA, or safetensors)
     ema_decay: float | None = 0.999
     grad_clip: float = 1.0
     bf16: bool = True
@@ -118,6 +119,19 @@ class _StopRequest:
             signal.signal(sig, previous)
 
 
+def initial_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The weights a new run starts from: a trainer checkpoint's EMA (else its model), or a safetensors file."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"init_from {path} does not exist: give a trainer checkpoint (.pt) or .safetensors")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return state.get("ema") or state["model"]
+
+
 def _save_atomically(payload: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -146,6 +160,11 @@ def train(model: nn.Module, step_fn: StepFn, config: TrainConfig) -> dict:
             ema.model.load_state_dict(state["ema"])
         step, elapsed, history = state["step"], state["elapsed_s"], json.loads(state["history"])
         print(f"resumed {config.checkpoint} at step {step} ({elapsed / 60:.1f} min trained)")
+    elif config.init_from is not None:
+        model.load_state_dict(initial_weights(config.init_from))
+        if ema is not None:
+            ema.model.load_state_dict(model.state_dict())
+        print(f"new run from the weights of {config.init_from}")
 
     def payload() -> dict:
         return {
@@ -155,7 +174,15 @@ def train(model: nn.Module, step_fn: StepFn, config: TrainConfig) -> dict:
             "step": step,
             "elapsed_s": elapsed,
             "history": json.dumps(history),
-            "meta": json.dumps({**config.meta, "seed": config.seed, "lr": config.lr, "bf16": config.bf16}),
+            "meta": json.dumps(
+                {
+                    **config.meta,
+                    "seed": config.seed,
+                    "lr": config.lr,
+                    "bf16": config.bf16,
+                    "init_from": None if config.init_from is None else str(config.init_from),
+                }
+            ),
         }
 
     budget_s = config.minutes * 60
