@@ -29,6 +29,7 @@ from bdlib.clip_guidance import (
 )
 from bdlib.diffusion import Diffusion, MeanVariance
 from bdlib.method import MethodSettings
+from bdlib.precision import network_autocast
 from bdlib.sampling import resolve_start_index
 
 
@@ -61,7 +62,8 @@ def guided_step(
     t = torch.full((batch,), index, dtype=torch.long, device=x_t.device)
     timesteps = diffusion.model_timesteps(t)
     x = x_t.detach().requires_grad_(True)
-    with torch.enable_grad():
+    autocast = network_autocast(x_t.device, settings.precision)
+    with torch.enable_grad(), autocast:
         if settings.noise_aware:
             with torch.no_grad():
                 mv = diffusion.p_mean_variance(unet(x_t, timesteps), x_t, t, settings.clip_denoised)
@@ -85,7 +87,7 @@ def guided_step(
         (grad,) = torch.autograd.grad(loss, x)
     grad = -grad
     if settings.two_pass and not settings.noise_aware:  # the official code's separate no-grad pass
-        with torch.no_grad():
+        with torch.no_grad(), network_autocast(x_t.device, settings.precision):
             mv = diffusion.p_mean_variance(unet(x_t, timesteps), x_t, t, settings.clip_denoised)
     mv = _detached(mv)
     with torch.no_grad():

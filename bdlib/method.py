@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from bdlib.clip_guidance import DISTANCES
+from bdlib.precision import check_precision
 
 ALGORITHMS = ("blended", "local")
 
@@ -44,8 +45,10 @@ class MethodSettings:
     official: bool = False
     noise_aware: bool = False  # guide with a CLIP that reads (x_t, t): no backward through the UNet
     clip_denoised: bool = False
+    precision: str = "fp32"  # the networks' autocast: "fp32" (none), "bf16" or "fp16" (bdlib.precision)
 
     def __post_init__(self) -> None:
+        check_precision(self.precision)
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {self.algorithm!r}")
         if self.distance not in DISTANCES:

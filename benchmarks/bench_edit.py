@@ -6,8 +6,9 @@
 Each configuration is a batch size (samples per edit, ranked) at the world's default settings (8
 augmentations). ``--official`` adds, in the same run, the official code's choices (two network passes
 per step, CLIP on the x_in mix, background at level t) for a side-by-side ratio. The paper world uses
-random weights (same cost as the real ones). On a slow device ``--max-steps N`` times only the first N
-steps of each edit and extrapolates to the whole chain (the record says so).
+random weights (same cost as the real ones). ``--precision fp32 bf16`` times each precision of the
+networks. On a slow device ``--max-steps N`` times only the first N steps of each edit and extrapolates
+to the whole chain (the record says so).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 import torch
 
 from bdlib.edit import edit
+from bdlib.precision import PRECISIONS
 from bdlib.worlds.base import World, load_world
 from bdlib.worlds.toy.tasks import example_task
 
@@ -55,10 +57,12 @@ def inputs_for(world: World) -> tuple[torch.Tensor, torch.Tensor, str]:
     return image, mask, task.prompt if world.name == "toy" else "a red ball"
 
 
-def time_edit(world: World, batch: int, official: bool, repeats: int, max_steps: int | None, seed: int) -> dict:
+def time_edit(
+    world: World, batch: int, official: bool, repeats: int, max_steps: int | None, seed: int, precision: str = "fp32"
+) -> dict:
     """Median seconds of ``repeats`` edits (after one warm-up) and the steps each one ran."""
     image, mask, prompt = inputs_for(world)
-    settings = world.defaults.with_(official=official)
+    settings = world.defaults.with_(official=official, precision=precision)
     steps = settings.start_index + 1
     timed_steps = min(steps, max_steps) if max_steps else steps
     device = world.device
@@ -107,28 +111,29 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         kwargs["random_weights"] = True
     world = load_world(args.world, **kwargs)
     records: list[dict[str, Any]] = []
-    for batch in args.batch:
+    for precision, batch in [(p, b) for p in args.precision for b in args.batch]:
         record: dict[str, Any] = {
             "world": args.world,
             "device": device.type,
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
             "batch": batch,
+            "precision": precision,
             "augmentations": world.defaults.augmentations,
             "respacing": world.defaults.respacing,
             "start_index": world.defaults.start_index,
             "threads": torch.get_num_threads(),
             "torch_version": torch.__version__,
         }
-        record.update(time_edit(world, batch, False, args.repeats, args.max_steps, args.seed))
+        record.update(time_edit(world, batch, False, args.repeats, args.max_steps, args.seed, precision))
         record["images_per_second"] = batch / record["seconds_per_edit"]
         record["peak_memory_mb"], record["peak_memory_kind"] = peak_memory_mb(device)
         if args.official:
-            official = time_edit(world, batch, True, args.repeats, args.max_steps, args.seed)
+            official = time_edit(world, batch, True, args.repeats, args.max_steps, args.seed, precision)
             record["official_two_pass_seconds_per_edit"] = official["seconds_per_edit"]
             record["speedup_vs_official"] = official["seconds_per_edit"] / record["seconds_per_edit"]
         records.append(record)
         print(
-            f"{args.world} {device.type} batch {batch}: {record['seconds_per_edit']:.3f} s/edit, "
+            f"{args.world} {device.type} {precision} batch {batch}: {record['seconds_per_edit']:.3f} s/edit, "
             f"{1000 * record['seconds_per_step']:.1f} ms/step, {record['images_per_second']:.2f} img/s"
             + (f", official x{record['speedup_vs_official']:.2f}" if args.official else ""),
             flush=True,
@@ -143,6 +148,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--world", choices=("toy", "paper"), default="toy")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 4, 8])
+    parser.add_argument("--precision", nargs="+", choices=sorted(PRECISIONS), default=["fp32"],
+                        help="networks' autocast, one record each (default fp32)")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-steps", type=int, default=None, help="time only the first N steps and extrapolate")
     parser.add_argument("--official", action="store_true", help="also time the official two-pass step")

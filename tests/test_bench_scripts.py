@@ -127,3 +127,19 @@ def test_bad_image_size_is_refused(bench: ModuleType, capsys: pytest.CaptureFixt
     with pytest.raises(SystemExit):
         bench.parse_args(["--smoke", "--image-size", "100"])
     assert "multiple of 32" in capsys.readouterr().err
+
+
+def test_edit_benchmark_writes_the_issue_fields_per_precision_and_batch(tmp_path: Path) -> None:
+    bench_edit = load_script(REPO_ROOT / "benchmarks" / "bench_edit.py")
+    out = tmp_path / "edit.json"
+    args = ["--world", "toy", "--batch", "1", "2", "--precision", "fp32", "bf16", "--repeats", "1",
+            "--max-steps", "2", "--official", "--out", str(out)]  # fmt: skip
+    bench_edit.run(bench_edit.parse_args(args))
+    records = json.loads(out.read_text())
+    assert [(r["precision"], r["batch"]) for r in records] == [("fp32", 1), ("fp32", 2), ("bf16", 1), ("bf16", 2)]
+    for record in records:
+        assert {"world", "device", "batch", "augmentations", "steps", "seconds_per_edit", "seconds_per_step",
+                "peak_memory_mb", "official_two_pass_seconds_per_edit"} <= set(record)  # fmt: skip
+        assert record["timed_steps"] == 2 and record["extrapolated"]
+        assert record["seconds_per_edit"] == pytest.approx(record["seconds_per_step"] * record["steps"])
+        assert record["seconds_per_step"] > 0 and record["peak_memory_mb"] > 0

@@ -86,3 +86,19 @@ def test_bad_prompt_k_and_files(random_toy_world, example, tmp_path):
         edit(random_toy_world, tmp_path / "notes.png", mask, "a red circle")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         edit(random_toy_world, tmp_path / "missing.png", mask, "a red circle")
+
+
+def test_bf16_networks_give_close_distances_and_an_exact_background(random_toy_world, example):
+    image, mask = example
+    steps = {}
+    for precision in ("fp32", "bf16"):
+        records = []
+        result = edit(random_toy_world, image, mask, "a red circle", seed=3, precision=precision,
+                      callback=records.append)  # fmt: skip
+        steps[precision] = records[0]["clip_dists"]
+        keep = (1 - result.mask).bool().expand_as(result.images)
+        assert (result.images - image[None])[keep].abs().max() == 0
+    change = (steps["bf16"] - steps["fp32"]).abs().max()
+    assert 0 < change < 0.01  # CLIP did run in bf16, and its distances moved only at bf16's precision
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, fp16"):
+        edit(random_toy_world, image, mask, "a red circle", precision="fp8")
