@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMAND_MODULES = ("demo", "download", "edit", "evaluate", "train")
+COMMAND_MODULES = ("demo", "download", "edit", "evaluate", "figures", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:

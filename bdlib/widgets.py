@@ -208,7 +208,7 @@ def figure_title(fig) -> str:
     return title.get_text() if title is not None else ""
 
 
-def _diff_picture(result: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+def diff_picture(result: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
     """``DIFF_GAIN · mean_c |result - input|`` as a (1, H, W) picture in [0, 1]."""
     return ((result - image).abs().mean(dim=0, keepdim=True) * DIFF_GAIN / 2).clamp(0, 1)
 
@@ -238,7 +238,7 @@ def render_lambda(
     result = done.result
     error = float(background_error(result.best, inp.image, inp.mask)[0])
     fig = show_grid(
-        [[inp.image[0], inp.mask[0], result.best[0], _diff_picture(result.best[0], inp.image[0])]],
+        [[inp.image[0], inp.mask[0], result.best[0], diff_picture(result.best[0], inp.image[0])]],
         titles=[["input", "mask", "result", f"|Δ|×{DIFF_GAIN:g}"]],
         panel_inches=panel_inches,
         suptitle=f"Algorithm 1, λ = {lam:g}: background error {error:.4f}\n"
@@ -275,7 +275,7 @@ def render_k(
     outside = float(((result.best - inp.image).abs() * (1 - inp.mask)).max())
     start = done.start[result.order[0]]
     fig = show_grid(
-        [[inp.image[0], start, result.best[0], _diff_picture(result.best[0], inp.image[0])]],
+        [[inp.image[0], start, result.best[0], diff_picture(result.best[0], inp.image[0])]],
         titles=[["input", f"x_k (t={done.timestep})", "result", f"|Δ|×{DIFF_GAIN:g}"]],
         panel_inches=panel_inches,
         suptitle=f"Algorithm 2, k = {k}: change inside the mask {inside:.3f}, outside {outside:g}\n"

@@ -52,3 +52,14 @@ def test_train_command_runs_resumes_and_checks_arguments(tmp_path, capsys):
     assert main(args) == 0  # resumes from the checkpoint
     assert "resumed" in capsys.readouterr().out
     assert main(["train", "oracle", "--minutes", "0"]) == 2
+
+
+def test_figures_command_regenerates_small_figures(tmp_path, capsys):
+    from PIL import Image
+
+    assert main(["figures", "--out", str(tmp_path)]) == 0
+    names = {"demo.png", "edit_example_figure.png", "lambda_sweep.png", "k_sweep.png", "augmentations.png"}
+    assert names <= {p.name for p in tmp_path.iterdir()}
+    for name in names:
+        assert Image.open(tmp_path / name).width <= 450, name
+    assert "run `python -m bdlib evaluate`" in capsys.readouterr().out  # no evaluation.json here

@@ -82,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
     for rank in range(1, len(result.images)):
         written.append(save_image(result.images[rank], args.out.with_name(f"{args.out.stem}_rank{rank + 1}.png")))
     titles = ["input", "mask"] + [f"#{i + 1} d={d:.3f}" for i, d in enumerate(result.distances.tolist())]
-    fig = show_grid([[result.image, result.mask, *result.images]], titles=[titles], suptitle=f'"{args.prompt}"')
+    fig = show_grid(
+        [[result.image, result.mask, *result.images]], titles=[titles], panel_inches=0.65, suptitle=f'"{args.prompt}"'
+    )
     written.append(save_figure(fig, args.out.with_name(f"{args.out.stem}_figure.png")))
     print(f"edited in {seconds:.2f} s; wrote " + ", ".join(str(p) for p in written))
     return 0

@@ -31,7 +31,7 @@ def _rows(report: dict, prefix: str) -> list[dict]:
 
 def tradeoff_figure(report: dict):
     """Three panels: λ (Algorithm 1), guidance scale with 1 vs 8 views, and k."""
-    fig, axes = plt.subplots(1, 3, figsize=(10, 2.8))
+    fig, axes = plt.subplots(3, 1, figsize=(4, 7.5))  # stacked: 400 px wide
     lam = _rows(report, "alg1 lam=")
     xs = [max(row["settings"]["lam"], 1.0) for row in lam]
     axes[0].plot(xs, [row["bg_mean_abs"] for row in lam], "o-", label="background change")
