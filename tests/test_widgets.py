@@ -126,3 +126,17 @@ def test_oracle_scores(random_toy_world, task):
     assert verdict["match"].shape == (2,) and verdict["score"].shape == (2,) and verdict["clean"].shape == (2,)
     nothing = bw.oracle_scores(judged, images, task.mask[None], "")  # a removal: "nothing here"
     assert torch.all((nothing["score"] >= 0) & (nothing["score"] <= 1))
+
+
+def test_a_slider_moved_by_the_frontend_redraws_the_panel():
+    """The Jupyter-protocol round trip of notebooks/widget_roundtrip.py: kernel, widget comms, redraw."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "notebooks" / "widget_roundtrip.py"
+    spec = importlib.util.spec_from_file_location("widget_roundtrip", script)
+    roundtrip = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(roundtrip)
+    result = roundtrip.run(script.parent / "05_blended_diffusion.py", timeout=600)
+    assert result["ok"] and result["slider_after"] != result["slider_before"]
+    assert result["title_after"] != result["title_before"] and result["state_updates_from_kernel"] > 0
