@@ -358,7 +358,10 @@ def _controls(base: MethodSettings, seed: int, prompt: str) -> dict[str, Any]:
     layout = w.Layout(width="170px")
     return {
         "guidance_scale": w.Dropdown(
-            options=sorted({100.0, 300.0, 1000.0, 3000.0, 10000.0, scale}), value=scale, description="scale", layout=layout
+            options=sorted({100.0, 300.0, 1000.0, 3000.0, 10000.0, scale}),
+            value=scale,
+            description="scale",
+            layout=layout,
         ),
         "augmentations": w.Dropdown(options=sorted({1, 4, 8, augs}), value=augs, description="views", layout=layout),
         "seed": w.Dropdown(options=sorted({0, 1, 2, 3, seed}), value=seed, description="seed", layout=layout),
