@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -95,5 +96,7 @@ def test_a_new_run_can_start_from_trained_weights(tmp_path, kind) -> None:
     second = train(nn.Linear(3, 1), _regression_step, _config(tmp_path / "second", max_steps=1, init_from=source, lr=0))
     for key, value in first["ema"].items():
         torch.testing.assert_close(second["model"][key], value)
+    resumed = train(nn.Linear(3, 1), _regression_step, _config(tmp_path / "second", max_steps=2))
+    assert json.loads(resumed["meta"])["init_from"] == str(source)  # provenance survives a resume
     with pytest.raises(FileNotFoundError, match="does not exist"):
         train(nn.Linear(3, 1), _regression_step, _config(tmp_path / "third", init_from=tmp_path / "missing.pt"))

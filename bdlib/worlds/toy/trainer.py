@@ -152,6 +152,7 @@ def train(model: nn.Module, step_fn: StepFn, config: TrainConfig) -> dict:
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     ema = EMA(model, config.ema_decay) if config.ema_decay else None
     step, elapsed, history = 0, 0.0, []
+    init_from = None if config.init_from is None else str(config.init_from)
     if config.checkpoint.exists():
         state = torch.load(config.checkpoint, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
@@ -159,6 +160,7 @@ def train(model: nn.Module, step_fn: StepFn, config: TrainConfig) -> dict:
         if ema is not None and state.get("ema") is not None:
             ema.model.load_state_dict(state["ema"])
         step, elapsed, history = state["step"], state["elapsed_s"], json.loads(state["history"])
+        init_from = json.loads(state["meta"]).get("init_from") or init_from  # provenance survives resumes
         print(f"resumed {config.checkpoint} at step {step} ({elapsed / 60:.1f} min trained)")
     elif config.init_from is not None:
         model.load_state_dict(initial_weights(config.init_from))
@@ -180,7 +182,7 @@ def train(model: nn.Module, step_fn: StepFn, config: TrainConfig) -> dict:
                     "seed": config.seed,
                     "lr": config.lr,
                     "bf16": config.bf16,
-                    "init_from": None if config.init_from is None else str(config.init_from),
+                    "init_from": init_from,
                 }
             ),
         }
