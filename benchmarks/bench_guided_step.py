@@ -11,9 +11,10 @@ One step, as the blended sampler runs it at every timestep (paper Algorithm 2, f
 
 The weights are random (nothing is downloaded): the cost depends only on the architectures, which are
 the exact ones (``paper_unet("100")``, 552.8 M parameters, and ``random_clip("ViT-B/16")``). The
-augmentations are a stand-in for the official ones (kornia RandomAffine + RandomPerspective on copies
-2..8). FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode`` on the meta device (no memory,
-no time), once per batch size. See ``benchmarks/README.md`` for the meaning of every JSON field.
+augmentations are bdlib's extending augmentations (kornia homographies of the official affine and
+perspective ranges on copies 2..8). FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode``
+on the meta device (no memory, no time), once per batch size. See ``benchmarks/README.md`` for the
+meaning of every JSON field.
 
 Usage::
 
@@ -38,17 +39,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import kornia.augmentation as K
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from bdlib.augment import ExtendingAugmentations
 from bdlib.clip_adapter import ClipModel, normalize01, random_clip
+from bdlib.clip_guidance import spherical_distance
 from bdlib.diffusion import Diffusion, create_diffusion
+from bdlib.precision import PRECISIONS, network_autocast
 from bdlib.unet import PAPER_UNET_CONFIG, UNetModel
 
-PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 NUM_VIEWS = 8  # the official aug_num: 1 clean view + 7 augmented views
 CLIP_LAMBDA = 1000.0  # the official clip_guidance_lambda
 T_INDEX = 74  # first respaced step of a blended edit with skip_timesteps 25 (original t = 747)
@@ -93,39 +94,15 @@ def build_world(smoke: bool, image_size: int, device: str, seed: int = 0) -> Wor
     return World("smoke" if smoke else "paper", model, diffusion, clip, image_size)
 
 
-def spherical_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``D(a, b) = 2 · arcsin(‖â - b̂‖ / 2)²`` on L2-normalised embeddings (the official d_clip_loss).  # (N,)"""
-    a = F.normalize(a, dim=-1)
-    b = F.normalize(b, dim=-1)
-    return 2 * torch.arcsin((a - b).norm(dim=-1) / 2) ** 2
-
-
-def make_augmentations() -> nn.Module:
-    """Stand-in for the extending augmentations: affine (15°, translate 0.1) then perspective (0.7)."""
-    return nn.Sequential(
-        K.RandomAffine(degrees=15, translate=(0.1, 0.1), p=0.7, padding_mode="border"),
-        K.RandomPerspective(distortion_scale=0.7, p=0.7),
-    )
-
-
-def clip_views(pred_x0: torch.Tensor, size: int, augment: nn.Module | None) -> torch.Tensor:
+def clip_views(pred_x0: torch.Tensor, size: int, augment: ExtendingAugmentations | None) -> torch.Tensor:
     """``NUM_VIEWS`` normalised CLIP inputs per image, view-major: row ``v * B + b``.  # (V*B, 3, S, S)
 
     ``augment=None`` repeats the clean view (same shapes and FLOPs; used on the meta device, where the
     random augmentation parameters cannot be drawn).
     """
     small = F.adaptive_avg_pool2d((pred_x0 + 1) / 2, size)  # (B, 3, S, S) in [0, 1]
-    copies = small.repeat(NUM_VIEWS - 1, 1, 1, 1)  # (7B, 3, S, S)
-    if augment is not None:
-        copies = augment(copies)
-    return normalize01(torch.cat([small, copies], dim=0))
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
-    """Autocast to ``dtype`` on ``device``; float32 (``dtype=None``) runs without autocast."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
+    views = small.repeat(NUM_VIEWS, 1, 1, 1) if augment is None else augment(small)
+    return normalize01(views)
 
 
 def guided_step(
@@ -134,8 +111,8 @@ def guided_step(
     t: torch.Tensor,
     text_emb: torch.Tensor,
     noise: torch.Tensor,
-    augment: nn.Module | None,
-    dtype: torch.dtype | None,
+    augment: ExtendingAugmentations | None,
+    precision: str,
 ) -> torch.Tensor:
     """One CLIP-guided DDPM step ``x_{t-1} = μ + Σ·g + σz`` with ``g = -∇_{x_t} L``.  # (B, 3, H, W)
 
@@ -143,11 +120,11 @@ def guided_step(
     only input gradients are computed; ``FlopCounterMode`` does not support ``torch.autograd.grad``).
     """
     x = x_t.detach().requires_grad_(True)  # (B, 3, H, W)
-    with autocast(x.device, dtype):
+    with network_autocast(x.device, precision):
         out = world.model(x, world.diffusion.model_timesteps(t))  # (B, 6, H, W), float32
     mv = world.diffusion.p_mean_variance(out.float(), x, t)
     views = clip_views(mv.pred_x0, world.clip.input_resolution, augment)  # (V*B, 3, S, S), float32
-    with autocast(x.device, dtype):
+    with network_autocast(x.device, precision):
         image_emb = world.clip.encode_pixels(views)  # (V*B, D), float32
     dist = spherical_distance(image_emb, text_emb).view(NUM_VIEWS, x.shape[0]).mean(dim=0)  # (B,)
     loss = CLIP_LAMBDA * dist.sum()
@@ -184,7 +161,7 @@ def count_flops(meta_world: World, batch: int) -> tuple[float, float]:
     inputs = {k: v.to("meta") for k, v in step_inputs(meta_world, batch, "cpu").items()}
     counter = FlopCounterMode(display=False)
     with counter:
-        guided_step(meta_world, augment=None, dtype=None, **inputs)
+        guided_step(meta_world, augment=None, precision="fp32", **inputs)
     return unet_forward, float(counter.get_total_flops())
 
 
@@ -224,14 +201,13 @@ def time_config(
     world: World, device: str, batch: int, precision: str, repeats: int, warmup: int
 ) -> dict[str, Any]:
     """Warm up, then time ``repeats`` steps; seconds are the median. Returns the measured fields."""
-    dtype = PRECISIONS[precision]
     inputs = step_inputs(world, batch, device)
-    augment = make_augmentations()
+    augment = ExtendingAugmentations(NUM_VIEWS)
     cuda = device.startswith("cuda")
     rss_before = current_rss_mb()
     out = None
     for _ in range(warmup):
-        out = guided_step(world, augment=augment, dtype=dtype, **inputs)
+        out = guided_step(world, augment=augment, precision=precision, **inputs)
     synchronize(device)
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
@@ -239,7 +215,7 @@ def time_config(
     for _ in range(repeats):
         synchronize(device)
         start = time.perf_counter()
-        out = guided_step(world, augment=augment, dtype=dtype, **inputs)
+        out = guided_step(world, augment=augment, precision=precision, **inputs)
         synchronize(device)
         times.append(time.perf_counter() - start)
     return {
