@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from bdlib.commands.evaluate import tradeoff_figure
+from bdlib.commands.evaluate import results_table, tradeoff_figure
 from bdlib.evaluation import default_settings, run_benchmark
 from bdlib.worlds.toy.oracle import build_oracle
 
@@ -48,3 +48,18 @@ def test_algorithm2_background_exact_and_algorithm1_not(report):
 def test_tradeoff_figure_draws(report):
     fig = tradeoff_figure(report)
     assert len(fig.axes) == 3
+
+
+def test_results_table_has_a_row_per_setting(report):
+    table = results_table(report).splitlines()
+    rows = [line for line in table if line.startswith("| alg")]
+    assert [row.split(" | ")[0].lstrip("| ") for row in rows] == [r["name"] for r in report["settings"]]
+    assert all(row.count("|") == table[2].count("|") for row in rows)  # every row fills every column
+    assert "5 seeded toy editing tasks" in table[0]
+
+
+def test_full_settings_cover_the_issue_and_the_speed_defaults(random_toy_world):
+    names = [row.name for row in default_settings(random_toy_world)]
+    assert sum(name.startswith("alg1 lam=") for name in names) >= 4
+    assert {"alg2 scale=10000 aug=1", "alg2 scale=10000 aug=8", "alg2 official", "alg2 bf16"} <= set(names)
+    assert "alg2 20 steps" in names  # twice the world's respacing ("10" in the test world)

@@ -63,6 +63,29 @@ def tradeoff_figure(report: dict):
     return fig
 
 
+def _fmt(value) -> str:
+    return "–" if value is None else f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def results_table(report: dict) -> str:
+    """A markdown table of every setting: overall metrics, and text match on add/replace/recolor/remove."""
+    kinds = ("add", "replace", "recolor", "remove")
+    head = ["setting", "text match", "clean", "bg max", "bg mean", "change in mask", "CLIP dist", "s/edit"]
+    head += [f"match: {kind}" for kind in kinds]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in report["settings"]:
+        cells = [row["name"], row["text_match"], row["clean"], row["bg_max_abs"], row["bg_mean_abs"],
+                 row["fg_mean_abs"], row["clip_distance"], row["seconds_per_edit"]]  # fmt: skip
+        cells += [row["per_kind"].get(kind, {}).get("text_match") for kind in kinds]
+        lines.append("| " + " | ".join(_fmt(cell) for cell in cells) + " |")
+    per_kind = report["settings"][0]["per_kind"]
+    counts = ", ".join(f"{kind} {value['n']}" for kind, value in per_kind.items())
+    return (
+        f"{report['n_tasks']} seeded toy editing tasks (seed {report['seed']}; {counts}), judged by the oracle; "
+        f"{report.get('minutes', '?')} min in all.\n\n" + "\n".join(lines) + "\n"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     if args.tasks < 5:
         raise ValueError(f"--tasks must be at least 5 (one per task kind), got {args.tasks}")
@@ -73,5 +96,7 @@ def run(args: argparse.Namespace) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     figure = save_figure(tradeoff_figure(report), args.out.with_suffix(".png"))
-    print(f"wrote {args.out} and {figure} in {report['minutes']} min")
+    table = args.out.with_suffix(".md")
+    table.write_text(results_table(report))
+    print(f"wrote {args.out}, {table} and {figure} in {report['minutes']} min")
     return 0
