@@ -110,6 +110,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     if args.world == "paper":
         kwargs["random_weights"] = True
     world = load_world(args.world, **kwargs)
+    if args.channels_last:
+        for network in (world.unet, world.clip):
+            network.to(memory_format=torch.channels_last)
     records: list[dict[str, Any]] = []
     for precision, batch in [(p, b) for p in args.precision for b in args.batch]:
         record: dict[str, Any] = {
@@ -118,6 +121,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
             "batch": batch,
             "precision": precision,
+            "channels_last": args.channels_last,
             "augmentations": world.defaults.augmentations,
             "respacing": world.defaults.respacing,
             "start_index": world.defaults.start_index,
@@ -154,6 +158,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, default=None, help="time only the first N steps and extrapolate")
     parser.add_argument("--official", action="store_true", help="also time the official two-pass step")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--channels-last", action="store_true", help="convolution weights in channels-last layout")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="benchmarks/results/edit.json")
     return parser.parse_args(argv)
