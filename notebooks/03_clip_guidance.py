@@ -293,9 +293,9 @@ show_grid([list(plain), list(guided)], row_labels=["unguided", "guided"], panel_
 plt.show()
 
 # %% [markdown]
-# With a well-trained toy DDPM the guided row shows blue squares. With the intermediate toy weights that
-# may ship while the DDPM is still training, the samples can be poor in both rows; the numbers above show
-# what the guidance achieved either way. Guidance is only as good as the prior it steers.
+# The guided row leans towards the prompt, the unguided row is whatever the prior draws; the numbers above
+# show what the guidance achieved for this seed. Guidance is only as good as the prior it steers: it can
+# only pick among (and push towards) scenes the toy DDPM can draw.
 #
 # ## 6. An adversarial example, made on purpose
 #

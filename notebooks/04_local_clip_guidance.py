@@ -31,8 +31,8 @@
 #
 # **Run time** (fresh kernel, busy 2-core laptop CPU): fast mode about 60 s; full mode about 4 min.
 #
-# **About the pictures.** The toy models may still be intermediate training snapshots, so edits can look
-# poor. The notebook asserts structural facts (the loss terms, where gradients act, that the background
+# **About the numbers.** Edits depend on the trained toy weights and the seed, so quality is printed, not
+# asserted. The notebook asserts structural facts (the loss terms, where gradients act, that the background
 # error is never zero, that small steps reduce the background loss) and *prints* quality numbers.
 
 # %% tags=["parameters"]

@@ -30,8 +30,8 @@
 #
 # **Run time** (fresh kernel, busy 2-core laptop CPU): fast mode about 60 s; full mode about 4 min.
 #
-# **About the pictures.** The toy models may still be intermediate training snapshots, so edits can look
-# poor. Everything asserted here is structural and holds for any weights; quality is printed.
+# **About the numbers.** Edits depend on the trained toy weights and the seed. Everything asserted here is
+# structural and holds for any weights; quality is printed.
 
 # %% tags=["parameters"]
 FAST = True  # fast mode: 25-step chains, 4 values of k (full mode: the world's 50-step chain, 7 values of k)

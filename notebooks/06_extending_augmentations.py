@@ -31,7 +31,7 @@
 #
 # **Run time** (fresh kernel, busy 2-core laptop CPU): fast mode about 50 s; full mode about 4 min.
 #
-# **About the numbers.** The toy models may still be intermediate training snapshots. Only what holds for
+# **About the numbers.** They depend on the trained toy weights and the seed. Only what holds for
 # any CLIP is asserted (an image optimised for one view scores worse under augmentation); everything else
 # is printed.
 

@@ -28,8 +28,7 @@
 #
 # **Run time** (fresh kernel, busy 2-core laptop CPU): fast mode about 60 s; full mode about 4 min.
 #
-# **About the pictures.** The toy models may still be intermediate training snapshots, so edits can look
-# poor. Asserted: the background of every edit is exact and the ranking is sorted; the rest is printed
+# **About the numbers.** Edits depend on the trained toy weights and the seed. Asserted: the background of every edit is exact and the ranking is sorted; the rest is printed
 # (CLIP distances, and the independent oracle's verdict when the world has one).
 
 # %% tags=["parameters"]

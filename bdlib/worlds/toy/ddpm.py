@@ -34,6 +34,7 @@ TOY_UNET_CONFIG: dict[str, Any] = {
     "num_head_channels": 32,
     "use_scale_shift_norm": True,
     "resblock_updown": True,
+    "norm_groups": 8,  # 4 channels per group at the first level; 32 groups would make it an instance norm
 }
 TOY_DIFFUSION_STEPS = 1000
 TOY_DDPM_BATCH = 64

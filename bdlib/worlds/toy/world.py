@@ -18,9 +18,10 @@ from bdlib.worlds.toy.vocab import parse_prompt
 #: well (2-core CPU: 0.96 s per edit against 1.99 s with 50 steps; benchmarks/README.md). Networks in float32:
 #: bf16 autocast (``precision="bf16"``) saves little at batch 1 and changes one step's guidance gradient by
 #: about 19 % (relative L2), so it is an option, not the default.
-#: No LPIPS (its VGG trunk is ImageNet-trained and cannot ship, so D_bg is the MSE alone); x̂_0 clipped to
-#: [-1, 1] at every step, which keeps the small toy DDPM's high-noise predictions from running away (the
-#: official code, and the paper world here, do not clip).
+#: No LPIPS (its VGG trunk is ImageNet-trained and cannot ship, so D_bg is the MSE alone). x̂_0 is clipped to
+#: [-1, 1] at every step (the official code, and the paper world here, do not clip): the toy DDPM samples
+#: cleanly either way (model card), but guided edits match the prompt better with it (40 seeded tasks, oracle
+#: text match 66 % clipped against 44 % unclipped).
 #: λ = 10 stays below the largest stable weight of the background loss at the start of the chain (a guided
 #: step moves x̂_0 by about Σ_t·2λ/(3·32²)/ᾱ_t per unit of error; past λ ≈ 23 it overshoots, notebook 04).
 TOY_DEFAULTS = MethodSettings(respacing="25", start_index=18, lam=10.0, lpips_weight=0.0, clip_denoised=True)
