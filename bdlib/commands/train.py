@@ -55,7 +55,10 @@ def register(subparsers) -> None:
     parser.add_argument("model", choices=sorted(TRAINABLES), help="which toy model")
     parser.add_argument("--minutes", type=float, default=30.0, help="wall-clock budget of this run (default 30)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the initial weights and every step's data")
+    parser.add_argument(
+        "--seed", type=int, default=None,
+        help="seeds the initial weights and every step's data (default: the model's recommended seed, as shipped)",
+    )  # fmt: skip
     parser.add_argument("--checkpoint", type=Path, default=None, help="resumable checkpoint (default runs/NAME.pt)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--max-steps", type=int, default=None, help="stop at this total step count (default: none)")
@@ -82,12 +85,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--device {args.device} asked for a GPU but torch sees none: use --device cpu")
     spec = TRAINABLES[args.model]
     checkpoint = args.checkpoint or Path("runs") / f"{args.model.replace('-', '_')}.pt"
-    torch.manual_seed(args.seed)
-    model = spec.get("build")()
+    overrides = {} if args.seed is None else {"seed": args.seed}
     config = spec.get("config")(
-        checkpoint, args.minutes, seed=args.seed, device=args.device, max_steps=args.max_steps,
-        anneal_from=args.anneal_from, init_from=args.init_from,
+        checkpoint, args.minutes, device=args.device, max_steps=args.max_steps, anneal_from=args.anneal_from,
+        init_from=args.init_from, **overrides,
     )  # fmt: skip
+    torch.manual_seed(config.seed)
+    model = spec.get("build")()
     from bdlib.worlds.toy.trainer import train
 
     final = train(model, spec.get("step_fn")(device=args.device), config)
