@@ -29,7 +29,7 @@ figures: setup
 evaluate: setup
 	$(PY) -m bdlib evaluate --out figures/evaluation.json
 
-## Everything CI checks: lint, unit tests, and every notebook in fast mode (CPU, about a minute each).
+## Everything CI checks: lint, unit tests, and every notebook in fast mode (CPU, 5-20 s each).
 test: setup lint unit notebooks
 
 lint: setup
