@@ -62,8 +62,7 @@ def guided_step(
     t = torch.full((batch,), index, dtype=torch.long, device=x_t.device)
     timesteps = diffusion.model_timesteps(t)
     x = x_t.detach().requires_grad_(True)
-    autocast = network_autocast(x_t.device, settings.precision)
-    with torch.enable_grad(), autocast:
+    with torch.enable_grad(), network_autocast(x_t.device, settings.precision):
         if settings.noise_aware:
             with torch.no_grad():
                 mv = diffusion.p_mean_variance(unet(x_t, timesteps), x_t, t, settings.clip_denoised)

@@ -136,8 +136,8 @@ def default_settings(world: World, fast: bool = False) -> list[Setting]:
         rows.append(Setting("alg2 noise-aware clip", base.with_(noise_aware=True)))
     rows.append(Setting("alg2 top-1 of 4 ranked", base, samples=4))
     if not fast:  # what the speed defaults cost: twice the steps, and bf16 autocast
-        doubled = str(2 * int(base.respacing)) if base.respacing.isdigit() else None
-        if doubled is not None:
+        if base.respacing.isdigit():  # plain step counts only ("ddim50", "10,10,10" have no simple double)
+            doubled = str(2 * int(base.respacing))
             rows.append(
                 Setting(f"alg2 {doubled} steps", base.with_(respacing=doubled, start_index=2 * base.start_index + 1))
             )

@@ -52,6 +52,8 @@ def test_train_command_runs_resumes_and_checks_arguments(tmp_path, capsys):
     assert main(args) == 0  # resumes from the checkpoint
     assert "resumed" in capsys.readouterr().out
     assert main(["train", "oracle", "--minutes", "0"]) == 2
+    assert main(["train", "oracle", "--anneal-from", "5", "--checkpoint", str(tmp_path / "x.pt")]) == 2
+    assert "anneal_from needs max_steps" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
 
 
 def test_figures_command_regenerates_small_figures(tmp_path, capsys):

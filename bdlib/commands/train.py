@@ -75,10 +75,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.minutes <= 0:
-        raise ValueError(f"--minutes must be positive, got {args.minutes}")
-    if args.anneal_from is not None and args.max_steps is None:
-        raise ValueError("--anneal-from needs --max-steps: the learning rate reaches zero at --max-steps")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -90,10 +86,11 @@ def run(args: argparse.Namespace) -> int:
         checkpoint, args.minutes, device=args.device, max_steps=args.max_steps, anneal_from=args.anneal_from,
         init_from=args.init_from, **overrides,
     )  # fmt: skip
+    from bdlib.worlds.toy.trainer import check_config, train
+
+    check_config(config)  # a bad budget or schedule fails before anything is built
     torch.manual_seed(config.seed)
     model = spec.get("build")()
-    from bdlib.worlds.toy.trainer import train
-
     final = train(model, spec.get("step_fn")(device=args.device), config)
     print(f"trained {args.model} to step {final['step']} ({final['elapsed_s'] / 60:.1f} min); checkpoint {checkpoint}")
     if args.export:
