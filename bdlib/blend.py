@@ -62,32 +62,41 @@ def guided_step(
     t = torch.full((batch,), index, dtype=torch.long, device=x_t.device)
     timesteps = diffusion.model_timesteps(t)
     x = x_t.detach().requires_grad_(True)
-    with torch.enable_grad(), network_autocast(x_t.device, settings.precision):
+    device, precision = x_t.device, settings.precision
+
+    def model_output(x_in: torch.Tensor) -> MeanVariance:
+        with network_autocast(device, precision, "unet"):
+            out = unet(x_in, timesteps).float()  # the head is float32 already; a custom UNet may not be
+        return diffusion.p_mean_variance(out, x_in, t, settings.clip_denoised)
+
+    with torch.enable_grad():
         if settings.noise_aware:
             with torch.no_grad():
-                mv = diffusion.p_mean_variance(unet(x_t, timesteps), x_t, t, settings.clip_denoised)
+                mv = model_output(x_t)
             clip_input = x
-            clip_sum, dists = _noise_aware_clip_loss(clip, x, timesteps, mask, text_embed, augment, settings)
+            with network_autocast(device, precision, "guidance"):
+                clip_sum, dists = _noise_aware_clip_loss(clip, x, timesteps, mask, text_embed, augment, settings)
             terms = {"clip_loss": settings.guidance_scale * clip_sum}
         else:
-            mv = diffusion.p_mean_variance(unet(x, timesteps), x, t, settings.clip_denoised)
+            mv = model_output(x)
             if settings.clip_sees_mix:  # official: x_in = x̂_0·s + x_t·(1-s), s = √(1-ᾱ_t) (respaced)
                 fac = float(diffusion.sqrt_one_minus_alphas_cumprod[index])
                 clip_input = mv.pred_x0 * fac + x * (1 - fac)
             else:
                 clip_input = mv.pred_x0
-            clip_sum, dists = clip_guidance_loss(clip, clip_input, mask, text_embed, augment, settings.distance)
-            terms = {"clip_loss": settings.guidance_scale * clip_sum}
-            if settings.range_scale:
-                terms["range_loss"] = settings.range_scale * range_loss(mv.pred_x0).sum()
-            if settings.algorithm == "local":
-                terms.update(_background_terms(clip_input, init, mask, settings, lpips))
+            with network_autocast(device, precision, "guidance"):
+                clip_sum, dists = clip_guidance_loss(clip, clip_input, mask, text_embed, augment, settings.distance)
+                terms = {"clip_loss": settings.guidance_scale * clip_sum}
+                if settings.range_scale:
+                    terms["range_loss"] = settings.range_scale * range_loss(mv.pred_x0).sum()
+                if settings.algorithm == "local":
+                    terms.update(_background_terms(clip_input, init, mask, settings, lpips))
         loss = sum(terms.values())
         (grad,) = torch.autograd.grad(loss, x)
     grad = -grad
     if settings.two_pass and not settings.noise_aware:  # the official code's separate no-grad pass
-        with torch.no_grad(), network_autocast(x_t.device, settings.precision):
-            mv = diffusion.p_mean_variance(unet(x_t, timesteps), x_t, t, settings.clip_denoised)
+        with torch.no_grad():
+            mv = model_output(x_t)
     mv = _detached(mv)
     with torch.no_grad():
         if settings.ddim:

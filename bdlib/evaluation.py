@@ -135,13 +135,14 @@ def default_settings(world: World, fast: bool = False) -> list[Setting]:
     if "noise_aware" in world.capabilities:
         rows.append(Setting("alg2 noise-aware clip", base.with_(noise_aware=True)))
     rows.append(Setting("alg2 top-1 of 4 ranked", base, samples=4))
-    if not fast:  # what the speed defaults cost: twice the steps, and bf16 autocast
+    if not fast:  # what the speed defaults cost: twice the steps, and bf16 autocast (all networks, or CLIP only)
         if base.respacing.isdigit():  # plain step counts only ("ddim50", "10,10,10" have no simple double)
             doubled = str(2 * int(base.respacing))
             rows.append(
                 Setting(f"alg2 {doubled} steps", base.with_(respacing=doubled, start_index=2 * base.start_index + 1))
             )
         rows.append(Setting("alg2 bf16", base.with_(precision="bf16")))
+        rows.append(Setting("alg2 bf16-clip", base.with_(precision="bf16-clip")))
     return rows
 
 

@@ -45,7 +45,7 @@ class MethodSettings:
     official: bool = False
     noise_aware: bool = False  # guide with a CLIP that reads (x_t, t): no backward through the UNet
     clip_denoised: bool = False
-    precision: str = "fp32"  # the networks' autocast: "fp32" (none), "bf16" or "fp16" (bdlib.precision)
+    precision: str = "fp32"  # networks' autocast: fp32 (none), bf16/fp16 (all), bf16-clip/fp16-clip (bdlib.precision)
 
     def __post_init__(self) -> None:
         check_precision(self.precision)

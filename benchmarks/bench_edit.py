@@ -9,21 +9,31 @@ per step, CLIP on the x_in mix, background at level t) for a side-by-side ratio.
 random weights (same cost as the real ones). ``--precision fp32 bf16`` times each precision of the
 networks. On a slow device ``--max-steps N`` times only the first N steps of each edit and extrapolates
 to the whole chain (the record says so).
+
+Every record also has the counted FLOPs of an edit (``torch.utils.flop_counter``'s formulas for
+convolutions, matmuls and attention, forward and input-gradient backward; element-wise ops not counted),
+the achieved TFLOP/s, this device's measured GEMM peak per dtype, and the *arithmetic floor*: the seconds
+an edit would take if every counted FLOP ran at that peak. ``--compile`` also times every configuration
+with the UNet through ``torch.compile`` (``World.compile_unet``; ``first_edit_seconds`` shows the compile
+time). After one warm-up edit each, the configurations are timed round-robin, ``--repeats`` rounds.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
-import resource
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_common, also when imported by path
+from bench_common import FlopCount, device_name, device_peaks, peak_memory_mb, synchronize  # noqa: E402
 
 from bdlib.edit import edit
 from bdlib.precision import PRECISIONS
@@ -33,18 +43,6 @@ from bdlib.worlds.toy.tasks import example_task
 
 class StopAfter(Exception):
     """Raised by the step callback to end an edit after ``--max-steps`` steps."""
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def peak_memory_mb(device: torch.device) -> tuple[float, str]:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_memory_allocated"
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return (peak / 2**20 if sys.platform == "darwin" else peak / 2**10), "process_peak_rss"
 
 
 def inputs_for(world: World) -> tuple[torch.Tensor, torch.Tensor, str]:
@@ -57,10 +55,35 @@ def inputs_for(world: World) -> tuple[torch.Tensor, torch.Tensor, str]:
     return image, mask, task.prompt if world.name == "toy" else "a red ball"
 
 
-def time_edit(
-    world: World, batch: int, official: bool, repeats: int, max_steps: int | None, seed: int, precision: str = "fp32"
-) -> dict:
-    """Median seconds of ``repeats`` edits (after one warm-up) and the steps each one ran."""
+@dataclass
+class Timing:
+    """One configuration's edit, and what its runs measured."""
+
+    run: Callable[[], float]  # one timed edit (seconds)
+    steps: int  # guided steps of a whole edit
+    timed_steps: int  # steps each run times (fewer with --max-steps)
+    first: float = 0.0  # the warm-up run: caches, allocator, kernels, compilation
+    times: list[float] = field(default_factory=list)
+    peak_memory: tuple[float, str] = (0.0, "")
+
+    def fields(self) -> dict[str, Any]:
+        seconds = statistics.median(self.times)
+        per_step = seconds / self.timed_steps
+        return {
+            "first_edit_seconds": self.first,
+            "steps": self.steps,
+            "timed_steps": self.timed_steps,
+            "extrapolated": self.timed_steps < self.steps,
+            "seconds_per_step": per_step,
+            "seconds_per_edit": per_step * self.steps if self.timed_steps < self.steps else seconds,
+            "seconds_all": self.times,
+        }
+
+
+def edit_timing(
+    world: World, batch: int, official: bool, max_steps: int | None, seed: int, precision: str = "fp32"
+) -> Timing:
+    """A :class:`Timing` whose ``run`` times one default edit (its first ``max_steps`` steps if given)."""
     image, mask, prompt = inputs_for(world)
     settings = world.defaults.with_(official=official, precision=precision)
     steps = settings.start_index + 1
@@ -84,20 +107,84 @@ def time_edit(
         synchronize(device)
         return time.perf_counter() - start
 
-    one()  # warm-up: caches, allocator, kernels
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    times = [one() for _ in range(repeats)]
-    seconds = statistics.median(times)
-    per_step = seconds / timed_steps
-    return {
-        "steps": steps,
-        "timed_steps": timed_steps,
-        "extrapolated": timed_steps < steps,
-        "seconds_per_step": per_step,
-        "seconds_per_edit": per_step * steps if timed_steps < steps else seconds,
-        "seconds_all": times,
+    return Timing(one, steps, timed_steps)
+
+
+def measure(timings: dict[tuple, Timing], repeats: int, device: torch.device, after_round: Callable[[], None]) -> None:
+    """Warm every configuration up, then time them round-robin ``repeats`` times.
+
+    Interleaving puts slow drifts of a shared machine on every configuration alike (on the 2-core machine of
+    benchmarks/README.md one edit measured 4.57 s in one run and 5.40 s in another), so the ratios between
+    configurations of one run hold even when the absolute times move.
+    """
+    for timing in timings.values():
+        timing.first = timing.run()
+    for _ in range(repeats):
+        for timing in timings.values():
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            timing.times.append(timing.run())
+            timing.peak_memory = max(timing.peak_memory, peak_memory_mb(device))
+        after_round()
+
+
+def counted_flops_per_step(world: World, batch: int, precision: str, seed: int) -> float:
+    """FLOPs of the first guided step of a default edit (every step has the same shapes, so the same count)."""
+    image, mask, prompt = inputs_for(world)
+    settings = world.defaults.with_(precision=precision)
+
+    def stop(_record: dict) -> None:
+        raise StopAfter
+
+    with FlopCount() as counter:
+        try:
+            edit(world, image, mask, prompt, samples=batch, seed=seed, settings=settings, callback=stop)
+        except StopAfter:
+            pass
+    return counter.flops
+
+
+def add_flop_fields(record: dict[str, Any], flops_per_step: float, peaks: dict[str, float]) -> None:
+    """Counted TFLOP per edit (steps × one step; the final ranking's CLIP pass is not counted), achieved
+    TFLOP/s, and the arithmetic floor: seconds per edit if every counted FLOP ran at the GEMM peak."""
+    tflop = flops_per_step * record["steps"] / 1e12
+    record["counted_tflop_per_edit"] = tflop
+    record["achieved_tflops"] = tflop / record["seconds_per_edit"]
+    record["gemm_peak_tflops"] = peaks
+    record["floor_seconds_per_edit"] = {name: round(tflop / peak, 4) for name, peak in peaks.items()}
+
+
+def config_record(
+    args: argparse.Namespace, world: World, compiled: bool, precision: str, batch: int,
+    timings: dict[tuple, Timing], flops_per_step: dict[tuple, float], peaks: dict[str, float],
+) -> dict[str, Any]:  # fmt: skip
+    """The JSON record of one configuration from what its timings measured so far."""
+    timing = timings[compiled, precision, batch, False]
+    device = world.device
+    record: dict[str, Any] = {
+        "world": args.world,
+        "device": device.type,
+        "device_name": device_name(device),
+        "batch": batch,
+        "precision": precision,
+        "channels_last": args.channels_last,
+        "compiled_unet": compiled,
+        "augmentations": world.defaults.augmentations,
+        "respacing": world.defaults.respacing,
+        "start_index": world.defaults.start_index,
+        "threads": torch.get_num_threads(),
+        "torch_version": torch.__version__,
+        "repeats": len(timing.times),
+        **timing.fields(),
     }
+    record["images_per_second"] = batch / record["seconds_per_edit"]
+    add_flop_fields(record, flops_per_step[precision, batch], peaks)
+    record["peak_memory_mb"], record["peak_memory_kind"] = timing.peak_memory
+    official = timings.get((compiled, precision, batch, True))
+    if official is not None:
+        record["official_two_pass_seconds_per_edit"] = official.fields()["seconds_per_edit"]
+        record["speedup_vs_official"] = record["official_two_pass_seconds_per_edit"] / record["seconds_per_edit"]
+    return record
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -113,37 +200,41 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     if args.channels_last:
         for network in (world.unet, world.clip):
             network.to(memory_format=torch.channels_last)
+    peaks = device_peaks(device)
+    print(f"GEMM peak TFLOP/s on {device.type}: {peaks}", flush=True)
+    configs = [(c, p, b) for c in ([False, True] if args.compile else [False]) for p in args.precision
+               for b in args.batch]  # fmt: skip
+    flops_per_step = {(p, b): counted_flops_per_step(world, b, p, args.seed) for _, p, b in configs}
+    worlds = {False: world}
+    if args.compile:  # a second copy of the networks, so that eager and compiled run side by side
+        worlds[True] = load_world(args.world, **kwargs).compile_unet(backend=args.compile_backend)
+    timings = {
+        (compiled, precision, batch, official): edit_timing(
+            worlds[compiled], batch, official, args.max_steps, args.seed, precision
+        )
+        for compiled, precision, batch in configs
+        for official in ([False, True] if args.official else [False])
+    }
     records: list[dict[str, Any]] = []
-    for precision, batch in [(p, b) for p in args.precision for b in args.batch]:
-        record: dict[str, Any] = {
-            "world": args.world,
-            "device": device.type,
-            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
-            "batch": batch,
-            "precision": precision,
-            "channels_last": args.channels_last,
-            "augmentations": world.defaults.augmentations,
-            "respacing": world.defaults.respacing,
-            "start_index": world.defaults.start_index,
-            "threads": torch.get_num_threads(),
-            "torch_version": torch.__version__,
-        }
-        record.update(time_edit(world, batch, False, args.repeats, args.max_steps, args.seed, precision))
-        record["images_per_second"] = batch / record["seconds_per_edit"]
-        record["peak_memory_mb"], record["peak_memory_kind"] = peak_memory_mb(device)
-        if args.official:
-            official = time_edit(world, batch, True, args.repeats, args.max_steps, args.seed, precision)
-            record["official_two_pass_seconds_per_edit"] = official["seconds_per_edit"]
-            record["speedup_vs_official"] = official["seconds_per_edit"] / record["seconds_per_edit"]
-        records.append(record)
+
+    def write_records() -> None:
+        records[:] = [
+            config_record(args, worlds[compiled], compiled, precision, batch, timings, flops_per_step, peaks)
+            for compiled, precision, batch in configs
+        ]
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(records, indent=2))
+
+    measure(timings, args.repeats, device, write_records)
+    for record in records:
         print(
-            f"{args.world} {device.type} {precision} batch {batch}: {record['seconds_per_edit']:.3f} s/edit, "
-            f"{1000 * record['seconds_per_step']:.1f} ms/step, {record['images_per_second']:.2f} img/s"
+            f"{args.world} {device.type} {'compiled' if record['compiled_unet'] else 'eager'} {record['precision']} "
+            f"batch {record['batch']}: {record['seconds_per_edit']:.3f} s/edit, "
+            f"{1000 * record['seconds_per_step']:.1f} ms/step, {record['images_per_second']:.2f} img/s, "
+            f"{1000 * record['achieved_tflops']:.1f} GFLOP/s (floor {record['floor_seconds_per_edit']})"
             + (f", official x{record['speedup_vs_official']:.2f}" if args.official else ""),
             flush=True,
         )
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(records, indent=2))
     return records
 
 
@@ -159,6 +250,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--official", action="store_true", help="also time the official two-pass step")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--channels-last", action="store_true", help="convolution weights in channels-last layout")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time every configuration with the UNet through torch.compile")  # fmt: skip
+    parser.add_argument("--compile-backend", default="inductor", help="torch.compile's backend (default inductor)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="benchmarks/results/edit.json")
     return parser.parse_args(argv)

@@ -26,12 +26,10 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import json
 import os
 import platform
-import resource
 import statistics
 import sys
 import time
@@ -43,11 +41,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_common, also when imported by path
+from bench_common import current_rss_mb, device_name, peak_rss_mb, synchronize  # noqa: E402
+
 from bdlib.augment import ExtendingAugmentations
 from bdlib.clip_adapter import ClipModel, normalize01, random_clip
 from bdlib.clip_guidance import spherical_distance
 from bdlib.diffusion import Diffusion, create_diffusion
-from bdlib.precision import PRECISIONS, network_autocast
+from bdlib.precision import PRECISIONS, low_precision_dtypes, network_autocast, uses_autocast
 from bdlib.unet import PAPER_UNET_CONFIG, UNetModel
 
 NUM_VIEWS = 8  # the official aug_num: 1 clean view + 7 augmented views
@@ -124,7 +125,7 @@ def guided_step(
         out = world.model(x, world.diffusion.model_timesteps(t))  # (B, 6, H, W), float32
     mv = world.diffusion.p_mean_variance(out.float(), x, t)
     views = clip_views(mv.pred_x0, world.clip.input_resolution, augment)  # (V*B, 3, S, S), float32
-    with network_autocast(x.device, precision):
+    with network_autocast(x.device, precision, "guidance"):
         image_emb = world.clip.encode_pixels(views)  # (V*B, D), float32
     dist = spherical_distance(image_emb, text_emb).view(NUM_VIEWS, x.shape[0]).mean(dim=0)  # (B,)
     loss = CLIP_LAMBDA * dist.sum()
@@ -163,38 +164,6 @@ def count_flops(meta_world: World, batch: int) -> tuple[float, float]:
     with counter:
         guided_step(meta_world, augment=None, precision="fp32", **inputs)
     return unet_forward, float(counter.get_total_flops())
-
-
-def synchronize(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize(device)
-
-
-def current_rss_mb() -> float | None:
-    """Resident memory of this process now (Linux ``/proc/self/statm``), or None elsewhere."""
-    try:
-        with open("/proc/self/statm") as f:
-            pages = int(f.read().split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of the whole process so far (``ru_maxrss``: KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
-
-
-def device_name(device: str) -> str:
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(device)
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def time_config(
@@ -254,10 +223,11 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             torch.backends.cudnn.allow_tf32 = False
         world = build_world(args.smoke, image_size, device)
         for precision in args.precision:
-            if device == "cpu" and precision == "fp16":
+            if device == "cpu" and torch.float16 in low_precision_dtypes(precision):
                 print("skipping fp16 on cpu (CPU autocast is benchmarked in bf16)", flush=True)
                 continue
-            if device == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
+            bf16 = torch.bfloat16 in low_precision_dtypes(precision)
+            if device == "cuda" and bf16 and not torch.cuda.is_bf16_supported():
                 print("skipping bf16: this GPU does not support it", flush=True)
                 continue
             for batch in args.batch:
@@ -292,7 +262,7 @@ def base_record(
         "device_name": device_name(device),
         "batch": batch,
         "precision": precision,
-        "autocast": PRECISIONS[precision] is not None,
+        "autocast": uses_autocast(precision),
         "image_size": world.image_size,
         "clip_input_size": world.clip.input_resolution,
         "augmentations": NUM_VIEWS,

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GUIDED_STEP = REPO_ROOT / "benchmarks" / "bench_guided_step.py"
@@ -140,6 +141,43 @@ def test_edit_benchmark_writes_the_issue_fields_per_precision_and_batch(tmp_path
     for record in records:
         assert {"world", "device", "batch", "augmentations", "steps", "seconds_per_edit", "seconds_per_step",
                 "peak_memory_mb", "official_two_pass_seconds_per_edit"} <= set(record)  # fmt: skip
-        assert record["timed_steps"] == 2 and record["extrapolated"]
+        assert record["timed_steps"] == 2 and record["extrapolated"] and len(record["seconds_all"]) == 1
         assert record["seconds_per_edit"] == pytest.approx(record["seconds_per_step"] * record["steps"])
         assert record["seconds_per_step"] > 0 and record["peak_memory_mb"] > 0
+        assert record["device_name"] and record["first_edit_seconds"] > 0
+        # counted FLOPs: steps × one step; the 2-sample edit counts twice the 1-sample edit's
+        assert record["achieved_tflops"] == pytest.approx(record["counted_tflop_per_edit"] / record["seconds_per_edit"],
+                                                          rel=1e-3)  # fmt: skip
+        peaks = record["gemm_peak_tflops"]
+        assert set(peaks) == {"fp32", "bf16"} and min(peaks.values()) > 0
+        for dtype, floor in record["floor_seconds_per_edit"].items():
+            assert floor == pytest.approx(record["counted_tflop_per_edit"] / peaks[dtype], rel=1e-2)
+    by_config = {(r["precision"], r["batch"]): r["counted_tflop_per_edit"] for r in records}
+    assert by_config["fp32", 2] == pytest.approx(2 * by_config["fp32", 1], rel=1e-3)
+    assert by_config["bf16", 1] == pytest.approx(by_config["fp32", 1], rel=1e-3)  # the same networks
+
+
+def test_edit_benchmark_times_a_compiled_unet_beside_the_eager_one(tmp_path: Path) -> None:
+    bench_edit = load_script(REPO_ROOT / "benchmarks" / "bench_edit.py")
+    out = tmp_path / "edit.json"
+    args = ["--world", "toy", "--batch", "1", "--repeats", "1", "--max-steps", "2", "--compile",
+            "--compile-backend", "eager", "--out", str(out)]  # fmt: skip  (eager: dynamo without inductor's codegen)
+    bench_edit.run(bench_edit.parse_args(args))
+    eager, compiled = json.loads(out.read_text())
+    assert (eager["compiled_unet"], compiled["compiled_unet"]) == (False, True)
+    assert compiled["counted_tflop_per_edit"] == eager["counted_tflop_per_edit"] > 0
+    assert compiled["seconds_per_edit"] > 0
+
+
+def test_flop_count_matches_the_convolution_formula_forward_and_input_backward() -> None:
+    load_script(REPO_ROOT / "benchmarks" / "bench_edit.py")  # puts benchmarks/ on sys.path
+    from bench_common import FlopCount
+
+    conv = torch.nn.Conv2d(8, 16, 3, padding=1).requires_grad_(False)
+    x = torch.randn(2, 8, 10, 10, requires_grad=True)
+    per_pass = 2 * 2 * 16 * 10 * 10 * 8 * 3 * 3  # 2 FLOPs per multiply-add, batch 2, 16 outputs, 8x3x3 taps
+    with FlopCount() as forward:
+        y = conv(x)
+    with FlopCount() as backward:
+        torch.autograd.grad(y.sum(), x)  # frozen weights: the input gradient only
+    assert forward.flops == per_pass and backward.flops == per_pass

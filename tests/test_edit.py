@@ -10,6 +10,7 @@ from PIL import Image
 from bdlib.edit import edit
 from bdlib.imageio import load_mask, save_image
 from bdlib.worlds.toy.tasks import example_task
+from bdlib.worlds.toy.world import load_toy_world
 
 
 @pytest.fixture(scope="module")
@@ -88,17 +89,35 @@ def test_bad_prompt_k_and_files(random_toy_world, example, tmp_path):
         edit(random_toy_world, tmp_path / "missing.png", mask, "a red circle")
 
 
-def test_bf16_networks_give_close_distances_and_an_exact_background(random_toy_world, example):
+def test_bf16_networks_give_close_distances_and_an_exact_background(example):
+    world = load_toy_world()  # trained weights: a random UNet's zero-initialised head would hide its precision
     image, mask = example
-    steps = {}
-    for precision in ("fp32", "bf16"):
+    first = {}
+    for precision in ("fp32", "bf16", "bf16-clip"):
         records = []
-        result = edit(random_toy_world, image, mask, "a red circle", seed=3, precision=precision,
-                      callback=records.append)  # fmt: skip
-        steps[precision] = records[0]["clip_dists"]
+        result = edit(world, image, mask, "a red circle", seed=3, k=2, precision=precision, callback=records.append)
+        first[precision] = records[0]
         keep = (1 - result.mask).bool().expand_as(result.images)
         assert (result.images - image[None])[keep].abs().max() == 0
-    change = (steps["bf16"] - steps["fp32"]).abs().max()
-    assert 0 < change < 0.01  # CLIP did run in bf16, and its distances moved only at bf16's precision
-    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, fp16"):
-        edit(random_toy_world, image, mask, "a red circle", precision="fp8")
+    for precision in ("bf16", "bf16-clip"):
+        change = (first[precision]["clip_dists"] - first["fp32"]["clip_dists"]).abs().max()
+        assert 0 < change < 0.01  # CLIP did run in bf16, and its distances moved only at bf16's precision
+    # "bf16-clip" keeps the UNet in float32: the first x̂_0 is bit-identical to fp32's; "bf16" moves it.
+    assert torch.equal(first["bf16-clip"]["pred_x0"], first["fp32"]["pred_x0"])
+    assert not torch.equal(first["bf16"]["pred_x0"], first["fp32"]["pred_x0"])
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, fp16, bf16-clip, fp16-clip"):
+        edit(world, image, mask, "a red circle", precision="fp8")
+
+
+def test_a_compiled_unet_gives_the_same_edit(random_toy_world, example):
+    import dataclasses
+
+    image, mask = example
+    world = dataclasses.replace(random_toy_world)  # a copy: the session's world stays eager
+    eager = edit(world, image, mask, "a red circle", seed=5, k=2)
+    world.compile_unet(backend="eager")  # dynamo's graph capture without inductor's slow code generation
+    compiled = world.unet
+    world.compile_unet(backend="eager")
+    assert world.unet is compiled and compiled._orig_mod is random_toy_world.unet  # wrapped once
+    again = edit(world, image, mask, "a red circle", seed=5, k=2)
+    torch.testing.assert_close(again.images, eager.images, atol=1e-5, rtol=0)

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import json
+import time
 
 import pytest
 import torch
 
-from bdlib.commands.evaluate import results_table, tradeoff_figure
+from bdlib.commands.evaluate import results_table, tradeoff_figure, update_rows
 from bdlib.evaluation import default_settings, run_benchmark
 from bdlib.worlds.toy.oracle import build_oracle
 
 
 @pytest.fixture(scope="module")
-def report(random_toy_world):
+def cheap_world(random_toy_world):
     torch.manual_seed(0)
     cheap = random_toy_world.defaults.with_(respacing="6", start_index=3, augmentations=2)
-    world = dataclasses.replace(random_toy_world, oracle=build_oracle().eval(), defaults=cheap)
+    return dataclasses.replace(random_toy_world, oracle=build_oracle().eval(), defaults=cheap)
+
+
+@pytest.fixture(scope="module")
+def report(cheap_world):
+    world = cheap_world
     rows = default_settings(world, fast=True)
     keep = {
         "alg2 default",
@@ -61,5 +69,38 @@ def test_results_table_has_a_row_per_setting(report):
 def test_full_settings_cover_the_issue_and_the_speed_defaults(random_toy_world):
     names = [row.name for row in default_settings(random_toy_world)]
     assert sum(name.startswith("alg1 lam=") for name in names) >= 4
-    assert {"alg2 scale=10000 aug=1", "alg2 scale=10000 aug=8", "alg2 official", "alg2 bf16"} <= set(names)
+    expected = {"alg2 scale=10000 aug=1", "alg2 scale=10000 aug=8", "alg2 official", "alg2 bf16", "alg2 bf16-clip"}
+    assert expected <= set(names)
     assert "alg2 20 steps" in names  # twice the world's respacing ("10" in the test world)
+
+
+def test_only_reruns_the_named_rows_and_keeps_the_others(report, cheap_world, tmp_path):
+    stale = json.loads(json.dumps(report))
+    stale["settings"] = [row for row in stale["settings"] if row["name"] != "alg1 lam=0"]  # a missing row
+    stale["settings"][0]["text_match"] = -1.0  # a stale "alg2 default"
+    out = tmp_path / "evaluation.json"
+    out.write_text(json.dumps(stale))
+    args = argparse.Namespace(only=["alg2 default", "alg1 lam=0"], out=out, tasks=5, seed=0, fast=True, batch_size=8)
+    updated = update_rows(cheap_world, args, time.time())
+    by_name = {row["name"]: row for row in updated["settings"]}
+    original = {row["name"]: row for row in report["settings"]}
+    assert list(by_name) == [row["name"] for row in report["settings"]]  # the table's order, the row restored
+    for name in ("alg2 default", "alg1 lam=0"):  # same tasks and seeds: the rerun repeats the first run
+        for key in ("text_match", "clean", "bg_max_abs", "fg_mean_abs", "clip_distance"):
+            assert by_name[name][key] == original[name][key], (name, key)
+    assert by_name["alg2 k=2"] == original["alg2 k=2"]  # untouched
+    assert updated["updates"][0]["rows"] == ["alg2 default", "alg1 lam=0"]
+    assert "rows alg2 default, alg1 lam=0 rerun on" in results_table(updated)
+
+
+def test_only_refuses_unknown_rows_other_tasks_and_a_missing_file(cheap_world, report, tmp_path):
+    out = tmp_path / "evaluation.json"
+    args = argparse.Namespace(only=["alg2 default"], out=out, tasks=5, seed=0, fast=True, batch_size=8)
+    with pytest.raises(FileNotFoundError, match="run without --only"):
+        update_rows(cheap_world, args, time.time())
+    out.write_text(json.dumps(report))
+    with pytest.raises(ValueError, match="unknown row"):
+        update_rows(cheap_world, argparse.Namespace(**{**vars(args), "only": ["alg2 turbo"]}), time.time())
+    with pytest.raises(ValueError, match="pass the same --tasks and --seed"):
+        update_rows(cheap_world, argparse.Namespace(**{**vars(args), "tasks": 200}), time.time())
+    assert json.loads(out.read_text()) == report  # nothing written on refusal

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from bdlib.evaluation import run_benchmark
+from bdlib.evaluation import default_settings, run_benchmark
 from bdlib.viz import save_figure
 from bdlib.worlds.base import load_world
 
@@ -22,6 +22,8 @@ def register(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=Path("figures/evaluation.json"))
+    parser.add_argument("--only", nargs="+", metavar="ROW", default=None,
+                        help="run only these rows (names as in the table), updating them in --out")  # fmt: skip
     parser.set_defaults(func=run)
 
 
@@ -82,8 +84,40 @@ def results_table(report: dict) -> str:
     counts = ", ".join(f"{kind} {value['n']}" for kind, value in per_kind.items())
     return (
         f"{report['n_tasks']} seeded toy editing tasks (seed {report['seed']}; {counts}), judged by the oracle; "
-        f"{report.get('minutes', '?')} min in all.\n\n" + "\n".join(lines) + "\n"
+        f"{report.get('minutes', '?')} min in all"
+        + "".join(
+            f"; rows {', '.join(u['rows'])} rerun on {u['date']} ({u['minutes']} min)"
+            for u in report.get("updates", [])
+        )
+        + ".\n\n"
+        + "\n".join(lines)
+        + "\n"
     )
+
+
+def update_rows(world, args: argparse.Namespace, start: float) -> dict:
+    """Run the rows named in ``args.only`` and put them into the report in ``args.out`` (same tasks and seed)."""
+    if not args.out.exists():
+        raise FileNotFoundError(f"--only updates an existing report, and {args.out} does not exist: run without --only")
+    report = json.loads(args.out.read_text())
+    if (report["n_tasks"], report["seed"]) != (args.tasks, args.seed):
+        raise ValueError(
+            f"{args.out} holds {report['n_tasks']} tasks with seed {report['seed']}, not {args.tasks} with seed "
+            f"{args.seed}: pass the same --tasks and --seed, or run without --only"
+        )
+    rows = default_settings(world, args.fast)
+    unknown = sorted(set(args.only) - {row.name for row in rows})
+    if unknown:
+        raise ValueError(f"unknown row(s) {unknown}: the rows are {[row.name for row in rows]}")
+    fresh = run_benchmark(world, args.tasks, args.seed, batch_size=args.batch_size,
+                          settings=[row for row in rows if row.name in args.only])["settings"]  # fmt: skip
+    by_name = {row["name"]: row for row in report["settings"]} | {row["name"]: row for row in fresh}
+    order = [row.name for row in rows] + [row["name"] for row in report["settings"]]  # then rows no longer listed
+    report["settings"] = [by_name[name] for name in dict.fromkeys(order) if name in by_name]
+    report.setdefault("updates", []).append(
+        {"rows": list(args.only), "minutes": round((time.time() - start) / 60, 2), "date": time.strftime("%Y-%m-%d")}
+    )
+    return report
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,8 +125,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--tasks must be at least 5 (one per task kind), got {args.tasks}")
     world = load_world("toy", device=args.device)
     start = time.time()
-    report = run_benchmark(world, args.tasks, args.seed, args.fast, args.batch_size)
-    report["minutes"] = round((time.time() - start) / 60, 2)
+    if args.only:
+        report = update_rows(world, args, start)
+    else:
+        report = run_benchmark(world, args.tasks, args.seed, args.fast, args.batch_size)
+        report["minutes"] = round((time.time() - start) / 60, 2)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     figure = save_figure(tradeoff_figure(report), args.out.with_suffix(".png"))

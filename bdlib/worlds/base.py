@@ -66,6 +66,17 @@ class World:
                 self._text_cache[key] = self.guidance_clip(noise_aware).encode_text([prompt]).float()
         return self._text_cache[key]
 
+    def compile_unet(self, **options) -> World:
+        """Replace the UNet by ``torch.compile(unet, **options)`` (in place, once) and return the world.
+
+        Results match the eager UNet up to float rounding. The first call at each new input shape compiles,
+        which costs far more than an edit (benchmarks/README.md has the measured times), so this pays only
+        for many edits at one batch size.
+        """
+        if not hasattr(self.unet, "_orig_mod"):  # already an OptimizedModule
+            self.unet = torch.compile(self.unet, **options)
+        return self
+
     def to(self, device: str | torch.device) -> World:
         """Move every network to ``device`` (in place) and return the world."""
         for module in (self.unet, self.clip, self.noisy_clip, self.lpips, self.oracle):
