@@ -29,7 +29,7 @@ from bdlib.clip_guidance import (
 )
 from bdlib.diffusion import Diffusion, MeanVariance
 from bdlib.method import MethodSettings
-from bdlib.precision import network_autocast
+from bdlib.precision import guidance_networks, network_autocast
 from bdlib.sampling import resolve_start_index
 
 
@@ -63,6 +63,7 @@ def guided_step(
     timesteps = diffusion.model_timesteps(t)
     x = x_t.detach().requires_grad_(True)
     device, precision = x_t.device, settings.precision
+    clip, lpips = guidance_networks(clip, lpips, device, precision)  # only the networks in low precision
 
     def model_output(x_in: torch.Tensor) -> MeanVariance:
         with network_autocast(device, precision, "unet"):
@@ -74,8 +75,7 @@ def guided_step(
             with torch.no_grad():
                 mv = model_output(x_t)
             clip_input = x
-            with network_autocast(device, precision, "guidance"):
-                clip_sum, dists = _noise_aware_clip_loss(clip, x, timesteps, mask, text_embed, augment, settings)
+            clip_sum, dists = _noise_aware_clip_loss(clip, x, timesteps, mask, text_embed, augment, settings)
             terms = {"clip_loss": settings.guidance_scale * clip_sum}
         else:
             mv = model_output(x)
@@ -84,13 +84,12 @@ def guided_step(
                 clip_input = mv.pred_x0 * fac + x * (1 - fac)
             else:
                 clip_input = mv.pred_x0
-            with network_autocast(device, precision, "guidance"):
-                clip_sum, dists = clip_guidance_loss(clip, clip_input, mask, text_embed, augment, settings.distance)
-                terms = {"clip_loss": settings.guidance_scale * clip_sum}
-                if settings.range_scale:
-                    terms["range_loss"] = settings.range_scale * range_loss(mv.pred_x0).sum()
-                if settings.algorithm == "local":
-                    terms.update(_background_terms(clip_input, init, mask, settings, lpips))
+            clip_sum, dists = clip_guidance_loss(clip, clip_input, mask, text_embed, augment, settings.distance)
+            terms = {"clip_loss": settings.guidance_scale * clip_sum}
+            if settings.range_scale:
+                terms["range_loss"] = settings.range_scale * range_loss(mv.pred_x0).sum()
+            if settings.algorithm == "local":
+                terms.update(_background_terms(clip_input, init, mask, settings, lpips))
         loss = sum(terms.values())
         (grad,) = torch.autograd.grad(loss, x)
     grad = -grad

@@ -4,17 +4,20 @@
 - ``"bf16"`` / ``"fp16"``: the UNet and the guidance networks (CLIP, LPIPS) under autocast to that dtype;
 - ``"bf16-clip"`` / ``"fp16-clip"``: the UNet stays float32, only the guidance networks run in the low
   precision. x̂_0's derivative at high noise is a difference of near-equal terms scaled by 1/√ᾱ_t, so a
-  low-precision UNet changes the guidance gradient far more than a low-precision CLIP does (toy world:
-  about 20 % against under 1 % relative L2 at the first step; benchmarks/README.md).
+  low-precision UNet changes the guidance gradient far more than a low-precision CLIP does (toy world,
+  relative L2 of one step's gradient: 16 % against 0.3 % at the first step of an edit, 4-13 % against
+  2-4 % later; ``benchmarks/precision_tolerance.py``).
 
-Only the networks run inside the autocast; the diffusion arithmetic (means, variances, x̂_0, blending)
-stays in float32, and the UNet keeps GroupNorm, its embeddings and output head in float32 (as
-guided-diffusion's fp16 mode does).
+Only the networks run inside the autocast: the diffusion arithmetic (means, variances, x̂_0, blending),
+the pooling and augmentations before CLIP (a homography applied in bf16 moves the sampling grid by a
+visible fraction of a pixel) and the distances after it stay in float32; the UNet keeps GroupNorm, its
+embeddings and output head in float32 (as guided-diffusion's fp16 mode does).
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -61,3 +64,35 @@ def network_autocast(
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
+class AutocastClip:
+    """``clip`` with ``encode_pixels`` run under ``context()``; every other attribute passes through."""
+
+    def __init__(self, clip: Any, context: Callable[[], contextlib.AbstractContextManager[Any]]) -> None:
+        self._clip, self._context = clip, context
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._clip, name)
+
+    def encode_pixels(self, *args: Any) -> torch.Tensor:
+        with self._context():
+            return self._clip.encode_pixels(*args)
+
+
+def guidance_networks(
+    clip: Any, lpips: Callable[..., torch.Tensor] | None, device: torch.device | str, precision: str
+) -> tuple[Any, Callable[..., torch.Tensor] | None]:
+    """``(clip, lpips)`` whose network calls run under the guidance autocast of ``precision`` (as given at fp32)."""
+    check_precision(precision)
+    if PRECISIONS[precision]["guidance"] is None:
+        return clip, lpips
+
+    def context() -> contextlib.AbstractContextManager[Any]:
+        return network_autocast(device, precision, "guidance")
+
+    def lpips_in_context(*args: Any, **kwargs: Any) -> torch.Tensor:
+        with context():
+            return lpips(*args, **kwargs)
+
+    return AutocastClip(clip, context), None if lpips is None else lpips_in_context

@@ -181,3 +181,15 @@ def test_flop_count_matches_the_convolution_formula_forward_and_input_backward()
     with FlopCount() as backward:
         torch.autograd.grad(y.sum(), x)  # frozen weights: the input gradient only
     assert forward.flops == per_pass and backward.flops == per_pass
+
+
+def test_precision_tolerance_finds_the_unet_far_more_sensitive_than_clip(tmp_path: Path) -> None:
+    script = load_script(REPO_ROOT / "benchmarks" / "precision_tolerance.py")
+    out = tmp_path / "tolerance.json"
+    script.main(["--indices", "18", "--out", str(out)])
+    records = {r["precision"]: r for r in json.loads(out.read_text())}
+    clip_only, everything = records["bf16-clip"], records["bf16"]
+    assert clip_only["pred_x0_max_abs"] == 0  # the UNet stayed in float32
+    assert 0 < clip_only["grad_relative_l2"] < 0.05 < everything["grad_relative_l2"]
+    with pytest.raises(SystemExit):
+        script.main(["--indices", "30", "--out", str(out)])

@@ -15,9 +15,10 @@ from bdlib.worlds.toy.vocab import parse_prompt
 
 #: Toy defaults: the official schedule shape (start at 3/4 of the chain: k = 18 of 25 respaced steps, original
 #: t = 749, like the official 74 of 100 at t = 747) at a quarter of the steps, which a learned-σ model samples
-#: well (2-core CPU: 0.96 s per edit against 1.99 s with 50 steps; benchmarks/README.md). Networks in float32:
-#: bf16 autocast (``precision="bf16"``) saves little at batch 1 and changes one step's guidance gradient by
-#: about 19 % (relative L2), so it is an option, not the default.
+#: well (about half the time of 50 steps from k = 37; text match 0.56 against 0.64, figures/evaluation.md).
+#: Networks in float32, so that an edit does not depend on the CPU's bf16 support: ``precision="bf16-clip"``
+#: (CLIP in bf16) changes one step's guidance gradient by 0.3-4 % (relative L2) and is faster at larger
+#: batches, ``"bf16"`` (the UNet too) by 4-16 % (benchmarks/precision_tolerance.py, benchmarks/README.md).
 #: No LPIPS (its VGG trunk is ImageNet-trained and cannot ship, so D_bg is the MSE alone). x̂_0 is clipped to
 #: [-1, 1] at every step (the official code, and the paper world here, do not clip): the toy DDPM samples
 #: cleanly either way (model card), but guided edits match the prompt better with it (40 seeded tasks, oracle
