@@ -24,7 +24,8 @@
 # 1. fetch the official checkpoints and load them with `load_world("paper")`;
 # 2. check the architecture (552,814,086 parameters) and estimate what one guided step costs;
 # 3. call the very same `bdlib.edit.edit` on a 256x256 photo with a mask;
-# 4. predict how long the official configuration takes on your CPU or GPU.
+# 4. predict how long the official configuration takes on your CPU or GPU;
+# 5. say which network may run in bf16 during guidance, and why.
 #
 # **Run time** (fresh kernel). The 256x256 UNet needs about 2.2 TFLOP per forward pass, so what runs
 # depends on the device:
@@ -251,6 +252,45 @@ plt.show()
 # from k = 74, 8 augmented CLIP views, guidance scale 1000, range loss 50, 4 samples ranked by CLIP) and
 # paints a blue eye. The exact pixels outside the mask hold either way.
 #
+# ## 5. Cheaper steps: which network may run in bf16?
+#
+# Mixed precision halves the cost of the big matmuls and convolutions, but not every network tolerates it.
+# `precision="bf16"` runs the UNet and CLIP under bf16 autocast; `"bf16-clip"` keeps the UNet in float32
+# and runs only CLIP (and LPIPS) in bf16. Why should that matter? Guidance differentiates
+# $\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\hat\epsilon(x_t)) / \sqrt{\bar\alpha_t}$, whose Jacobian
+# $(I - \sqrt{1-\bar\alpha_t}\,\partial\hat\epsilon/\partial x_t)/\sqrt{\bar\alpha_t}$ is, at high noise, a difference
+# of two nearly equal terms divided by a small $\sqrt{\bar\alpha_t}$: a small relative error in the UNet's
+# backward pass becomes a large one in the gradient. The trained toy world measures it on one guided step
+# (same $x_t$, noise and augmentations in every precision; `bdlib.precision_effect`):
+
+# %%
+from bdlib.precision_effect import guided_step_change  # noqa: E402
+from bdlib.worlds.toy.tasks import example_task  # noqa: E402
+
+toy = load_world("toy")
+task = example_task()
+toy_text = toy.encode_prompt(task.prompt)
+toy_diffusion = toy.diffusion()
+precision_change = {}
+for index in (18, 6) if FAST else (18, 12, 6, 1):
+    precision_change[index] = guided_step_change(toy, task.image[None], task.mask[None], toy_text, index,
+                                                 ["bf16-clip", "bf16"], torch.Generator().manual_seed(SEED))  # fmt: skip
+    changes = precision_change[index]
+    print(f"respaced index {index:2d} (t = {toy_diffusion.timestep_map[index]}, √ᾱ_t = "
+          f"{toy_diffusion.sqrt_alphas_cumprod[index]:.2f}): gradient moved by "
+          + ", ".join(f"{c['grad_relative_l2']:.1%} ({p})" for p, c in changes.items()))  # fmt: skip
+first = precision_change[18]
+assert all(c["bf16-clip"]["pred_x0_max_abs"] == 0 for c in precision_change.values()), "bf16-clip: UNet untouched"
+# 8 seeds (benchmarks/precision_tolerance.py): bf16 moved the first step's gradient 3.7x-58x more than bf16-clip
+assert first["bf16"]["grad_relative_l2"] > 2 * first["bf16-clip"]["grad_relative_l2"], "the UNet is the sensitive one"
+
+# %% [markdown]
+# At the first step of an edit (high noise) a bf16 UNet moves the guidance gradient far more than a bf16 CLIP
+# (over 8 seeds: 16-64 % against 0.3-7 %, `benchmarks/README.md`); near the end of the chain the two come close. On the 200-task toy benchmark neither changes the
+# text match beyond its noise (`figures/evaluation.md`: 0.56 float32, 0.59 bf16, 0.56 bf16-clip), and
+# `benchmarks/README.md` has what each saves in time. The library's default stays float32, so the same seed
+# gives the same edit on every machine.
+#
 # ## Summary
 #
 # * `load_world("paper")` gives the paper's networks behind the same interface as the toy world; the UNet
@@ -259,6 +299,8 @@ plt.show()
 # * On this machine one 256x256 forward+backward is estimated above; the official edit multiplies it by
 #   75 steps and 4 samples, which is why the course develops everything in the 32x32 toy world.
 # * `bdlib.edit.edit` is unchanged between worlds; background preservation is exact by construction.
+# * Low precision belongs in CLIP, not in the UNet: x̂_0's Jacobian at high noise amplifies the UNet's
+#   rounding errors in the guidance gradient (`precision="bf16-clip"` against `"bf16"`).
 #
 # ## Exercises
 #
@@ -268,6 +310,8 @@ plt.show()
 #    forward+backward for the gradient) with bdlib's one pass (`official=False`). What fraction is saved?
 # 3. With the checkpoints downloaded and a GPU, run the edit with `official=True` and with the default
 #    paper mode and compare the results (notebook 05 explains the three differences).
+# 4. Compute $\sqrt{1-\bar\alpha_t}/\sqrt{\bar\alpha_t}$ at each respaced index of the toy chain: how does it follow the
+#    bf16 column of section 5?
 #
 # <details><summary>Solutions (click to open)</summary>
 #
@@ -276,6 +320,9 @@ plt.show()
 #    third of the UNet time is saved: `1 - flops_256[1] / (flops_256[0] + flops_256[1])`.
 # 3. `edit(world, image, mask, prompt, samples=4, official=True)`: on the real model the two settings give
 #    different samples of similar quality; the official one blends the background one noise level higher.
+# 4. `d = toy.diffusion(); (d.sqrt_one_minus_alphas_cumprod / d.sqrt_alphas_cumprod)[[18, 12, 6, 1]]`: it
+#    falls from 17.2 at index 18 (t = 749) to 3.4, 0.96 and 0.15 at indices 12, 6 and 1, the same direction
+#    as the bf16 column (an error in ε̂ enters x̂_0, and its gradient, multiplied by this ratio).
 #
 # </details>
 

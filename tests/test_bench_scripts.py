@@ -186,7 +186,7 @@ def test_flop_count_matches_the_convolution_formula_forward_and_input_backward()
 def test_precision_tolerance_finds_the_unet_far_more_sensitive_than_clip(tmp_path: Path) -> None:
     script = load_script(REPO_ROOT / "benchmarks" / "precision_tolerance.py")
     out = tmp_path / "tolerance.json"
-    script.main(["--indices", "18", "--out", str(out)])
+    script.main(["--indices", "18", "--seeds", "0", "--out", str(out)])
     records = {r["precision"]: r for r in json.loads(out.read_text())}
     clip_only, everything = records["bf16-clip"], records["bf16"]
     assert clip_only["pred_x0_max_abs"] == 0  # the UNet stayed in float32

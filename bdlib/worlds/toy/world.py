@@ -17,8 +17,8 @@ from bdlib.worlds.toy.vocab import parse_prompt
 #: t = 749, like the official 74 of 100 at t = 747) at a quarter of the steps, which a learned-σ model samples
 #: well (about half the time of 50 steps from k = 37; text match 0.56 against 0.64, figures/evaluation.md).
 #: Networks in float32, so that an edit does not depend on the CPU's bf16 support: ``precision="bf16-clip"``
-#: (CLIP in bf16) changes one step's guidance gradient by 0.3-4 % (relative L2) and is faster at larger
-#: batches, ``"bf16"`` (the UNet too) by 4-16 % (benchmarks/precision_tolerance.py, benchmarks/README.md).
+#: (CLIP in bf16) changes one step's guidance gradient by 1-5 % (relative L2, median over seeds) and is
+#: faster at larger batches, ``"bf16"`` (the UNet too) by 6-26 % (benchmarks/precision_tolerance.py).
 #: No LPIPS (its VGG trunk is ImageNet-trained and cannot ship, so D_bg is the MSE alone). x̂_0 is clipped to
 #: [-1, 1] at every step (the official code, and the paper world here, do not clip): the toy DDPM samples
 #: cleanly either way (model card), but guided edits match the prompt better with it (40 seeded tasks, oracle

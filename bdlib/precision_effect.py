@@ -1,0 +1,51 @@
+"""How far a precision moves one guided step away from float32: the tolerance each ``precision`` documents."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from bdlib.augment import ExtendingAugmentations
+from bdlib.blend import guided_step
+from bdlib.worlds.base import World
+
+
+def guided_step_change(
+    world: World,
+    init: torch.Tensor,
+    mask: torch.Tensor,
+    text_embed: torch.Tensor,
+    index: int,
+    precisions: Sequence[str],
+    generator: torch.Generator | None = None,
+) -> dict[str, dict[str, float]]:
+    """One guided step of the world's default edit at respaced ``index``, in float32 and in each of ``precisions``.
+
+    Every run sees the same x_t (``init`` noised to ``index``), noise and augmentations. Returns, per precision,
+    ``grad_relative_l2`` = ‖g - g_fp32‖ / ‖g_fp32‖ of the guidance gradient g = -∇_{x_t} L, and the largest
+    absolute change of the CLIP distances (``clip_distance_max_abs``) and of x̂_0 (``pred_x0_max_abs``).
+    """
+    diffusion = world.diffusion()
+    x_t = diffusion.q_sample(init, torch.full((init.shape[0],), index), torch.randn(init.shape, generator=generator))
+    noise = torch.randn(init.shape, generator=generator)
+    augment_seed = int(torch.randint(0, 2**31, (1,), generator=generator))
+    augmentations = ExtendingAugmentations(world.defaults.augmentations)
+
+    def run(precision: str) -> dict:
+        return guided_step(
+            world.unet, diffusion, world.clip, x_t, index, init=init, mask=mask, text_embed=text_embed,
+            settings=world.defaults.with_(precision=precision), noise=noise, bg_noise=noise,
+            augment=lambda views: augmentations(views, torch.Generator().manual_seed(augment_seed)),
+        )  # fmt: skip
+
+    reference = run("fp32")
+    changes = {}
+    for precision in precisions:
+        out = run(precision)
+        changes[precision] = {
+            "grad_relative_l2": float((out["grad"] - reference["grad"]).norm() / reference["grad"].norm()),
+            "clip_distance_max_abs": float((out["clip_dists"] - reference["clip_dists"]).abs().max()),
+            "pred_x0_max_abs": float((out["pred_x0"] - reference["pred_x0"]).abs().max()),
+        }
+    return changes
