@@ -41,12 +41,6 @@ def check_precision(precision: str) -> None:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
 
 
-def uses_autocast(precision: str) -> bool:
-    """Whether any network runs under autocast at ``precision``."""
-    check_precision(precision)
-    return any(dtype is not None for dtype in PRECISIONS[precision].values())
-
-
 def low_precision_dtypes(precision: str) -> set[torch.dtype]:
     """The autocast dtypes that ``precision`` uses (empty for ``"fp32"``)."""
     check_precision(precision)

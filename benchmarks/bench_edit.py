@@ -130,17 +130,9 @@ def measure(timings: dict[tuple, Timing], repeats: int, device: torch.device, af
 
 def counted_flops_per_step(world: World, batch: int, precision: str, seed: int) -> float:
     """FLOPs of the first guided step of a default edit (every step has the same shapes, so the same count)."""
-    image, mask, prompt = inputs_for(world)
-    settings = world.defaults.with_(precision=precision)
-
-    def stop(_record: dict) -> None:
-        raise StopAfter
-
+    first_step = edit_timing(world, batch, False, 1, seed, precision)
     with FlopCount() as counter:
-        try:
-            edit(world, image, mask, prompt, samples=batch, seed=seed, settings=settings, callback=stop)
-        except StopAfter:
-            pass
+        first_step.run()
     return counter.flops
 
 
@@ -193,6 +185,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda asked for a GPU but torch sees none: use --device cpu")
+    if device.type == "cuda":  # float32 means true float32, in the peaks and in the edits
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     kwargs: dict[str, Any] = {"device": device}
     if args.world == "paper":
         kwargs["random_weights"] = True

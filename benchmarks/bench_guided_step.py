@@ -48,7 +48,7 @@ from bdlib.augment import ExtendingAugmentations
 from bdlib.clip_adapter import ClipModel, normalize01, random_clip
 from bdlib.clip_guidance import spherical_distance
 from bdlib.diffusion import Diffusion, create_diffusion
-from bdlib.precision import PRECISIONS, low_precision_dtypes, network_autocast, uses_autocast
+from bdlib.precision import PRECISIONS, low_precision_dtypes, network_autocast
 from bdlib.unet import PAPER_UNET_CONFIG, UNetModel
 
 NUM_VIEWS = 8  # the official aug_num: 1 clean view + 7 augmented views
@@ -262,7 +262,7 @@ def base_record(
         "device_name": device_name(device),
         "batch": batch,
         "precision": precision,
-        "autocast": uses_autocast(precision),
+        "autocast": bool(low_precision_dtypes(precision)),
         "image_size": world.image_size,
         "clip_input_size": world.clip.input_resolution,
         "augmentations": NUM_VIEWS,

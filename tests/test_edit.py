@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -110,8 +112,6 @@ def test_bf16_networks_give_close_distances_and_an_exact_background(example):
 
 
 def test_a_compiled_unet_gives_the_same_edit(random_toy_world, example):
-    import dataclasses
-
     image, mask = example
     world = dataclasses.replace(random_toy_world)  # a copy: the session's world stays eager
     eager = edit(world, image, mask, "a red circle", seed=5, k=2)
