@@ -8,6 +8,11 @@ One guided step at respaced index ``t`` (paper, Algorithms 1-2; official ``cond_
     Algorithm 2:  x_{t-1} = x_{t-1,fg} ⊙ m + q(x_{t-1} | x) ⊙ (1 - m)   (blend with the noised input)
 
 and at the end of Algorithm 2 the original background is pasted back, so it is preserved exactly.
+
+An empty prompt (``text_embed=None``) has no CLIP term and no range loss: the region is filled by the prior
+alone, as in the official code, whose ``cond_fn`` returns a zero gradient then (and, in official mode, also
+drops Algorithm 1's background loss). ``settings.gradient="pred_x0"`` takes ∇L with respect to x̂_0 instead
+of x_t, as the paper's algorithms are written: no backward pass through the UNet.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from bdlib.clip_guidance import (
 from bdlib.diffusion import Diffusion, MeanVariance
 from bdlib.method import MethodSettings
 from bdlib.precision import guidance_networks, network_autocast
+from bdlib.randomness import SampleStreams
 from bdlib.sampling import resolve_start_index
 
 
@@ -46,7 +52,7 @@ def guided_step(
     *,
     init: torch.Tensor,
     mask: torch.Tensor,
-    text_embed: torch.Tensor,
+    text_embed: torch.Tensor | None,
     settings: MethodSettings,
     noise: torch.Tensor,
     bg_noise: torch.Tensor | None = None,
@@ -56,44 +62,59 @@ def guided_step(
     """One guided reverse step at respaced index ``index`` for a batch that shares it.
 
     Returns the intermediates (``pred_x0``, ``clip_input``, ``clip_dists``, the loss terms, ``grad`` =
-    ``-∇_{x_t} L``, ``mean``, ``sample`` = x_{t-1,fg}) and, for Algorithm 2, ``background`` and ``blended``.
+    ``-∇ L``, ``mean``, ``sample`` = x_{t-1,fg}) and, for Algorithm 2, ``background`` and ``blended``.
+    ``text_embed=None`` is the empty prompt: no CLIP term (``clip_dists`` are NaN).
     """
     batch = x_t.shape[0]
     t = torch.full((batch,), index, dtype=torch.long, device=x_t.device)
     timesteps = diffusion.model_timesteps(t)
-    x = x_t.detach().requires_grad_(True)
     device, precision = x_t.device, settings.precision
     clip, lpips = guidance_networks(clip, lpips, device, precision)  # only the networks in low precision
+    has_prompt = text_embed is not None
+    guided = has_prompt or (settings.algorithm == "local" and not settings.official)
 
     def model_output(x_in: torch.Tensor) -> MeanVariance:
         with network_autocast(device, precision, "unet"):
             out = unet(x_in, timesteps).float()  # the head is float32 already; a custom UNet may not be
-        return diffusion.p_mean_variance(out, x_in, t, settings.clip_denoised)
+        return diffusion.p_mean_variance(out, x_in, t, settings.clamps_pred_x0)
 
+    terms: dict[str, torch.Tensor] = {}
+    dists = torch.full((batch,), float("nan"), device=device)
+    through_unet = guided and settings.gradient == "x_t" and not settings.noise_aware
     with torch.enable_grad():
-        if settings.noise_aware:
+        x = x_t.detach().requires_grad_(through_unet or settings.noise_aware)
+        if through_unet:
+            mv = model_output(x)
+            pred_x0 = mv.pred_x0
+        else:
             with torch.no_grad():
                 mv = model_output(x_t)
+            pred_x0 = mv.pred_x0.detach().requires_grad_(guided and not settings.noise_aware)
+        leaf = x if (through_unet or settings.noise_aware) else pred_x0
+        clip_input = pred_x0
+        if settings.noise_aware and has_prompt:
             clip_input = x
             clip_sum, dists = _noise_aware_clip_loss(clip, x, timesteps, mask, text_embed, augment, settings)
-            terms = {"clip_loss": settings.guidance_scale * clip_sum}
-        else:
-            mv = model_output(x)
+            terms["clip_loss"] = settings.guidance_scale * clip_sum
+        elif guided:
             if settings.clip_sees_mix:  # official: x_in = x̂_0·s + x_t·(1-s), s = √(1-ᾱ_t) (respaced)
                 fac = float(diffusion.sqrt_one_minus_alphas_cumprod[index])
-                clip_input = mv.pred_x0 * fac + x * (1 - fac)
-            else:
-                clip_input = mv.pred_x0
-            clip_sum, dists = clip_guidance_loss(clip, clip_input, mask, text_embed, augment, settings.distance)
-            terms = {"clip_loss": settings.guidance_scale * clip_sum}
-            if settings.range_scale:
-                terms["range_loss"] = settings.range_scale * range_loss(mv.pred_x0).sum()
+                clip_input = pred_x0 * fac + x * (1 - fac)
+            if has_prompt:
+                clip_sum, dists = clip_guidance_loss(clip, clip_input, mask, text_embed, augment, settings.distance)
+                terms["clip_loss"] = settings.guidance_scale * clip_sum
+                if settings.range_scale:
+                    terms["range_loss"] = settings.range_scale * range_loss(pred_x0).sum()
             if settings.algorithm == "local":
                 terms.update(_background_terms(clip_input, init, mask, settings, lpips))
-        loss = sum(terms.values())
-        (grad,) = torch.autograd.grad(loss, x)
-    grad = -grad
-    if settings.two_pass and not settings.noise_aware:  # the official code's separate no-grad pass
+        if terms:
+            loss = sum(terms.values())
+            (grad,) = torch.autograd.grad(loss, leaf)
+            grad = -grad
+        else:  # the empty prompt: nothing guides
+            loss = torch.zeros((), device=device)
+            grad = torch.zeros_like(x_t)
+    if settings.two_pass and through_unet:  # the official code's separate no-grad pass
         with torch.no_grad():
             mv = model_output(x_t)
     mv = _detached(mv)
@@ -134,16 +155,13 @@ def _noise_aware_clip_loss(clip, x, timesteps, mask, text_embed, augment, settin
 
 def _background_terms(x, init, mask, settings: MethodSettings, lpips) -> dict[str, torch.Tensor]:
     """Algorithm 1's ``λ·D_bg``: MSE (+ weighted LPIPS) between the background of x and of the input."""
-    if settings.official:
-        terms = {"bg_mse_loss": settings.lam * official_background_mse(x, init, mask)}
+    lam = settings.background_weight
+    if settings.official:  # λ on the mean over the whole batch: λ/B per image (image_editor.py:204-208)
+        terms = {"bg_mse_loss": lam * official_background_mse(x, init, mask)}
     else:
-        terms = {"bg_mse_loss": settings.lam * background_mse(x, init, mask).sum()}
-    if settings.lpips_weight and lpips is not None:
-        if settings.official:  # the official LPIPS compares the masked x with the full input
-            value = lpips(x * (1 - mask), init.expand_as(x)).sum()
-        else:
-            value = lpips(x * (1 - mask), (init * (1 - mask)).expand_as(x)).sum()
-        terms["bg_lpips_loss"] = settings.lam * settings.lpips_weight * value
+        terms = {"bg_mse_loss": lam * background_mse(x, init, mask).sum()}
+    if settings.lpips_share and lpips is not None:
+        terms["bg_lpips_loss"] = lam * settings.lpips_share * background_lpips(lpips, x, init, mask, settings.official)
     return terms
 
 
@@ -159,51 +177,60 @@ def _noised_background(diffusion, init, index, bg_noise, settings) -> torch.Tens
     return diffusion.q_sample(init, t, noise)
 
 
+def background_lpips(lpips, x: torch.Tensor, init: torch.Tensor, mask: torch.Tensor, official: bool) -> torch.Tensor:
+    """Σ_i LPIPS of the background: official ``LPIPS(x⊙(1-m), x_init)`` against the *full* input
+    (image_editor.py:194-201), paper ``LPIPS(x⊙(1-m), x_init⊙(1-m))`` (both backgrounds only)."""
+    target = init if official else init * (1 - mask)
+    return lpips(x * (1 - mask), target.expand_as(x)).sum()
+
+
 def edit_progressive(
     unet: Callable[..., torch.Tensor],
     diffusion: Diffusion,
     clip: ClipLike,
     init: torch.Tensor,
     mask: torch.Tensor,
-    text_embed: torch.Tensor,
+    text_embed: torch.Tensor | None,
     settings: MethodSettings,
+    streams: SampleStreams,
     *,
-    batch_size: int | None = None,
-    generator: torch.Generator | None = None,
     lpips: Callable[..., torch.Tensor] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Run Algorithm 1 or 2 from ``x_k = q(x_k | init)`` down to ``t = 0``, yielding a record per step.
 
-    Each record holds ``t``, ``x_t`` (the step's input), ``pred_x0``, ``fg`` (the guided sample),
-    ``bg`` (the noised input, Algorithm 2), ``mask`` and ``sample`` (what the next step starts from). The
-    last record also has ``result``: for Algorithm 2 the final sample with the input's background
-    pasted back exactly; for Algorithm 1 the final sample itself.
+    The batch has one sample per stream of ``streams`` (sample ``i`` draws all its noise from its own stream,
+    :mod:`bdlib.randomness`). Each record holds ``t``, ``x_t`` (the step's input), ``pred_x0``, ``fg`` (the
+    guided sample), ``bg`` (the noised input, Algorithm 2), ``mask`` and ``sample`` (what the next step starts
+    from). The last record also has ``result``: the last sample (official mode: the last x̂_0), for Algorithm 2
+    with the input's background pasted back exactly.
     """
     k = resolve_start_index(diffusion, settings.start_index, has_init=True)
-    batch = batch_size or init.shape[0]
+    batch = len(streams)
+    if init.shape[0] not in (1, batch):
+        raise ValueError(f"init holds {init.shape[0]} images but there are {batch} sample streams: pass 1 or {batch}")
     shape = (batch, *init.shape[1:])
+    per_sample = shape[1:]
     device = init.device
     init_b = init.expand(shape) if init.shape[0] == 1 else init
     augment_fn = None
     if settings.augmentations > 1:
-        augmentations = ExtendingAugmentations(settings.augmentations)
+        augmentations = ExtendingAugmentations(settings.augmentations, official=settings.official)
 
         def augment_fn(views: torch.Tensor) -> torch.Tensor:
-            return augmentations(views, generator)
-
-    def randn(size) -> torch.Tensor:
-        return torch.randn(size, generator=generator, device=device)
+            return augmentations(views, streams)
 
     start = torch.full((batch,), k, dtype=torch.long, device=device)
-    x = diffusion.q_sample(init_b, start, randn(shape))
-    bg_shape = (1, *shape[1:]) if settings.official else shape
+    x = diffusion.q_sample(init_b, start, streams.randn(per_sample))
     for index in range(k, -1, -1):
-        noise = randn(shape)
-        bg_noise = randn(bg_shape) if settings.algorithm == "blended" else None
+        noise = streams.randn(per_sample)
+        bg_noise = None
+        if settings.algorithm == "blended":  # the official code shares one background noise across the batch
+            draw = streams.randn_shared if settings.shared_background_noise else streams.randn
+            bg_noise = draw(per_sample)
         step = guided_step(
             unet, diffusion, clip, x, index, init=init_b, mask=mask, text_embed=text_embed, settings=settings,
             noise=noise, bg_noise=bg_noise, augment=augment_fn, lpips=lpips,
-        )  # fmt: skip
+        )
         nxt = step["blended"] if settings.algorithm == "blended" else step["sample"]
         record = {
             "t": index,
@@ -218,6 +245,7 @@ def edit_progressive(
             "loss": step["loss"],
         }
         if index == 0:
-            record["result"] = nxt * mask + init_b * (1 - mask) if settings.algorithm == "blended" else nxt
+            final = step["pred_x0"] if settings.result_from_pred_x0 else nxt
+            record["result"] = final * mask + init_b * (1 - mask) if settings.algorithm == "blended" else final
         yield record
         x = nxt

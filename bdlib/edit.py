@@ -2,25 +2,34 @@
 
 1. Read the image and the mask (files, PIL, arrays or tensors; the mask thresholded at half range,
    optionally inverted and dilated), check them, and resize both to the world's size.
-2. Run Algorithm 2 (or 1) for ``samples`` images in one batch (:func:`bdlib.blend.edit_progressive`).
+2. Run Algorithm 2 (or 1) for ``samples`` images (:func:`bdlib.blend.edit_progressive`), ``batch_size`` at a
+   time. Sample ``i`` draws all its noise from its own stream seeded by ``(seed, i)`` (:mod:`bdlib.randomness`),
+   so the samples do not depend on the batch size.
 3. Bring the results back to the input's size and paste the input's background back: outside the mask
    the result *is* the input, pixel for pixel (Algorithm 2).
-4. Rank the samples by the CLIP distance of their masked region to the prompt, best first.
+4. Rank the samples by the CLIP distance of their masked region to the prompt, best first. An empty prompt
+   (plain inpainting, no CLIP guidance) has nothing to rank by: its samples stay in the order drawn.
+
+The three steps are also separate functions (:func:`prepare_edit`, :func:`draw_samples`, :func:`finish_edit`)
+so that samples can be drawn in pieces, e.g. by several processes, and ranked together.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from bdlib.blend import edit_progressive
 from bdlib.clip_guidance import clip_distance, masked_clip_pixels
 from bdlib.imageio import ImageLike, load_image, load_mask
 from bdlib.method import MethodSettings
+from bdlib.randomness import SampleStreams, check_seed
 from bdlib.worlds.base import World
 
 
@@ -29,7 +38,7 @@ class EditResult:
     """Edited images ranked best first, at the input's size, with what was needed to make them."""
 
     images: torch.Tensor  # (N, 3, H, W) in [-1, 1], best first
-    distances: torch.Tensor  # (N,) masked CLIP distance to the prompt, ascending
+    distances: torch.Tensor  # (N,) masked CLIP distance to the prompt, ascending (NaN for the empty prompt)
     order: torch.Tensor  # (N,) index of each ranked image among the samples as drawn
     image: torch.Tensor  # (1, 3, H, W) the input
     mask: torch.Tensor  # (1, 1, H, W) the mask used (after invert/dilate), 1 = edit
@@ -42,6 +51,23 @@ class EditResult:
         return self.images[:1]
 
 
+@dataclass
+class PreparedEdit:
+    """Checked inputs of one edit: at the input's size (CPU) and at the world's size (on its device)."""
+
+    image: torch.Tensor  # (1, 3, H, W) the input
+    mask: torch.Tensor  # (1, 1, H, W) 1 = edit
+    init: torch.Tensor  # (1, 3, S, S) on the world's device
+    mask_world: torch.Tensor  # (1, 1, S, S) on the world's device
+    prompt: str
+    settings: MethodSettings
+
+    @property
+    def has_prompt(self) -> bool:
+        """False for the empty prompt (plain inpainting: no CLIP term, no ranking)."""
+        return bool(self.prompt.strip())
+
+
 def dilate_mask(mask: torch.Tensor, pixels: int) -> torch.Tensor:
     """Grow a binary mask by ``pixels`` (a square structuring element)."""
     if pixels <= 0:
@@ -50,34 +76,51 @@ def dilate_mask(mask: torch.Tensor, pixels: int) -> torch.Tensor:
 
 
 def prepare_inputs(
-    image: ImageLike, mask: ImageLike, invert_mask: bool = False, dilate: int = 0
+    image: ImageLike, mask: ImageLike, invert_mask: bool = False, dilate: int = 0, official: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Read and check an image and its mask; raise a ValueError that says what is wrong and how to fix it."""
     image_t = load_image(image)
-    mask_t = dilate_mask(load_mask(mask, invert=invert_mask), dilate)
+    mask_t = dilate_mask(load_mask(mask, invert=invert_mask, official=official), dilate)
     if image_t.shape[-2:] != mask_t.shape[-2:]:
         raise ValueError(
             f"the mask is {mask_t.shape[-1]}x{mask_t.shape[-2]} but the image is {image_t.shape[-1]}x"
             f"{image_t.shape[-2]} (width x height): make them the same size"
         )
-    covered = float(mask_t.mean())
-    if covered == 0:
-        raise ValueError("the mask is empty, so there is nothing to edit: mark the region to change in white")
-    if covered == 1:
-        raise ValueError(
-            "the mask covers the whole image, so there is no background to keep: that is text-to-image "
-            "generation, not an edit. Leave some of the image unmasked (or invert the mask if it is reversed)"
-        )
+    check_mask_coverage(mask_t)
     return image_t, mask_t
 
 
+def check_mask_coverage(mask: torch.Tensor, where: str = "") -> None:
+    """Refuse an empty mask (nothing to edit) or a full one (no background to keep)."""
+    covered = float(mask.mean())
+    if covered == 0:
+        raise ValueError(f"the mask is empty{where}, so there is nothing to edit: mark the region to change in white")
+    if covered == 1:
+        raise ValueError(
+            f"the mask covers the whole image{where}, so there is no background to keep: that is text-to-image "
+            "generation, not an edit. Leave some of the image unmasked (or invert the mask if it is reversed)"
+        )
+
+
 def _resize(x: torch.Tensor, size: int, mode: str) -> torch.Tensor:
-    """``x`` at ``size x size`` (images: antialiased bicubic; masks: nearest)."""
+    """``x`` at ``size x size`` (images: antialiased bicubic or PIL LANCZOS; masks: nearest)."""
     if x.shape[-2:] == (size, size):
         return x
     if mode == "nearest":
         return F.interpolate(x, size=(size, size), mode="nearest")
+    if mode == "lanczos":  # the official code's input resize: PIL LANCZOS of the 8-bit image
+        array = ((x[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+        resized = np.asarray(Image.fromarray(array).resize((size, size), Image.LANCZOS))
+        return torch.from_numpy(resized.copy()).permute(2, 0, 1)[None].float().div(127.5).sub(1)
     return F.interpolate(x, size=(size, size), mode="bicubic", antialias=True, align_corners=False).clamp(-1, 1)
+
+
+def _resize_mask_official(mask: torch.Tensor, size: int) -> torch.Tensor:
+    """The official mask resize: PIL NEAREST of the binary mask picture."""
+    if mask.shape[-2:] == (size, size):
+        return mask
+    picture = Image.fromarray((mask[0, 0].numpy() * 255).astype(np.uint8))
+    return torch.from_numpy(np.asarray(picture.resize((size, size), Image.NEAREST)) > 0).float()[None, None]
 
 
 @torch.no_grad()
@@ -96,6 +139,78 @@ def rank_distances(world: World, images: torch.Tensor, mask: torch.Tensor, text_
     return clip_distance(clip.encode_pixels(pixels).float(), text_embed, world.defaults.distance)
 
 
+def resolve_edit_settings(world: World, settings: MethodSettings | None = None, **overrides: Any) -> MethodSettings:
+    """The world's defaults (or ``settings``) with single fields changed; ``k`` is an alias of ``start_index``."""
+    if "k" in overrides:
+        overrides["start_index"] = overrides.pop("k")
+    return (settings or world.defaults).with_(**overrides)
+
+
+def prepare_edit(
+    world: World,
+    image: ImageLike,
+    mask: ImageLike,
+    prompt: str,
+    settings: MethodSettings,
+    invert_mask: bool = False,
+    dilate: int = 0,
+) -> PreparedEdit:
+    """Check the prompt and the inputs and bring them to the world's size and device (step 1)."""
+    if not isinstance(prompt, str):
+        raise ValueError(f'the prompt must be a string ("" for plain inpainting), got {type(prompt).__name__}')
+    world.check_prompt(prompt)
+    image_t, mask_t = prepare_inputs(image, mask, invert_mask, dilate, official=settings.official)
+    size = world.image_size
+    init = _resize(image_t, size, "lanczos" if settings.official else "bicubic")
+    mask_w = _resize_mask_official(mask_t, size) if settings.official else (_resize(mask_t, size, "nearest") > 0.5)
+    mask_w = mask_w.float()
+    check_mask_coverage(mask_w, where=f" at the world's {size}x{size} resolution (use a larger or smaller region)")
+    return PreparedEdit(image_t, mask_t, init.to(world.device), mask_w.to(world.device), prompt, settings)
+
+
+def draw_samples(
+    world: World,
+    prepared: PreparedEdit,
+    seed: int,
+    indices: Sequence[int],
+    callback: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Samples ``indices`` of the edit in one batch (step 2): ``(results (n, 3, S, S), distances (n,))`` on the CPU,
+    at the world's size, in the order of ``indices``. The distances are NaN for the empty prompt."""
+    settings = prepared.settings
+    text_embed = None  # the empty prompt: no CLIP term
+    if prepared.has_prompt:
+        text_embed = world.encode_prompt(prepared.prompt, settings.noise_aware).to(world.device)
+    streams = SampleStreams.for_edit(seed, indices, world.device)
+    final = None
+    for record in edit_progressive(
+        world.unet, world.diffusion(settings.respacing), world.guidance_clip(settings.noise_aware), prepared.init,
+        prepared.mask_world, text_embed, settings, streams, lpips=world.lpips,
+    ):  # fmt: skip
+        if callback is not None:
+            callback(record)
+        final = record
+    assert final is not None
+    result = final["result"]
+    if prepared.has_prompt:
+        rank_embed = world.encode_prompt(prepared.prompt).to(world.device)
+        distances = rank_distances(world, result, prepared.mask_world, rank_embed, settings.official).float().cpu()
+    else:
+        distances = torch.full((len(indices),), float("nan"))
+    return result.float().cpu().clamp(-1, 1), distances
+
+
+def finish_edit(prepared: PreparedEdit, results: torch.Tensor, distances: torch.Tensor) -> EditResult:
+    """Bring samples (drawn in order 0..N-1) back to the input's size, paste its background, rank (steps 3-4)."""
+    image_t, mask_t = prepared.image, prepared.mask
+    if results.shape[-2:] != image_t.shape[-2:]:  # back to the input's size (and aspect ratio)
+        results = F.interpolate(results, size=image_t.shape[-2:], mode="bicubic", antialias=True).clamp(-1, 1)
+    if prepared.settings.algorithm == "blended":  # exact background at the input's own resolution
+        results = results * mask_t + image_t * (1 - mask_t)
+    order = torch.argsort(distances, stable=True)  # NaN (no prompt) sorts last: the order drawn
+    return EditResult(results[order], distances[order], order, image_t, mask_t, prepared.prompt, prepared.settings)
+
+
 def edit(
     world: World,
     image: ImageLike,
@@ -104,6 +219,7 @@ def edit(
     *,
     samples: int = 1,
     seed: int = 0,
+    batch_size: int | None = None,
     invert_mask: bool = False,
     dilate: int = 0,
     settings: MethodSettings | None = None,
@@ -113,42 +229,19 @@ def edit(
     """Edit the masked region of ``image`` to match ``prompt``; return ``samples`` results ranked best first.
 
     ``settings`` defaults to the world's; keyword ``overrides`` change single fields (``k=`` is an alias
-    of ``start_index``, ``lam=`` is λ, ``algorithm="local"`` runs Algorithm 1). ``callback`` receives
-    every step's record (``t``, ``x_t``, ``pred_x0``, ``fg``, ``bg``, ``mask``, ``sample``).
+    of ``start_index``, ``lam=`` is λ, ``algorithm="local"`` runs Algorithm 1). ``batch_size`` (default: all
+    samples at once) only trades memory for speed: sample ``i`` is the same whatever the batches. ``callback``
+    receives every step's record (``t``, ``x_t``, ``pred_x0``, ``fg``, ``bg``, ``mask``, ``sample``), batch
+    after batch. ``prompt=""`` is plain inpainting by the prior (no CLIP guidance).
     """
-    if not isinstance(samples, int) or samples < 1:
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ValueError(f"samples must be a positive integer, got {samples!r}")
-    if "k" in overrides:
-        overrides["start_index"] = overrides.pop("k")
-    settings = (settings or world.defaults).with_(**overrides)
-    world.check_prompt(prompt)
-    image_t, mask_t = prepare_inputs(image, mask, invert_mask, dilate)
-    device, size = world.device, world.image_size
-    init = _resize(image_t, size, "bicubic").to(device)
-    mask_w = (_resize(mask_t, size, "nearest") > 0.5).float().to(device)
-    if float(mask_w.mean()) in (0.0, 1.0):
-        raise ValueError(
-            f"at the world's {size}x{size} resolution the mask becomes {'empty' if mask_w.mean() == 0 else 'full'}: "
-            "use a larger (or smaller) region"
-        )
-    text_embed = world.encode_prompt(prompt, settings.noise_aware).to(device)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    final = None
-    for record in edit_progressive(
-        world.unet, world.diffusion(settings.respacing), world.guidance_clip(settings.noise_aware), init, mask_w,
-        text_embed, settings, batch_size=samples, generator=generator, lpips=world.lpips,
-    ):  # fmt: skip
-        if callback is not None:
-            callback(record)
-        final = record
-    assert final is not None
-    results = final["result"].float().cpu().clamp(-1, 1)  # (N, 3, S, S): an image, so in [-1, 1]
-    distances = rank_distances(
-        world, final["result"], mask_w, world.encode_prompt(prompt).to(device), settings.official
-    )
-    if results.shape[-2:] != image_t.shape[-2:]:  # back to the input's size (and aspect ratio)
-        results = F.interpolate(results, size=image_t.shape[-2:], mode="bicubic", antialias=True).clamp(-1, 1)
-    if settings.algorithm == "blended":  # exact background at the input's own resolution
-        results = results * mask_t + image_t * (1 - mask_t)
-    order = torch.argsort(distances.cpu())
-    return EditResult(results[order], distances.cpu()[order], order, image_t, mask_t, prompt, settings)
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive integer (or None for all samples at once), got {batch_size!r}")
+    seed = check_seed(seed)
+    settings = resolve_edit_settings(world, settings, **overrides)
+    prepared = prepare_edit(world, image, mask, prompt, settings, invert_mask, dilate)
+    step = batch_size or samples
+    pieces = [draw_samples(world, prepared, seed, range(i, min(i + step, samples)), callback)
+              for i in range(0, samples, step)]  # fmt: skip
+    return finish_edit(prepared, torch.cat([p[0] for p in pieces]), torch.cat([p[1] for p in pieces]))

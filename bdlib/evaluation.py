@@ -26,6 +26,7 @@ import torch
 from bdlib.blend import edit_progressive
 from bdlib.edit import rank_distances
 from bdlib.method import MethodSettings
+from bdlib.randomness import SampleStreams
 from bdlib.worlds.base import World
 from bdlib.worlds.toy.tasks import EditTask, generate_tasks
 from bdlib.worlds.toy.vocab import COLORS, SHAPES
@@ -41,31 +42,56 @@ class Setting:
 
 
 def run_setting(world: World, tasks: Sequence[EditTask], setting: Setting, batch_size: int = 64, seed: int = 0):
-    """Edit every task under ``setting``; return ``(results (T, 3, H, W), distances (T,), seconds)``."""
-    results, distances = [], []
+    """Edit every task under ``setting``; return ``(results (T, 3, H, W), distances (T,), seconds)``.
+
+    Sample ``j`` of task ``i`` draws from its own stream ``(seed, i, j)`` and task ``i``'s shared draws from group
+    ``i`` (:mod:`bdlib.randomness`), so a task's result does not depend on which tasks share its batch. Tasks
+    with an empty prompt (removals: no CLIP term) run in batches of their own.
+    """
     start = time.time()
-    diffusion = world.diffusion(setting.settings.respacing)
-    clip = world.guidance_clip(setting.settings.noise_aware)
-    per_batch = max(1, batch_size // setting.samples)
-    for first in range(0, len(tasks), per_batch):
-        chunk = tasks[first : first + per_batch]
-        n = setting.samples
-        init = torch.stack([t.image for t in chunk]).repeat_interleave(n, 0).to(world.device)  # (B·n, 3, S, S)
-        mask = torch.stack([t.mask for t in chunk]).repeat_interleave(n, 0).to(world.device)
-        text = torch.cat([world.encode_prompt(t.prompt, setting.settings.noise_aware) for t in chunk])
-        text = text.repeat_interleave(n, 0).to(world.device)
-        generator = torch.Generator(device=world.device).manual_seed(seed * 7919 + first)
-        *_, last = edit_progressive(
-            world.unet, diffusion, clip, init, mask, text, setting.settings, generator=generator, lpips=world.lpips
-        )
-        final = last["result"]
-        plain_text = torch.cat([world.encode_prompt(t.prompt) for t in chunk]).repeat_interleave(n, 0)
-        dist = rank_distances(world, final, mask, plain_text.to(world.device), setting.settings.official)
-        best = dist.view(len(chunk), n).argmin(dim=1) + torch.arange(len(chunk), device=dist.device) * n
-        results.append(final[best].float().cpu())
-        distances.append(dist[best].float().cpu())
+    n = setting.samples
+    results: dict[int, torch.Tensor] = {}
+    distances: dict[int, torch.Tensor] = {}
+    per_batch = max(1, batch_size // n)
+    with_prompt = [i for i, task in enumerate(tasks) if task.prompt.strip()]
+    without = [i for i, task in enumerate(tasks) if not task.prompt.strip()]
+    for group in (with_prompt, without):
+        for first in range(0, len(group), per_batch):
+            chunk = group[first : first + per_batch]
+            best, dist = _run_batch(world, [tasks[i] for i in chunk], chunk, setting, seed)
+            results.update(zip(chunk, best, strict=True))
+            distances.update(zip(chunk, dist, strict=True))
     seconds = time.time() - start
-    return torch.cat(results), torch.cat(distances), seconds
+    order = range(len(tasks))
+    return torch.stack([results[i] for i in order]), torch.stack([distances[i] for i in order]), seconds
+
+
+def _run_batch(world: World, chunk: Sequence[EditTask], indices: Sequence[int], setting: Setting, seed: int):
+    """One batch of tasks (all with a prompt, or all without), ``setting.samples`` each: the best-ranked result
+    of each task and its distance (the first sample and NaN without a prompt)."""
+    n, settings = setting.samples, setting.settings
+    device = world.device
+    init = torch.stack([t.image for t in chunk]).repeat_interleave(n, 0).to(device)  # (B·n, 3, S, S)
+    mask = torch.stack([t.mask for t in chunk]).repeat_interleave(n, 0).to(device)
+    has_prompt = bool(chunk[0].prompt.strip())
+    text = None
+    if has_prompt:
+        text = torch.cat([world.encode_prompt(t.prompt, settings.noise_aware) for t in chunk])
+        text = text.repeat_interleave(n, 0).to(device)
+    keys = [(i, j) for i in indices for j in range(n)]
+    streams = SampleStreams(seed, keys, groups=[i for i, _ in keys], device=device)
+    *_, last = edit_progressive(
+        world.unet, world.diffusion(settings.respacing), world.guidance_clip(settings.noise_aware), init, mask, text,
+        settings, streams, lpips=world.lpips,
+    )  # fmt: skip
+    final = last["result"]
+    if not has_prompt:
+        first = torch.arange(len(chunk), device=final.device) * n
+        return final[first].float().cpu(), torch.full((len(chunk),), float("nan"))
+    plain_text = torch.cat([world.encode_prompt(t.prompt) for t in chunk]).repeat_interleave(n, 0)
+    dist = rank_distances(world, final, mask, plain_text.to(device), settings.official)
+    best = dist.view(len(chunk), n).argmin(dim=1) + torch.arange(len(chunk), device=dist.device) * n
+    return final[best].float().cpu(), dist[best].float().cpu()
 
 
 @torch.no_grad()
@@ -86,8 +112,9 @@ def score(world: World, tasks: Sequence[EditTask], results: torch.Tensor, distan
             "bg_max_abs": float(change[i].max()),
             "bg_mean_abs": float(change[i].sum() / (3 * keep[i].sum()).clamp(min=1)),
             "fg_mean_abs": float(edit_strength[i].sum() / (3 * masks[i].sum()).clamp(min=1)),
-            "clip_distance": float(distances[i]),
         }
+        if task.prompt.strip():  # an empty prompt has no distance (NaN)
+            row["clip_distance"] = float(distances[i])
         color, shape = int(verdict["color"][i]), int(verdict["shape"][i])
         if task.kind in ("add", "replace", "recolor"):
             target = (COLORS.index(task.target[0]), SHAPES.index(task.target[1]))

@@ -56,14 +56,17 @@ def load_image(source: ImageLike) -> torch.Tensor:
     return image.clamp(-1, 1)
 
 
-def load_mask(source: ImageLike, invert: bool = False) -> torch.Tensor:
+def load_mask(source: ImageLike, invert: bool = False, official: bool = False) -> torch.Tensor:
     """A binary mask (1, 1, H, W) of 0/1 floats, 1 = edit; thresholded at half of the value range.
 
     Files and PIL images are read as greyscale (or their alpha channel if they have one and it is not
-    constant); uint8 arrays are thresholded at 127.5, float arrays and tensors at 0.5.
+    constant); uint8 arrays are thresholded at 127.5, float arrays and tensors at 0.5. ``official=True`` reads
+    a mask as the official code does: the red channel (of the RGB picture), any value above 0.
     """
     if isinstance(source, (str, os.PathLike)):
         source = _open(source, "mask")
+    if official:
+        return _official_mask(source, invert)
     if isinstance(source, Image.Image):
         alpha = np.asarray(source.getchannel("A")) if "A" in source.getbands() else None
         source = alpha if alpha is not None and alpha.min() != alpha.max() else np.asarray(source.convert("L"))
@@ -79,6 +82,20 @@ def load_mask(source: ImageLike, invert: bool = False) -> torch.Tensor:
     else:
         raise ValueError(f"cannot read a mask from {type(source).__name__}: give a path, PIL image, array or tensor")
     mask = mask[None, None]
+    return 1 - mask if invert else mask
+
+
+def _official_mask(source: Image.Image | np.ndarray | torch.Tensor, invert: bool) -> torch.Tensor:
+    """The official reading (image_editor.py:149-157): RGB picture, red channel, ``> 0``."""
+    if isinstance(source, Image.Image):
+        array = np.asarray(source.convert("RGB"))[..., 0]
+    elif isinstance(source, np.ndarray):
+        array = source if source.ndim == 2 else source[..., 0]
+    elif isinstance(source, torch.Tensor):
+        array = source.detach().float().cpu().reshape(-1, *source.shape[-2:])[0].numpy()
+    else:
+        raise ValueError(f"cannot read a mask from {type(source).__name__}: give a path, PIL image, array or tensor")
+    mask = torch.from_numpy((np.asarray(array) > 0).astype(np.float32))[None, None]
     return 1 - mask if invert else mask
 
 

@@ -8,6 +8,7 @@ import torch
 
 from bdlib.augment import ExtendingAugmentations
 from bdlib.blend import guided_step
+from bdlib.randomness import randn_on
 from bdlib.worlds.base import World
 
 
@@ -27,8 +28,10 @@ def guided_step_change(
     absolute change of the CLIP distances (``clip_distance_max_abs``) and of x̂_0 (``pred_x0_max_abs``).
     """
     diffusion = world.diffusion()
-    x_t = diffusion.q_sample(init, torch.full((init.shape[0],), index), torch.randn(init.shape, generator=generator))
-    noise = torch.randn(init.shape, generator=generator)
+    device = init.device
+    t = torch.full((init.shape[0],), index, device=device)
+    x_t = diffusion.q_sample(init, t, randn_on(init.shape, generator, device))
+    noise = randn_on(init.shape, generator, device)
     augment_seed = int(torch.randint(0, 2**31, (1,), generator=generator))
     augmentations = ExtendingAugmentations(world.defaults.augmentations)
 

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from bdlib.diffusion import Diffusion, MeanVariance
+from bdlib.randomness import check_cpu_generator, randn_on
 
 # A guidance function: (x_t, t, p(x_{t-1}|x_t)) -> g = ∇_{x_t} log p(y | x_t), same shape as x_t.
 CondFn = Callable[[torch.Tensor, torch.Tensor, MeanVariance], torch.Tensor]
@@ -57,8 +58,10 @@ def sample_progressive(
     ``x_t`` is the step's input and ``sample`` its output ``x_{t-1}``; the last record's ``sample`` is
     the result. With ``init`` (B or 1, C, H, W) the chain starts from ``q(x_k | init)``; otherwise from
     ``N(0, I)`` of ``shape``. ``cond_fn`` adds guidance: a mean shift ``μ + Σ g`` for DDPM, a score
-    correction ``ε̂ - √(1-ᾱ_t) g`` for DDIM. All noise comes from ``generator``.
+    correction ``ε̂ - √(1-ᾱ_t) g`` for DDIM. All noise comes from ``generator``, a CPU generator (the
+    noise is drawn on the CPU and moved to ``device``: the same seed gives the same chain on every device).
     """
+    check_cpu_generator(generator)
     model_kwargs = model_kwargs or {}
     k = resolve_start_index(diffusion, start_index, init is not None)
     if init is not None:
@@ -75,7 +78,7 @@ def sample_progressive(
     device = torch.device(device or "cpu")
 
     def randn() -> torch.Tensor:
-        return torch.randn(shape, generator=generator, device=device)
+        return randn_on(shape, generator, device)
 
     if init is None:
         x = randn()

@@ -119,8 +119,10 @@ def test_paper_clip_input_is_pred_x0(fixture):
 
 
 @pytest.mark.parametrize("case", ["bgloss_t40", "bgloss_t3"])
-def test_algorithm1_background_mse_term(fixture, case):
-    settings = OFFICIAL.with_(algorithm="local", lam=10000.0, lpips_weight=0.0)
+def test_algorithm1_background_mse_term_from_the_switch_alone(fixture, case):
+    # the official weights come from official=True itself: no λ set here (the fixture has no LPIPS network)
+    settings = MethodSettings(official=True, algorithm="local", augmentations=1)
+    assert (settings.background_weight, settings.background_weight * settings.lpips_share) == (10000.0, 1000.0)
     F, R, out, _ = _run(fixture, case, settings)
     tol = F["tolerances"]
     assert "blended" not in out

@@ -1,0 +1,111 @@
+"""Randomness in bdlib: one rule on every device, and one stream per sample.
+
+**The rule.** Every random draw comes from a CPU ``torch.Generator`` seeded from the user's seed; the tensor
+is drawn on the CPU and then moved to the device. Nothing draws on a GPU generator and nothing uses the
+global RNG. So
+
+- the same seed gives the same noise on every device (a student can compare a CPU run with a GPU run: the
+  results differ only by float rounding of the networks, never by different noise), and
+- a generator can never end up on the wrong device (a CUDA generator asked for a CPU tensor, or the reverse,
+  is a runtime error in PyTorch).
+
+**One stream per sample.** Sample ``i`` of an edit draws everything it needs (the start noise, each step's
+noise, the noised background, its augmentations) from its own generator, seeded by ``(seed, i)`` through
+numpy's ``SeedSequence``, which mixes any non-negative integers into a well-spread 64-bit state. A sample is
+therefore a function of ``(seed, i)`` alone: 64 samples drawn as one batch, as 8 batches of 8, or spread over
+4 processes are the same samples (up to the float rounding of batched kernels) and rank in the same order.
+
+Draws that the official code shares across a batch (its one background noise per step) come from a *group*
+stream seeded by ``(seed, group)``: every sample of one edit shares group 0, and in the benchmark every task
+is its own group, so a task's shared noise does not depend on which tasks share its batch either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+MAX_SEED = 2**63  # seeds are integers in [0, 2**63): the range of torch.Generator.manual_seed's signed int64
+_SAMPLE, _GROUP = 0, 1  # first word of a stream's key, so sample and group streams never coincide
+
+
+def check_seed(seed: object) -> int:
+    """Return ``seed`` if it is an integer in ``[0, 2**63)``; raise a ValueError that says what to pass."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    if not 0 <= int(seed) < MAX_SEED:
+        raise ValueError(f"seed must be in [0, 2**63), got {seed}: pass a non-negative integer below 9.2e18")
+    return int(seed)
+
+
+def stream_seed(*key: int) -> int:
+    """A 63-bit generator seed mixed from the integers ``key`` (numpy's ``SeedSequence``): distinct keys give
+    unrelated streams, and seeds that differ only in high bits give different streams too."""
+    state = np.random.SeedSequence([int(k) for k in key]).generate_state(1, dtype=np.uint64)[0]
+    return int(state) >> 1
+
+
+def cpu_generator(*key: int) -> torch.Generator:
+    """A CPU generator seeded by ``stream_seed(*key)``."""
+    return torch.Generator(device="cpu").manual_seed(stream_seed(*key))
+
+
+def check_cpu_generator(generator: torch.Generator | None) -> None:
+    """Refuse a generator that is not on the CPU: bdlib draws on the CPU and moves the tensor (the rule above)."""
+    if generator is not None and generator.device.type != "cpu":
+        raise ValueError(
+            f"bdlib draws all random numbers from CPU generators and moves them to the device, so that a seed gives "
+            f"the same noise everywhere; got a generator on {generator.device}: use torch.Generator().manual_seed(s)"
+        )
+
+
+def randn_on(shape: Sequence[int], generator: torch.Generator | None, device: torch.device | str) -> torch.Tensor:
+    """``torch.randn(shape)`` from a CPU generator, moved to ``device``."""
+    check_cpu_generator(generator)
+    return torch.randn(tuple(shape), generator=generator).to(device)
+
+
+class SampleStreams:
+    """The random streams of a batch of samples: one generator per sample, one per group of samples.
+
+    ``keys[i]`` identifies sample ``i`` (e.g. ``(i,)`` in an edit, ``(task, j)`` in the benchmark) and
+    ``groups[i]`` the group whose shared draws it receives. Every method returns a tensor on ``device``
+    with the batch in its first dimension, row ``i`` drawn from sample ``i``'s own generator.
+    """
+
+    def __init__(
+        self, seed: int, keys: Sequence[Sequence[int]], groups: Sequence[int] | None = None, device="cpu"
+    ) -> None:
+        seed = check_seed(seed)
+        if not keys:
+            raise ValueError("SampleStreams needs at least one sample")
+        self.device = torch.device(device)
+        self.generators = [cpu_generator(seed, _SAMPLE, *key) for key in keys]
+        self.groups = list(groups) if groups is not None else [0] * len(keys)
+        if len(self.groups) != len(self.generators):
+            raise ValueError(f"{len(keys)} samples but {len(self.groups)} group labels")
+        self._group_generators = {g: cpu_generator(seed, _GROUP, g) for g in dict.fromkeys(self.groups)}
+
+    @classmethod
+    def for_edit(cls, seed: int, indices: Sequence[int], device="cpu") -> SampleStreams:
+        """Samples ``indices`` of one edit: sample ``i`` has key ``(i,)``; all of them share group 0."""
+        return cls(seed, [(int(i),) for i in indices], None, device)
+
+    def __len__(self) -> int:
+        return len(self.generators)
+
+    def randn(self, shape: Sequence[int]) -> torch.Tensor:
+        """``(B, *shape)`` standard normal noise, row ``i`` from sample ``i``'s stream."""
+        return torch.stack([torch.randn(tuple(shape), generator=g) for g in self.generators]).to(self.device)
+
+    def uniform_params(self, shape: Sequence[int]) -> torch.Tensor:
+        """``(B, *shape)`` float64 uniform [0, 1) numbers on the CPU, row ``i`` from sample ``i``'s stream: the
+        parameters of random transforms (angles, shifts), which are turned into maps before they go to the device."""
+        return torch.stack([torch.rand(tuple(shape), generator=g, dtype=torch.float64) for g in self.generators])
+
+    def randn_shared(self, shape: Sequence[int]) -> torch.Tensor:
+        """``(B, *shape)`` noise drawn once per group (in order of first appearance) and given to its samples."""
+        drawn = {g: torch.randn(tuple(shape), generator=gen) for g, gen in self._group_generators.items()}
+        return torch.stack([drawn[g] for g in self.groups]).to(self.device)

@@ -1,0 +1,68 @@
+"""Device bugs caught without a GPU: whole edits on a simulated accelerator (tests/simulated_device.py).
+
+Every tensor or generator placed on the wrong device raises there, as it would on CUDA. The same edits on
+the CPU give the same numbers: the randomness rule (CPU generators, tensors moved to the device) makes the
+noise independent of the device.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from simulated_device import DEVICE, DevicePlacementError, OnDevice, SimulatedAccelerator
+
+from bdlib.edit import edit
+from bdlib.worlds.toy.tasks import example_task
+
+CASES = {
+    "blended ddpm": {},
+    "blended ddim": {"ddim": True},
+    "blended official": {"official": True},
+    "local ddpm": {"algorithm": "local", "lam": 100.0},
+    "local ddim official": {"algorithm": "local", "ddim": True, "official": True},
+    "noise-aware": {"noise_aware": True},
+    "gradient wrt x0": {"gradient": "pred_x0"},
+}
+
+
+@pytest.fixture(scope="module")
+def worlds(random_toy_world):
+    """The random toy world (with a noise-aware CLIP) on the CPU and a deep copy of it on the simulated device."""
+    from bdlib.worlds.toy.noisy_clip import build_toy_noisy_clip
+
+    cpu = copy.copy(random_toy_world)
+    cpu.noisy_clip = build_toy_noisy_clip().eval().requires_grad_(False)
+    cpu.__post_init__()
+    on_device = copy.deepcopy(cpu)
+    with SimulatedAccelerator():
+        on_device.to(DEVICE)
+    assert isinstance(next(on_device.unet.parameters()), OnDevice)
+    return cpu, on_device
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_whole_edit_runs_on_the_device_and_matches_the_cpu(worlds, case):
+    cpu, on_device = worlds
+    task = example_task()
+    kwargs = dict(samples=2, seed=4, augmentations=3, **CASES[case])
+    with SimulatedAccelerator():
+        result = edit(on_device, task.image, task.mask, "a red circle", **kwargs)
+    assert not isinstance(result.images, OnDevice)  # results come back to the CPU
+    reference = edit(cpu, task.image, task.mask, "a red circle", **kwargs)
+    # the same noise on every device; the simulated kernels are decomposed, so they round a little differently
+    torch.testing.assert_close(result.images, reference.images, rtol=0, atol=1e-4)
+    assert torch.equal(result.order, reference.order)
+
+
+def test_the_simulation_catches_what_a_gpu_refuses():
+    with SimulatedAccelerator():
+        x = torch.ones(2, 3).to(DEVICE)
+        with pytest.raises(DevicePlacementError):
+            x + torch.ones(2, 3)  # a CPU tensor in a device operation
+        with pytest.raises(DevicePlacementError):
+            torch.randn(2, 3, generator=torch.Generator(), device=DEVICE)  # a CPU generator drawing on the device
+        with pytest.raises(RuntimeError):
+            torch.Generator(device=DEVICE)  # no generator lives on the device
+        assert float((x * torch.tensor(2.0)).sum()) == 12.0  # CPU scalars mix, as on CUDA
