@@ -33,6 +33,7 @@ from bdlib.clip_guidance import (
     tile_text,
 )
 from bdlib.diffusion import Diffusion, MeanVariance
+from bdlib.lpips_adapter import background_lpips
 from bdlib.method import MethodSettings
 from bdlib.precision import guidance_networks, network_autocast
 from bdlib.randomness import SampleStreams
@@ -161,7 +162,8 @@ def _background_terms(x, init, mask, settings: MethodSettings, lpips) -> dict[st
     else:
         terms = {"bg_mse_loss": lam * background_mse(x, init, mask).sum()}
     if settings.lpips_share and lpips is not None:
-        terms["bg_lpips_loss"] = lam * settings.lpips_share * background_lpips(lpips, x, init, mask, settings.official)
+        value = background_lpips(lpips, x, init, mask, settings.official).sum()
+        terms["bg_lpips_loss"] = lam * settings.lpips_share * value
     return terms
 
 
@@ -176,12 +178,6 @@ def _noised_background(diffusion, init, index, bg_noise, settings) -> torch.Tens
     noise = bg_noise if bg_noise.shape[0] == init.shape[0] else bg_noise[:1].expand_as(init)
     return diffusion.q_sample(init, t, noise)
 
-
-def background_lpips(lpips, x: torch.Tensor, init: torch.Tensor, mask: torch.Tensor, official: bool) -> torch.Tensor:
-    """Σ_i LPIPS of the background: official ``LPIPS(x⊙(1-m), x_init)`` against the *full* input
-    (image_editor.py:194-201), paper ``LPIPS(x⊙(1-m), x_init⊙(1-m))`` (both backgrounds only)."""
-    target = init if official else init * (1 - mask)
-    return lpips(x * (1 - mask), target.expand_as(x)).sum()
 
 
 def edit_progressive(
@@ -201,8 +197,8 @@ def edit_progressive(
     The batch has one sample per stream of ``streams`` (sample ``i`` draws all its noise from its own stream,
     :mod:`bdlib.randomness`). Each record holds ``t``, ``x_t`` (the step's input), ``pred_x0``, ``fg`` (the
     guided sample), ``bg`` (the noised input, Algorithm 2), ``mask`` and ``sample`` (what the next step starts
-    from). The last record also has ``result``: the last sample (official mode: the last x̂_0), for Algorithm 2
-    with the input's background pasted back exactly.
+    from). The last record also has ``unpasted``, the last sample (official mode: the last x̂_0), and ``result``:
+    the same with the input's background pasted back exactly for Algorithm 2.
     """
     k = resolve_start_index(diffusion, settings.start_index, has_init=True)
     batch = len(streams)
@@ -231,7 +227,8 @@ def edit_progressive(
             unet, diffusion, clip, x, index, init=init_b, mask=mask, text_embed=text_embed, settings=settings,
             noise=noise, bg_noise=bg_noise, augment=augment_fn, lpips=lpips,
         )
-        nxt = step["blended"] if settings.algorithm == "blended" else step["sample"]
+        each_step = settings.algorithm == "blended" and settings.blending == "each step"
+        nxt = step["blended"] if each_step else step["sample"]
         record = {
             "t": index,
             "timestep": int(diffusion.timestep_map[index]),
@@ -246,6 +243,8 @@ def edit_progressive(
         }
         if index == 0:
             final = step["pred_x0"] if settings.result_from_pred_x0 else nxt
-            record["result"] = final * mask + init_b * (1 - mask) if settings.algorithm == "blended" else final
+            record["unpasted"] = final  # the chain's own result, before the final paste
+            pasted = settings.algorithm == "blended" and settings.blending != "none"
+            record["result"] = final * mask + init_b * (1 - mask) if pasted else final
         yield record
         x = nxt

@@ -140,10 +140,14 @@ def rank_distances(world: World, images: torch.Tensor, mask: torch.Tensor, text_
 
 
 def resolve_edit_settings(world: World, settings: MethodSettings | None = None, **overrides: Any) -> MethodSettings:
-    """The world's defaults (or ``settings``) with single fields changed; ``k`` is an alias of ``start_index``."""
+    """``settings``, or the world's defaults for the algorithm asked (``World.defaults_for``), with single fields
+    changed; ``k`` is an alias of ``start_index``, and overrides that are None are ignored (so optional values,
+    e.g. a widget's, can be passed straight through)."""
+    overrides = {name: value for name, value in overrides.items() if value is not None}
     if "k" in overrides:
         overrides["start_index"] = overrides.pop("k")
-    return (settings or world.defaults).with_(**overrides)
+    base = settings or world.defaults_for(overrides.get("algorithm", world.defaults.algorithm))
+    return base.with_(**overrides)
 
 
 def prepare_edit(
@@ -205,7 +209,8 @@ def finish_edit(prepared: PreparedEdit, results: torch.Tensor, distances: torch.
     image_t, mask_t = prepared.image, prepared.mask
     if results.shape[-2:] != image_t.shape[-2:]:  # back to the input's size (and aspect ratio)
         results = F.interpolate(results, size=image_t.shape[-2:], mode="bicubic", antialias=True).clamp(-1, 1)
-    if prepared.settings.algorithm == "blended":  # exact background at the input's own resolution
+    settings = prepared.settings
+    if settings.algorithm == "blended" and settings.blending != "none":  # exact background at the input's size
         results = results * mask_t + image_t * (1 - mask_t)
     order = torch.argsort(distances, stable=True)  # NaN (no prompt) sorts last: the order drawn
     return EditResult(results[order], distances[order], order, image_t, mask_t, prepared.prompt, prepared.settings)

@@ -1,14 +1,17 @@
 """LPIPS (Zhang et al., CVPR 2018) for Algorithm 1's background term, on [-1, 1] tensors.
 
 Local CLIP-guided diffusion (Blended Diffusion, Algorithm 1) keeps the background close to the input
-with ``D_bg(x, x̂_0, m) = MSE + LPIPS`` computed outside the edit region. The official code evaluates
-LPIPS on both images with the edit region set to zero:
+with ``D_bg(x, x̂_0, m) = MSE + LPIPS`` computed outside the edit region (m = 1 inside it). The two modes
+of bdlib (``bdlib.method``) compare different pictures:
 
-    D_lpips = LPIPS(x̂ ⊙ (1 - m), x ⊙ (1 - m))          # m = 1 inside the edit region
+    paper mode:     LPIPS(x̂ ⊙ (1 - m), x ⊙ (1 - m))     both backgrounds, the region mid-grey in both
+    official mode:  LPIPS(x̂ ⊙ (1 - m), x)               the masked guess against the *full* input
+                                                         (omriav/blended-diffusion image_editor.py:194-201)
 
-Zero is mid-grey in [-1, 1]; both images carry the same grey patch, so only the background (and the
-patch's border, which the VGG receptive fields see) contributes. ``lpips.LPIPS`` already expects
-[-1, 1] input (``normalize=False``), so the tensors go in unchanged.
+Zero is mid-grey in [-1, 1]. In paper mode both images carry the same grey patch, so only the background
+(and the patch's border, which the VGG receptive fields see) contributes; in official mode the input's
+region is compared with grey too, a constant-target term that the edit cannot lower. ``lpips.LPIPS``
+already expects [-1, 1] input (``normalize=False``), so the tensors go in unchanged.
 """
 
 from __future__ import annotations
@@ -56,17 +59,20 @@ def _check_inputs(x: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor) 
         )
 
 
-def masked_lpips(lpips_model: nn.Module, x: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Background LPIPS of Algorithm 1: ``LPIPS(x ⊙ (1-m), reference ⊙ (1-m))`` per sample, shape (B,).
+def background_lpips(
+    lpips_model: nn.Module, x: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor, official: bool = False
+) -> torch.Tensor:
+    """Background LPIPS of Algorithm 1 per sample, shape (B,): ``LPIPS(x ⊙ (1-m), reference ⊙ (1-m))``, or
+    ``LPIPS(x ⊙ (1-m), reference)`` with ``official=True`` (see the module docstring).
 
     Args:
         lpips_model: an ``lpips.LPIPS`` (see :func:`load_lpips`).
         x: images being generated, (B, 3, H, W) in [-1, 1]; gradients flow to it.
         reference: the input image, (1 or B, 3, H, W) in [-1, 1].
-        mask: (1 or B, 1, H, W) in [0, 1], 1 = edit region (ignored), 0 = background (compared).
+        mask: (1 or B, 1, H, W) in [0, 1], 1 = edit region, 0 = background (compared).
     """
     _check_inputs(x, reference, mask)
     keep = 1.0 - mask.to(x.dtype)  # (B or 1, 1, H, W)
     ours = x * keep  # (B, 3, H, W)
-    theirs = (reference * keep).expand_as(ours)  # (B, 3, H, W)
+    theirs = (reference if official else reference * keep).expand_as(ours)  # (B, 3, H, W)
     return lpips_model(ours, theirs, normalize=False).flatten()  # (B,)

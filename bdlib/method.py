@@ -27,6 +27,7 @@ from bdlib.precision import check_precision
 
 ALGORITHMS = ("blended", "local")
 GRADIENTS = ("x_t", "pred_x0")
+BLENDINGS = ("each step", "end", "none")
 #: λ and the LPIPS share of D_bg when not given: per image in paper mode, the official formula in official mode.
 PAPER_LAM, PAPER_LPIPS_WEIGHT = 2500.0, 0.4
 OFFICIAL_LAM, OFFICIAL_LPIPS_WEIGHT = 10000.0, 0.1
@@ -137,6 +138,10 @@ class MethodSettings:
     noise_aware: bool = False  # guide with a CLIP that reads (x_t, t): no backward through the UNet
     clip_denoised: bool = False  # clamp x̂_0 to [-1, 1] at every step (never in official mode)
     gradient: str = "x_t"  # take ∇L w.r.t. x_t (through the UNet) or w.r.t. x̂_0 (the paper's algorithms as written)
+    # Algorithm 2 blends the noised input into every step ("each step"); the ablations of notebook 05 run the same
+    # guided generation of the whole image and paste the input's background only once at the end ("end"), or never
+    # ("none"); with the same noise as Algorithm 2
+    blending: str = "each step"
     precision: str = "fp32"  # networks' autocast: fp32 (none), bf16/fp16 (all), bf16-clip/fp16-clip (bdlib.precision)
 
     def __post_init__(self) -> None:
@@ -165,6 +170,10 @@ class MethodSettings:
             raise ValueError("official=True uses the official spherical distance: drop distance='cosine' or official")
         if self.official and self.gradient != "x_t":
             raise ValueError("official=True takes the gradient w.r.t. x_t: drop gradient='pred_x0' or official")
+        if self.blending not in BLENDINGS:
+            raise ValueError(f"blending must be one of {', '.join(BLENDINGS)}, got {self.blending!r}")
+        if self.blending != "each step" and self.algorithm != "blended":
+            raise ValueError(f"blending={self.blending!r} is an ablation of Algorithm 2: use algorithm='blended'")
         if self.noise_aware and self.gradient != "x_t":
             raise ValueError("noise_aware guidance reads x_t, so its gradient is w.r.t. x_t: drop gradient='pred_x0'")
 

@@ -30,7 +30,7 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import display
 
-from bdlib.edit import EditResult, edit
+from bdlib.edit import EditResult, edit, resolve_edit_settings
 from bdlib.method import MethodSettings
 from bdlib.viz import show_grid
 from bdlib.worlds.base import World
@@ -112,15 +112,6 @@ class ResultCache:
 DEFAULT_CACHE = ResultCache()
 
 
-def resolve_settings(world: World, settings: MethodSettings | None = None, **overrides: Any) -> MethodSettings:
-    """The world's defaults (or ``settings``) with ``overrides``; ``k`` is an alias of ``start_index``.
-    Overrides that are None are ignored, so callers can pass optional widget values straight through."""
-    overrides = {name: value for name, value in overrides.items() if value is not None}
-    if "k" in overrides:
-        overrides["start_index"] = overrides.pop("k")
-    return (settings or world.defaults).with_(**overrides)
-
-
 def cached_edit(
     world: World,
     task: Any,
@@ -135,7 +126,7 @@ def cached_edit(
     """:func:`bdlib.edit.edit` of ``task`` behind a cache: the same arguments never run the sampler twice."""
     cache = DEFAULT_CACHE if cache is None else cache
     inp = as_input(task, prompt)
-    full = resolve_settings(world, settings, **overrides)
+    full = resolve_edit_settings(world, settings, **overrides)
     key = (world, inp.key, inp.prompt, seed, samples, full)
 
     def run() -> CachedEdit:
@@ -185,7 +176,7 @@ def lambda_bound(world: World, settings: MethodSettings | None = None, index: in
     ``x̂_0 ≈ x_{t-1}/√ᾱ_t`` by about ``2λΣ_t/(P·ᾱ_t)`` times the gap: a full correction at ``λ = λ_max/2``,
     an overshoot beyond, and a growing error past ``λ_max``. Early steps (small ᾱ_t) have the smallest bound.
     """
-    full = resolve_settings(world, settings, **overrides)
+    full = resolve_edit_settings(world, settings, **overrides)
     diffusion = world.diffusion(full.respacing)
     t = full.start_index if index is None else index
     pixels = 3 * world.image_size**2
@@ -384,7 +375,7 @@ def lambda_panel(
     """A λ slider over :func:`render_lambda` (Algorithm 1), by default over :func:`lambda_grid`, with controls
     for guidance scale, views, seed and prompt. The grid is computed up front (``precompute``), so moving the
     slider only draws; ``overrides`` change single settings (``respacing="25"``, ``guidance_scale=3000``...)."""
-    base = resolve_settings(world, settings, algorithm="local", **overrides)
+    base = resolve_edit_settings(world, settings, algorithm="local", **overrides)
     values = list(lambda_grid(world, base) if values is None else values)
 
     def render(lam, **options):
@@ -408,7 +399,7 @@ def k_panel(
 ) -> SweepPanel:
     """A k slider over :func:`render_k` (Algorithm 2), by default over 6 values spread over the respaced chain,
     with the same controls as :func:`lambda_panel`; the default value is the nearest to the settings' k."""
-    base = resolve_settings(world, settings, algorithm="blended", **overrides)
+    base = resolve_edit_settings(world, settings, algorithm="blended", **overrides)
     steps = world.diffusion(base.respacing).num_steps
     if values is None:
         values = sorted({round(steps * f) - 1 for f in (0.25, 0.4, 0.55, 0.7, 0.85, 1.0)})

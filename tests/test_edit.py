@@ -121,3 +121,21 @@ def test_a_compiled_unet_gives_the_same_edit(random_toy_world, example):
     assert world.unet is compiled and compiled._orig_mod is random_toy_world.unet  # wrapped once
     again = edit(world, image, mask, "a red circle", seed=5, k=2)
     torch.testing.assert_close(again.images, eager.images, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("official", [False, True])
+@pytest.mark.parametrize("ddim", [True, False])
+def test_whole_edit_in_both_modes_ddim_and_ddpm(random_toy_world, example, official, ddim):
+    image, mask = example
+    records = []
+    result = edit(random_toy_world, image, mask, "a red circle", samples=2, seed=2, ddim=ddim, official=official,
+                  callback=records.append)  # fmt: skip
+    for record in records:  # the blend at every step
+        torch.testing.assert_close(record["sample"], record["fg"] * record["mask"] + record["bg"] * (1 - record["mask"]))
+    last = records[-1]
+    # paper: the last sample (its background is the clean input); official: x̂_0 of the last step, pasted
+    final = last["pred_x0"] if official else last["sample"]
+    expected = (final * last["mask"] + image[None] * (1 - last["mask"])).clamp(-1, 1)[result.order]
+    torch.testing.assert_close(result.images, expected)
+    if not ddim:  # a DDPM step at t = 0 ends at the guided mean, not at x̂_0: the two modes differ there
+        assert not torch.equal(last["pred_x0"], last["fg"])

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bdlib.lpips_adapter import load_lpips, masked_lpips
+from bdlib.blend import _background_terms
+from bdlib.lpips_adapter import background_lpips, load_lpips
+from bdlib.method import MethodSettings
 
 SIZE = 64
 
@@ -36,29 +38,60 @@ def test_load_is_quiet_and_frozen(capsys) -> None:
 def test_zero_when_images_differ_only_inside_the_mask(lpips_vgg) -> None:
     reference, mask = images(0), box_mask()
     x = reference + mask * images(1)  # changes inside the edit region only
-    assert masked_lpips(lpips_vgg, x, reference, mask).item() == 0.0
+    assert background_lpips(lpips_vgg, x, reference, mask).item() == 0.0
 
 
 def test_positive_when_the_background_differs(lpips_vgg) -> None:
     reference, mask = images(0), box_mask()
     x = reference + 0.3 * (1 - mask) * images(2)
-    assert masked_lpips(lpips_vgg, x, reference, mask).item() > 0.0
+    assert background_lpips(lpips_vgg, x, reference, mask).item() > 0.0
 
 
-def test_per_sample_values_and_the_official_formula(lpips_vgg) -> None:
+def lpips_by_hand(model, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """LPIPS written out from its definition (Zhang et al. 2018, eq. 1), on the package's VGG features and
+    linear weights: Σ_l mean_hw ‖w_l ⊙ (f̂_l(a) - f̂_l(b))‖², f̂ = features scaled to unit length per pixel."""
+    shift, scale = model.scaling_layer.shift, model.scaling_layer.scale
+    feats_a, feats_b = model.net((a - shift) / scale), model.net((b - shift) / scale)
+    total = torch.zeros(a.shape[0])
+    for layer, (fa, fb) in enumerate(zip(feats_a, feats_b, strict=True)):
+        unit_a = fa / (fa.pow(2).sum(dim=1, keepdim=True).sqrt() + 1e-10)
+        unit_b = fb / (fb.pow(2).sum(dim=1, keepdim=True).sqrt() + 1e-10)
+        weight = model.lins[layer].model[-1].weight.view(1, -1, 1, 1)  # the 1x1 conv of the linear head
+        total += ((unit_a - unit_b).pow(2) * weight).sum(dim=1).mean(dim=(1, 2))
+    return total
+
+
+def test_both_modes_against_lpips_written_by_hand(lpips_vgg) -> None:
     reference, mask = images(0), box_mask()  # batch 1, broadcast to the batch of x
     x = torch.cat([reference + mask * images(1), reference + 0.3 * (1 - mask) * images(2)])
-    distances = masked_lpips(lpips_vgg, x, reference, mask)
-    assert distances.shape == (2,)
-    assert distances[0] == 0.0 and distances[1] > 0.0
-    official = lpips_vgg(x * (1 - mask), (reference * (1 - mask)).expand_as(x)).flatten()
-    assert torch.equal(distances, official)
+    keep = 1 - mask
+    paper = background_lpips(lpips_vgg, x, reference, mask)
+    official = background_lpips(lpips_vgg, x, reference, mask, official=True)
+    torch.testing.assert_close(paper, lpips_by_hand(lpips_vgg, x * keep, (reference * keep).expand_as(x)))
+    torch.testing.assert_close(official, lpips_by_hand(lpips_vgg, x * keep, reference.expand_as(x)))
+    assert paper[0] == 0.0 and paper[1] > 0.0  # paper mode: only the background counts
+    assert official[0] > 0.0  # official mode: the input's region is compared with grey, a term no edit can lower
+
+
+def test_guided_step_weights_lpips_as_each_mode_says(lpips_vgg) -> None:
+    reference, mask = images(0), box_mask()
+    x = reference + 0.3 * images(3, batch=2)
+    keep = 1 - mask
+    paper = _background_terms(x, reference, mask, MethodSettings(algorithm="local"), lpips_vgg)
+    official = _background_terms(x, reference, mask, MethodSettings(algorithm="local", official=True), lpips_vgg)
+    by_hand_paper = lpips_by_hand(lpips_vgg, x * keep, (reference * keep).expand_as(x)).sum()
+    by_hand_official = lpips_by_hand(lpips_vgg, x * keep, reference.expand_as(x)).sum()
+    torch.testing.assert_close(paper["bg_lpips_loss"], 2500 * 0.4 * by_hand_paper)  # λ·w per image
+    torch.testing.assert_close(official["bg_lpips_loss"], 1000 * by_hand_official)  # lpips_sim_lambda, summed
+    mse = ((x - reference) * keep).pow(2)
+    torch.testing.assert_close(paper["bg_mse_loss"], 2500 * mse.mean(dim=(1, 2, 3)).sum())  # per image
+    torch.testing.assert_close(official["bg_mse_loss"], 10000 * (x * keep - reference).pow(2).mean())  # batch mean
 
 
 def test_gradient_flows_to_the_background_only(lpips_vgg) -> None:
     reference, mask = images(0), box_mask()
     x = (reference + 0.3 * images(3)).requires_grad_(True)
-    masked_lpips(lpips_vgg, x, reference, mask).sum().backward()
+    background_lpips(lpips_vgg, x, reference, mask).sum().backward()
     assert torch.isfinite(x.grad).all()
     assert (x.grad * (1 - mask)).abs().sum() > 0  # the background is pulled towards the reference
     assert (x.grad * mask).abs().sum() == 0  # the edit region is free
@@ -67,8 +100,8 @@ def test_gradient_flows_to_the_background_only(lpips_vgg) -> None:
 def test_shape_errors_name_the_problem(lpips_vgg) -> None:
     x = images(0, batch=2)
     with pytest.raises(ValueError, match="resize the mask"):
-        masked_lpips(lpips_vgg, x, x, torch.zeros(1, 1, 32, 32))
+        background_lpips(lpips_vgg, x, x, torch.zeros(1, 1, 32, 32))
     with pytest.raises(ValueError, match="mask must be"):
-        masked_lpips(lpips_vgg, x, x, torch.zeros(3, 1, SIZE, SIZE))
+        background_lpips(lpips_vgg, x, x, torch.zeros(3, 1, SIZE, SIZE))
     with pytest.raises(ValueError, match="reference must be"):
-        masked_lpips(lpips_vgg, x, images(0, batch=3), box_mask())
+        background_lpips(lpips_vgg, x, images(0, batch=3), box_mask())

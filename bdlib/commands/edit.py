@@ -8,6 +8,7 @@ to it as ``OUT_rank2.png``, ``OUT_rank3.png``, ... and a side-by-side figure (in
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -39,6 +40,9 @@ def register(subparsers) -> None:
     parser.add_argument("--dilate", type=int, default=0, help="grow the mask by this many pixels")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--cache-dir", default=None, help="paper world: where the checkpoints are")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="paper world: the exact networks with RANDOM weights, no download (tries the pipeline "
+                             "and its timing; the pictures are noise)")  # fmt: skip
     parser.set_defaults(func=run)
 
 
@@ -64,9 +68,15 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out must name a .png file, got {args.out}")
     overrides = _overrides(args)
     kwargs = {"device": args.device}
-    if args.world == "paper" and args.cache_dir:
-        kwargs["cache_dir"] = args.cache_dir
+    if args.random_weights and args.world != "paper":
+        raise ValueError("--random-weights is for --world paper (the toy world ships its trained weights)")
+    if args.world == "paper":
+        kwargs.update(cache_dir=args.cache_dir, random_weights=args.random_weights)
     world = load_world(args.world, **kwargs)
+    label = ""
+    if "random_weights" in world.capabilities:
+        label = "RANDOM WEIGHTS: a pipeline and timing check, not an edit"
+        print(f"{label} (python -m bdlib download paper fetches the real checkpoints)", file=sys.stderr)
     start = time.time()
     from tqdm import tqdm
 
@@ -83,8 +93,9 @@ def run(args: argparse.Namespace) -> int:
         written.append(save_image(result.images[rank], args.out.with_name(f"{args.out.stem}_rank{rank + 1}.png")))
     titles = ["input", "mask"] + [f"#{i + 1} d={d:.3f}" for i, d in enumerate(result.distances.tolist())]
     fig = show_grid(
-        [[result.image, result.mask, *result.images]], titles=[titles], panel_inches=0.65, suptitle=f'"{args.prompt}"'
-    )
+        [[result.image, result.mask, *result.images]], titles=[titles], panel_inches=0.65,
+        suptitle=f'"{args.prompt}"' + (f"\n{label}" if label else ""),
+    )  # fmt: skip
     written.append(save_figure(fig, args.out.with_name(f"{args.out.stem}_figure.png")))
     print(f"edited in {seconds:.2f} s; wrote " + ", ".join(str(p) for p in written))
     return 0

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from bdlib.evaluation import default_settings, run_benchmark
+from bdlib.benchmark_rows import default_settings
+from bdlib.evaluation import run_benchmark
 from bdlib.viz import save_figure
 from bdlib.worlds.base import load_world
 
@@ -31,38 +32,66 @@ def _rows(report: dict, prefix: str) -> list[dict]:
     return [row for row in report["settings"] if row["name"].startswith(prefix)]
 
 
-def tradeoff_figure(report: dict):
-    """Three panels: λ (Algorithm 1), guidance scale with 1 vs 8 views, and k."""
-    fig, axes = plt.subplots(3, 1, figsize=(4, 7.5))  # stacked: 400 px wide
-    lam = _rows(report, "alg1 lam=")
-    xs = [max(row["settings"]["lam"], 1.0) for row in lam]
-    axes[0].plot(xs, [row["bg_mean_abs"] for row in lam], "o-", label="background change")
-    axes[0].plot(xs, [row["text_match"] for row in lam], "s-", label="text match")
-    axes[0].set_xscale("log")
-    axes[0].set_xlabel("λ (Algorithm 1; 0 shown at 1)")
-    axes[0].set_title("λ: text match vs background", fontsize=9)
+def _lambda_panel(ax, report: dict) -> None:
+    rows = [row for row in _rows(report, "alg1 lam=") if "scale=" not in row["name"]]
+    xs = [max(row["settings"]["lam"], 1.0) for row in rows]
+    ax.plot(xs, [row["bg_mean_abs"] for row in rows], "o-", label="background change")
+    ax.plot(xs, [row["text_match"] for row in rows], "s-", label="text match")
+    ax.plot(xs, [row["clean"] for row in rows], "^--", label="clean objects")
+    ax.set_xscale("log")
+    ax.set_xlabel("λ (Algorithm 1; λ = 0 drawn at 1)")
+    ax.set_title("Algorithm 1: λ")
+
+
+def _scale_panel(ax, report: dict) -> None:
     for views, marker in ((1, "o--"), (8, "s-")):
         rows = [row for row in _rows(report, "alg2 scale=") if row["settings"]["augmentations"] == views]
         scales = [row["settings"]["guidance_scale"] for row in rows]
-        axes[1].plot(scales, [row["text_match"] for row in rows], marker, label=f"text match, {views} view(s)")
-        axes[1].plot(scales, [row["clean"] for row in rows], marker, alpha=0.5, label=f"clean, {views} view(s)")
-    axes[1].set_xscale("log")
-    axes[1].set_xlabel("guidance scale")
-    axes[1].set_title("extending augmentations", fontsize=9)
-    ks = _rows(report, "alg2 k=")
-    axes[2].plot(
-        [row["settings"]["start_index"] for row in ks], [row["fg_mean_abs"] for row in ks], "o-", label="change in mask"
-    )
-    axes[2].plot(
-        [row["settings"]["start_index"] for row in ks], [row["text_match"] for row in ks], "s-", label="text match"
-    )
-    axes[2].set_xlabel("start index k")
-    axes[2].set_title("k: closeness vs edit strength", fontsize=9)
-    for ax in axes:
-        ax.legend(fontsize=6)
-        ax.tick_params(labelsize=7)
+        ax.plot(scales, [row["text_match"] for row in rows], marker, label=f"text match, {views} view(s)")
+        ax.plot(scales, [row["clean"] for row in rows], marker, alpha=0.5, label=f"clean, {views} view(s)")
+    ax.set_xscale("log")
+    ax.set_xlabel("guidance scale")
+    ax.set_title("extending augmentations")
+
+
+def _k_panel(ax, report: dict) -> None:
+    rows = _rows(report, "alg2 k=")
+    ks = [row["settings"]["start_index"] for row in rows]
+    ax.plot(ks, [row["fg_mean_abs"] for row in rows], "o-", label="change in mask")
+    ax.plot(ks, [row["text_match"] for row in rows], "s-", label="text match")
+    ax.set_xlabel("start index k (respaced)")
+    ax.set_title("Algorithm 2: k")
+
+
+def _bars(ax, rows: list[dict], keys: dict[str, str], title: str) -> None:
+    width = 0.8 / len(keys)
+    for j, (key, label) in enumerate(keys.items()):
+        values = [row.get(key) or 0.0 for row in rows]
+        ax.bar([i + j * width for i in range(len(rows))], values, width, label=label)
+    ax.set_xticks([i + width * (len(keys) - 1) / 2 for i in range(len(rows))],
+                  [row["name"].split(": ")[-1].replace("alg2 ", "") for row in rows], rotation=20, ha="right")  # fmt: skip
+    ax.set_title(title)
+
+
+def tradeoff_figure(report: dict):
+    """Five panels: λ (Algorithm 1), guidance scale with 1 vs 8 views, k, removal recipes, blending ablation."""
+    fig, axes = plt.subplots(3, 2, figsize=(9, 9.6))
+    _lambda_panel(axes[0][0], report)
+    _scale_panel(axes[0][1], report)
+    _k_panel(axes[1][0], report)
+    _bars(axes[1][1], _rows(report, "remove: "), {"text_match": "object removed"}, "removal recipes (remove tasks)")
+    ablation = [row for row in report["settings"] if row["name"] in ABLATION_ROWS]
+    _bars(axes[2][0], ablation, {"clean": "clean objects", "seam": "seam jump", "bg_mean_before_paste":
+                                 "background change before the paste"}, "blending at every step vs once")  # fmt: skip
+    axes[2][1].axis("off")
+    for ax in axes.flat:
+        if ax.has_data():
+            ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+ABLATION_ROWS = ("alg2 default", "alg2 paste once at the end", "alg2 no blending, no paste")
 
 
 def _fmt(value) -> str:
@@ -72,12 +101,15 @@ def _fmt(value) -> str:
 def results_table(report: dict) -> str:
     """A markdown table of every setting: overall metrics, and text match on add/replace/recolor/remove."""
     kinds = ("add", "replace", "recolor", "remove")
-    head = ["setting", "text match", "clean", "bg max", "bg mean", "change in mask", "CLIP dist", "s/edit"]
+    head = ["setting", "tasks", "text match", "clean", "bg max", "bg mean", "bg before paste", "change in mask",
+            "seam (input)", "CLIP dist", "s/edit"]  # fmt: skip
     head += [f"match: {kind}" for kind in kinds]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in report["settings"]:
-        cells = [row["name"], row["text_match"], row["clean"], row["bg_max_abs"], row["bg_mean_abs"],
-                 row["fg_mean_abs"], row["clip_distance"], row["seconds_per_edit"]]  # fmt: skip
+        seam = f"{_fmt(row.get('seam'))} ({_fmt(row.get('seam_input'))})"
+        cells = [row["name"], row.get("n", report["n_tasks"]), row["text_match"], row["clean"], row["bg_max_abs"],
+                 row["bg_mean_abs"], row.get("bg_mean_before_paste"), row["fg_mean_abs"], seam, row["clip_distance"],
+                 row["seconds_per_edit"]]  # fmt: skip
         cells += [row["per_kind"].get(kind, {}).get("text_match") for kind in kinds]
         lines.append("| " + " | ".join(_fmt(cell) for cell in cells) + " |")
     per_kind = report["settings"][0]["per_kind"]

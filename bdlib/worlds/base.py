@@ -29,8 +29,9 @@ class World:
     clip: nn.Module  # a bdlib.clip_guidance.ClipLike
     image_size: int
     make_diffusion: Callable[[str], Diffusion]  # respacing -> diffusion
-    defaults: MethodSettings
+    defaults: MethodSettings  # Algorithm 2's (and every shared knob's) defaults
     check_prompt: Callable[[str], None]  # raises ValueError naming the problem
+    local_defaults: MethodSettings | None = None  # Algorithm 1's, where they differ (None: defaults, algorithm local)
     noisy_clip: nn.Module | None = None
     lpips: Callable[..., torch.Tensor] | None = None
     oracle: nn.Module | None = None
@@ -40,6 +41,12 @@ class World:
     def __post_init__(self) -> None:
         self._diffusion = lru_cache(maxsize=8)(self.make_diffusion)
         self._text_cache: dict[tuple[str, bool], torch.Tensor] = {}
+
+    def defaults_for(self, algorithm: str) -> MethodSettings:
+        """The default settings of ``algorithm``: ``"blended"`` (Algorithm 2) or ``"local"`` (Algorithm 1)."""
+        if algorithm == "local":
+            return self.local_defaults or self.defaults.with_(algorithm="local")
+        return self.defaults.with_(algorithm=algorithm)
 
     @property
     def device(self) -> torch.device:
