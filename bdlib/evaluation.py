@@ -29,8 +29,8 @@ import torch
 from bdlib.applications import removal_start_index
 from bdlib.blend import edit_progressive
 from bdlib.edit import rank_distances
-from bdlib.method import MethodSettings
 from bdlib.inpaint import smooth_fill
+from bdlib.method import MethodSettings
 from bdlib.randomness import SampleStreams
 from bdlib.worlds.base import World
 from bdlib.worlds.toy.tasks import EditTask, generate_tasks
@@ -211,7 +211,8 @@ def run_benchmark(
     batch_size: int = 64,
     settings: Sequence[Setting] | None = None,
 ) -> dict:
-    """Run ``settings`` (default: :func:`bdlib.benchmark_rows.default_settings`) on ``n_tasks`` seeded tasks balanced over the kinds.
+    """Run ``settings`` (default: :func:`bdlib.benchmark_rows.default_settings`) on ``n_tasks`` seeded tasks
+    balanced over the kinds.
 
     A row whose settings and sample count equal an earlier row's (in the toy world the default is also ``k=18`` and
     ``scale=1000 aug=8``) reuses that row's results and seconds: with the same seeds it would repeat them."""

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
-from bdlib.applications import extend_canvas, extrapolate, paint_scribble, remove_object, replace_background
+from bdlib.applications import (
+    extend_canvas,
+    extrapolate,
+    paint_scribble,
+    removal_input,
+    removal_start_index,
+    remove_object,
+    replace_background,
+)
+from bdlib.edit import edit
 from bdlib.worlds.toy.tasks import example_task
 
 
@@ -45,4 +56,49 @@ def test_recipes_keep_what_they_promise(random_toy_world, example):
     background = replace_background(random_toy_world, image, mask, "a red circle")
     assert torch.equal(background.images[0][:, mask[0] == 1], image[:, mask[0] == 1])  # the object stays
     removed = remove_object(random_toy_world, image, mask)
-    assert removed.settings.guidance_scale == 0 and removed.prompt == ""
+    assert removed.prompt == "" and removed.settings.start_index == removal_start_index(random_toy_world) == 2
+    assert torch.equal(removed.images[0][:, mask[0] == 0], image[:, mask[0] == 0])  # the background is exact
+    assert torch.isnan(removed.distances).all()  # nothing to rank by
+
+
+def test_removal_input_is_the_harmonic_fill(example):
+    image, mask = example
+    filled = removal_input(image, mask)[0]
+    hole = mask[0].bool()
+    assert torch.equal(filled[:, ~hole], image[:, ~hole])  # outside the region: the input
+    cross = (filled.roll(1, 1) + filled.roll(-1, 1) + filled.roll(1, 2) + filled.roll(-1, 2)) / 4
+    inner = hole & ~torch.nn.functional.max_pool2d((~hole).float()[None], 3, 1, 1)[0].bool()  # away from the border
+    assert (filled - cross)[:, inner].abs().max() < 0.02  # each filled pixel ≈ the mean of its neighbours
+
+
+class CountingClip(torch.nn.Module):
+    """A CLIP that counts how often it encodes pixels."""
+
+    def __init__(self, clip):
+        super().__init__()
+        self.clip, self.calls = clip, 0
+        self.input_resolution = clip.input_resolution
+
+    def normalize(self, images01):
+        return self.clip.normalize(images01)
+
+    def encode_text(self, prompts):
+        return self.clip.encode_text(prompts)
+
+    def encode_pixels(self, pixels):
+        self.calls += 1
+        return self.clip.encode_pixels(pixels)
+
+
+@pytest.mark.parametrize("official", [False, True])
+def test_the_empty_prompt_has_no_clip_term(random_toy_world, example, official):
+    image, mask = example
+    world = dataclasses.replace(random_toy_world, clip=CountingClip(random_toy_world.clip))
+    records = []
+    edit(world, image, mask, "", official=official, callback=records.append)
+    assert world.clip.calls == 0 and all(float(r["loss"]) == 0 for r in records)
+    records.clear()
+    edit(world, image, mask, "", official=official, algorithm="local", lam=100.0, callback=records.append)
+    assert world.clip.calls == 0
+    # Algorithm 1 keeps its background loss in paper mode; the official cond_fn returns 0 for an empty prompt
+    assert all((float(r["loss"]) == 0) == official for r in records)

@@ -131,7 +131,8 @@ def test_whole_edit_in_both_modes_ddim_and_ddpm(random_toy_world, example, offic
     result = edit(random_toy_world, image, mask, "a red circle", samples=2, seed=2, ddim=ddim, official=official,
                   callback=records.append)  # fmt: skip
     for record in records:  # the blend at every step
-        torch.testing.assert_close(record["sample"], record["fg"] * record["mask"] + record["bg"] * (1 - record["mask"]))
+        blend = record["fg"] * record["mask"] + record["bg"] * (1 - record["mask"])
+        torch.testing.assert_close(record["sample"], blend)
     last = records[-1]
     # paper: the last sample (its background is the clean input); official: x̂_0 of the last step, pasted
     final = last["pred_x0"] if official else last["sample"]

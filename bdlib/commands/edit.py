@@ -12,7 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from bdlib.edit import edit
+from bdlib.applications import removal_start_index, remove_object
+from bdlib.edit import edit, resolve_edit_settings
 from bdlib.imageio import save_image
 from bdlib.viz import save_figure, show_grid
 from bdlib.worlds.base import WORLDS, load_world
@@ -23,7 +24,9 @@ def register(subparsers) -> None:
     parser.add_argument("--world", choices=WORLDS, default="toy")
     parser.add_argument("--image", required=True, help="input image file")
     parser.add_argument("--mask", required=True, help="mask file: white = edit (thresholded at half range)")
-    parser.add_argument("--prompt", required=True, help='what the region should show ("" = plain inpainting)')
+    parser.add_argument("--prompt", required=True,
+                        help='what the region should show; "" removes what the mask covers (the removal recipe: a '
+                             "smooth fill from the border, then blended diffusion from a low k)")  # fmt: skip
     parser.add_argument("--out", required=True, type=Path, help="where to write the best result (.png)")
     parser.add_argument("--k", type=int, default=None, help="start index k (respaced; default: the world's)")
     parser.add_argument("--lam", type=float, default=None, help="λ, background-loss weight (Algorithm 1)")
@@ -38,6 +41,8 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--invert-mask", action="store_true", help="edit what the mask leaves black")
     parser.add_argument("--dilate", type=int, default=0, help="grow the mask by this many pixels")
+    parser.add_argument("--no-fill", action="store_true",
+                        help='with --prompt "": the paper\'s plain recipe (no fill: the prior alone, default k)')
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--cache-dir", default=None, help="paper world: where the checkpoints are")
     parser.add_argument("--random-weights", action="store_true",
@@ -58,8 +63,7 @@ def _overrides(args: argparse.Namespace) -> dict:
     if args.steps is not None and args.k is None:
         raise ValueError("--steps changes the schedule, so give --k too (the start index in the new schedule)")
     out.update(ddim=args.ddim, official=args.official, noise_aware=args.noise_aware)
-    if args.local:
-        out["algorithm"] = "local"
+    out["algorithm"] = "local" if args.local else "blended"
     return out
 
 
@@ -80,21 +84,33 @@ def run(args: argparse.Namespace) -> int:
     start = time.time()
     from tqdm import tqdm
 
-    settings = world.defaults.with_(**overrides)
-    with tqdm(total=settings.start_index + 1, desc="editing", unit="step") as bar:
-        result = edit(
-            world, args.image, args.mask, args.prompt, samples=args.samples, seed=args.seed,
-            invert_mask=args.invert_mask, dilate=args.dilate, settings=settings, callback=lambda _: bar.update(1),
-        )  # fmt: skip
+    removing = not args.prompt.strip() and not args.no_fill
+    if removing and "start_index" not in overrides:
+        overrides["start_index"] = removal_start_index(world, overrides.get("respacing"))
+    settings = resolve_edit_settings(world, **overrides)
+    common = dict(samples=args.samples, seed=args.seed, invert_mask=args.invert_mask, dilate=args.dilate,
+                  settings=settings)  # fmt: skip
+    with tqdm(total=settings.start_index + 1, desc="editing", unit="step") as bar:  # all samples in one batch
+
+        def progress(_record: dict) -> None:
+            bar.update(1)
+
+        if removing:
+            result = remove_object(world, args.image, args.mask, callback=progress, **common)
+        else:
+            result = edit(world, args.image, args.mask, args.prompt, callback=progress, **common)
     seconds = time.time() - start
     save_image(result.images[0], args.out)
     written = [args.out]
     for rank in range(1, len(result.images)):
         written.append(save_image(result.images[rank], args.out.with_name(f"{args.out.stem}_rank{rank + 1}.png")))
-    titles = ["input", "mask"] + [f"#{i + 1} d={d:.3f}" for i, d in enumerate(result.distances.tolist())]
+    if args.prompt.strip():
+        titles = ["input", "mask"] + [f"#{i + 1} d={d:.3f}" for i, d in enumerate(result.distances.tolist())]
+    else:  # nothing to rank by: the samples in the order drawn
+        titles = ["input", "mask"] + [f"sample {int(i) + 1}" for i in result.order]
     fig = show_grid(
         [[result.image, result.mask, *result.images]], titles=[titles], panel_inches=0.65,
-        suptitle=f'"{args.prompt}"' + (f"\n{label}" if label else ""),
+        suptitle=(f'"{args.prompt}"' if args.prompt.strip() else "removal (no prompt)") + (label and f"\n{label}"),
     )  # fmt: skip
     written.append(save_figure(fig, args.out.with_name(f"{args.out.stem}_figure.png")))
     print(f"edited in {seconds:.2f} s; wrote " + ", ".join(str(p) for p in written))

@@ -68,8 +68,8 @@ def _bars(ax, rows: list[dict], keys: dict[str, str], title: str) -> None:
     for j, (key, label) in enumerate(keys.items()):
         values = [row.get(key) or 0.0 for row in rows]
         ax.bar([i + j * width for i in range(len(rows))], values, width, label=label)
-    ax.set_xticks([i + width * (len(keys) - 1) / 2 for i in range(len(rows))],
-                  [row["name"].split(": ")[-1].replace("alg2 ", "") for row in rows], rotation=20, ha="right")  # fmt: skip
+    labels = [row["name"].split(": ")[-1].replace("alg2 ", "") for row in rows]
+    ax.set_xticks([i + width * (len(keys) - 1) / 2 for i in range(len(rows))], labels, rotation=20, ha="right")
     ax.set_title(title)
 
 
