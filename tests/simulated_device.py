@@ -96,7 +96,7 @@ class _Dispatch(TorchDispatchMode):
 
 
 class _Factories(TorchFunctionMode):
-    """``torch.tensor(data, device=...)`` builds its tensor outside the dispatcher: build it on the CPU, then move it."""
+    """``torch.tensor(data, device=...)`` builds its tensor outside the dispatcher: build it on the CPU, then move."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
