@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.bdlib-installed
 
-.PHONY: setup demo figures evaluate test lint unit notebooks notebooks-full clean
+.PHONY: setup demo figures evaluate test lint unit notebooks notebooks-full gpu-check clean
 
 setup: $(STAMP)
 
@@ -47,6 +47,11 @@ notebooks: setup
 
 notebooks-full: setup
 	$(PY) notebooks/run_notebooks.py --full $(ARGS)
+
+## On a machine with a CUDA GPU: tests, every notebook on the GPU (toy, and the paper world with random weights),
+## the paper-configuration benchmarks; one results file (benchmarks/gpu_check.py; its CPU dry run is a test).
+gpu-check: setup
+	$(PY) benchmarks/gpu_check.py --device cuda --out benchmarks/results/gpu_check_cuda.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache notebooks/_build

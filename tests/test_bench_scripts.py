@@ -193,3 +193,16 @@ def test_precision_tolerance_finds_the_unet_far_more_sensitive_than_clip(tmp_pat
     assert 0 < clip_only["grad_relative_l2"] < 0.05 < everything["grad_relative_l2"]
     with pytest.raises(SystemExit):
         script.main(["--indices", "30", "--out", str(out)])
+
+
+def test_gpu_check_dry_run_covers_every_section(tmp_path):
+    """``benchmarks/gpu_check.py --device cpu --smoke``: the GPU check's CPU dry run, so the script cannot rot."""
+    out = tmp_path / "gpu_check.json"
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "gpu_check.py"), "--device", "cpu", "--smoke",
+                           "--out", str(out)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)  # fmt: skip
+    report = json.loads(out.read_text())
+    statuses = {name: entry["status"] for name, entry in report["sections"].items()}
+    assert done.returncode == 0 and set(statuses.values()) == {"ok"}, (statuses, done.stdout[-2000:])
+    assert list(statuses) == list(load_script(REPO_ROOT / "benchmarks" / "gpu_check.py").SECTIONS)
+    edits = report["sections"]["device_edits"]["result"]
+    assert edits["blended ddpm"]["max_abs_diff"] == 0.0 and edits["blended ddpm"]["same_ranking"]  # CPU vs CPU

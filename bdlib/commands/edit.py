@@ -16,12 +16,12 @@ from bdlib.applications import removal_start_index, remove_object
 from bdlib.edit import edit, resolve_edit_settings
 from bdlib.imageio import save_image
 from bdlib.viz import save_figure, show_grid
-from bdlib.worlds.base import WORLDS, load_world
+from bdlib.worlds.base import load_world
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("edit", help="edit the masked region of an image to match a text prompt")
-    parser.add_argument("--world", choices=WORLDS, default="toy")
+    parser.add_argument("--world", choices=("toy", "paper"), default="toy")
     parser.add_argument("--image", required=True, help="input image file")
     parser.add_argument("--mask", required=True, help="mask file: white = edit (thresholded at half range)")
     parser.add_argument("--prompt", required=True,

@@ -17,7 +17,7 @@ from torch import nn
 from bdlib.diffusion import Diffusion
 from bdlib.method import MethodSettings
 
-WORLDS = ("toy", "paper")
+WORLDS = ("toy", "paper", "paper-random")
 
 
 @dataclass(eq=False)
@@ -94,7 +94,8 @@ class World:
 
 
 def load_world(name: str, **kwargs) -> World:
-    """Load a world by name: ``"toy"`` (shipped weights, offline) or ``"paper"`` (downloaded checkpoints).
+    """Load a world by name: ``"toy"`` (shipped weights, offline), ``"paper"`` (downloaded checkpoints) or
+    ``"paper-random"`` (the paper's networks with random weights: no download, for pipeline and timing checks).
 
     Keyword arguments go to the world's loader: ``bdlib.worlds.toy.world.load_toy_world`` or
     ``bdlib.worlds.paper_world.load_paper_world`` (``device``, and for the paper ``cache_dir``,
@@ -104,8 +105,10 @@ def load_world(name: str, **kwargs) -> World:
         from bdlib.worlds.toy.world import load_toy_world
 
         return load_toy_world(**kwargs)
-    if name == "paper":
+    if name in ("paper", "paper-random"):
         from bdlib.worlds.paper_world import load_paper_world
 
+        if name == "paper-random":
+            kwargs["random_weights"] = True
         return load_paper_world(**kwargs)
     raise ValueError(f"unknown world {name!r}: the worlds are {', '.join(WORLDS)}")
