@@ -204,6 +204,25 @@ def draw_samples(
     return result.float().cpu().clamp(-1, 1), distances
 
 
+def draw_in_batches(
+    world: World,
+    prepared: PreparedEdit,
+    seed: int,
+    indices: Sequence[int],
+    batch_size: int | None = None,
+    callback: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`draw_samples` of ``indices``, ``batch_size`` at a time (default: all at once); the pieces concatenated."""
+    indices = list(indices)
+    size = prepared.init.shape[-1]
+    if not indices:
+        return torch.empty(0, 3, size, size), torch.empty(0)
+    step = batch_size or len(indices)
+    batches = [indices[i : i + step] for i in range(0, len(indices), step)]
+    pieces = [draw_samples(world, prepared, seed, batch, callback) for batch in batches]
+    return torch.cat([p[0] for p in pieces]), torch.cat([p[1] for p in pieces])
+
+
 def finish_edit(prepared: PreparedEdit, results: torch.Tensor, distances: torch.Tensor) -> EditResult:
     """Bring samples (drawn in order 0..N-1) back to the input's size, paste its background, rank (steps 3-4)."""
     image_t, mask_t = prepared.image, prepared.mask
@@ -246,7 +265,4 @@ def edit(
     seed = check_seed(seed)
     settings = resolve_edit_settings(world, settings, **overrides)
     prepared = prepare_edit(world, image, mask, prompt, settings, invert_mask, dilate)
-    step = batch_size or samples
-    pieces = [draw_samples(world, prepared, seed, range(i, min(i + step, samples)), callback)
-              for i in range(0, samples, step)]  # fmt: skip
-    return finish_edit(prepared, torch.cat([p[0] for p in pieces]), torch.cat([p[1] for p in pieces]))
+    return finish_edit(prepared, *draw_in_batches(world, prepared, seed, range(samples), batch_size, callback))

@@ -206,3 +206,15 @@ def test_gpu_check_dry_run_covers_every_section(tmp_path):
     assert list(statuses) == list(load_script(REPO_ROOT / "benchmarks" / "gpu_check.py").SECTIONS)
     edits = report["sections"]["device_edits"]["result"]
     assert edits["blended ddpm"]["max_abs_diff"] == 0.0 and edits["blended ddpm"]["same_ranking"]  # CPU vs CPU
+
+
+def test_bench_distributed_runs_one_and_two_processes(tmp_path):
+    script = load_script(REPO_ROOT / "benchmarks" / "bench_distributed.py")
+    out = tmp_path / "distributed.json"
+    record = script.main(["--samples", "2", "--k", "3", "--processes", "1", "2", "--repeats", "1",
+                          "--estimate-step-seconds", "0.5", "--out", str(out)])  # fmt: skip
+    assert json.loads(out.read_text()) == json.loads(json.dumps(record))
+    assert [c["processes"] for c in record["configurations"]] == [1, 2]
+    assert all(c["samples_per_second"] > 0 and c["wall_seconds"] > c["edit_seconds"] for c in record["configurations"])
+    estimate = record["estimate"]
+    assert estimate["label"].startswith("ESTIMATE") and estimate["1_gpus"] > estimate["4_gpus"] > estimate["8_gpus"]

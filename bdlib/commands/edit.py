@@ -12,8 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-from bdlib.applications import removal_start_index, remove_object
-from bdlib.edit import edit, resolve_edit_settings
+from bdlib import distributed
+from bdlib.applications import removal_input, removal_start_index
+from bdlib.edit import resolve_edit_settings
 from bdlib.imageio import save_image
 from bdlib.viz import save_figure, show_grid
 from bdlib.worlds.base import load_world
@@ -38,6 +39,9 @@ def register(subparsers) -> None:
     parser.add_argument("--noise-aware", action="store_true", help="guide with the noise-aware CLIP (toy world)")
     parser.add_argument("--official", action="store_true", help="the official code's choices instead of the paper's")
     parser.add_argument("--samples", type=int, default=1, help="samples to draw and rank (default 1)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="samples per network batch (default: all of a process's samples at once); sample i is "
+                             "the same whatever the batches, up to float rounding")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--invert-mask", action="store_true", help="edit what the mask leaves black")
     parser.add_argument("--dilate", type=int, default=0, help="grow the mask by this many pixels")
@@ -71,7 +75,15 @@ def run(args: argparse.Namespace) -> int:
     if args.out.suffix.lower() != ".png":
         raise ValueError(f"--out must name a .png file, got {args.out}")
     overrides = _overrides(args)
-    kwargs = {"device": args.device}
+    context = distributed.init(args.device)
+    try:
+        return _run(args, overrides, context)
+    finally:
+        distributed.close(context)
+
+
+def _run(args: argparse.Namespace, overrides: dict, context: distributed.Context) -> int:
+    kwargs = {"device": context.device(args.device)}
     if args.random_weights and args.world != "paper":
         raise ValueError("--random-weights is for --world paper (the toy world ships its trained weights)")
     if args.world == "paper":
@@ -80,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
     label = ""
     if "random_weights" in world.capabilities:
         label = "RANDOM WEIGHTS: a pipeline and timing check, not an edit"
-        print(f"{label} (python -m bdlib download paper fetches the real checkpoints)", file=sys.stderr)
+        if context.is_main:
+            print(f"{label} (python -m bdlib download paper fetches the real checkpoints)", file=sys.stderr)
     start = time.time()
     from tqdm import tqdm
 
@@ -88,17 +101,19 @@ def run(args: argparse.Namespace) -> int:
     if removing and "start_index" not in overrides:
         overrides["start_index"] = removal_start_index(world, overrides.get("respacing"))
     settings = resolve_edit_settings(world, **overrides)
-    common = dict(samples=args.samples, seed=args.seed, invert_mask=args.invert_mask, dilate=args.dilate,
-                  settings=settings)  # fmt: skip
-    with tqdm(total=settings.start_index + 1, desc="editing", unit="step") as bar:  # all samples in one batch
+    image = removal_input(args.image, args.mask, args.invert_mask, args.dilate) if removing else args.image
+    # one batch per rank: the bar follows rank 0's steps (and is shown by rank 0 only)
+    with tqdm(total=settings.start_index + 1, desc="editing", unit="step", disable=not context.is_main) as bar:
 
         def progress(_record: dict) -> None:
             bar.update(1)
 
-        if removing:
-            result = remove_object(world, args.image, args.mask, callback=progress, **common)
-        else:
-            result = edit(world, args.image, args.mask, args.prompt, callback=progress, **common)
+        result = distributed.sharded_edit(
+            context, world, image, args.mask, args.prompt, samples=args.samples, seed=args.seed, settings=settings,
+            batch_size=args.batch_size, invert_mask=args.invert_mask, dilate=args.dilate, callback=progress,
+        )  # fmt: skip
+    if result is None:  # another rank than 0: rank 0 writes
+        return 0
     seconds = time.time() - start
     save_image(result.images[0], args.out)
     written = [args.out]
@@ -113,5 +128,6 @@ def run(args: argparse.Namespace) -> int:
         suptitle=(f'"{args.prompt}"' if args.prompt.strip() else "removal (no prompt)") + (label and f"\n{label}"),
     )  # fmt: skip
     written.append(save_figure(fig, args.out.with_name(f"{args.out.stem}_figure.png")))
-    print(f"edited in {seconds:.2f} s; wrote " + ", ".join(str(p) for p in written))
+    processes = f" in {context.size} processes" if context.distributed else ""
+    print(f"edited in {seconds:.2f} s{processes}; wrote " + ", ".join(str(p) for p in written))
     return 0

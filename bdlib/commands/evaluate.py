@@ -9,6 +9,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
+from bdlib import distributed
 from bdlib.benchmark_rows import default_settings
 from bdlib.evaluation import run_benchmark
 from bdlib.viz import save_figure
@@ -24,7 +25,7 @@ def register(subparsers) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=Path("figures/evaluation.json"))
     parser.add_argument("--only", nargs="+", metavar="ROW", default=None,
-                        help="run only these rows (names as in the table), updating them in --out")  # fmt: skip
+                        help="run only these rows (names as in the table), updating them in --out (or starting it)")
     parser.set_defaults(func=run)
 
 
@@ -127,11 +128,15 @@ def results_table(report: dict) -> str:
     )
 
 
-def update_rows(world, args: argparse.Namespace, start: float) -> dict:
-    """Run the rows named in ``args.only`` and put them into the report in ``args.out`` (same tasks and seed)."""
-    if not args.out.exists():
-        raise FileNotFoundError(f"--only updates an existing report, and {args.out} does not exist: run without --only")
-    report = json.loads(args.out.read_text())
+def update_rows(
+    world, args: argparse.Namespace, start: float, context: distributed.Context | None = None
+) -> dict | None:
+    """Run the rows named in ``args.only`` and put them into the report in ``args.out`` (same tasks and seed), or
+    into a new report of those rows alone when ``args.out`` does not exist yet."""
+    if args.out.exists():
+        report = json.loads(args.out.read_text())
+    else:
+        report = {"world": world.name, "n_tasks": args.tasks, "seed": args.seed, "settings": [], "minutes": 0.0}
     if (report["n_tasks"], report["seed"]) != (args.tasks, args.seed):
         raise ValueError(
             f"{args.out} holds {report['n_tasks']} tasks with seed {report['seed']}, not {args.tasks} with seed "
@@ -142,7 +147,10 @@ def update_rows(world, args: argparse.Namespace, start: float) -> dict:
     if unknown:
         raise ValueError(f"unknown row(s) {unknown}: the rows are {[row.name for row in rows]}")
     fresh = run_benchmark(world, args.tasks, args.seed, batch_size=args.batch_size,
-                          settings=[row for row in rows if row.name in args.only])["settings"]  # fmt: skip
+                          settings=[row for row in rows if row.name in args.only], context=context)  # fmt: skip
+    if fresh is None:  # not rank 0
+        return None
+    fresh = fresh["settings"]
     by_name = {row["name"]: row for row in report["settings"]} | {row["name"]: row for row in fresh}
     order = [row.name for row in rows] + [row["name"] for row in report["settings"]]  # then rows no longer listed
     report["settings"] = [by_name[name] for name in dict.fromkeys(order) if name in by_name]
@@ -155,13 +163,22 @@ def update_rows(world, args: argparse.Namespace, start: float) -> dict:
 def run(args: argparse.Namespace) -> int:
     if args.tasks < 5:
         raise ValueError(f"--tasks must be at least 5 (one per task kind), got {args.tasks}")
-    world = load_world("toy", device=args.device)
-    start = time.time()
-    if args.only:
-        report = update_rows(world, args, start)
-    else:
-        report = run_benchmark(world, args.tasks, args.seed, args.fast, args.batch_size)
-        report["minutes"] = round((time.time() - start) / 60, 2)
+    context = distributed.init(args.device)
+    try:
+        world = load_world("toy", device=context.device(args.device))
+        start = time.time()
+        if args.only:
+            report = update_rows(world, args, start, context)
+        else:
+            report = run_benchmark(world, args.tasks, args.seed, args.fast, args.batch_size, context=context)
+            if report is not None:
+                report["minutes"] = round((time.time() - start) / 60, 2)
+    finally:
+        distributed.close(context)
+    if report is None:  # another rank than 0: rank 0 writes
+        return 0
+    if context.distributed:
+        report["processes"] = context.size
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     figure = save_figure(tradeoff_figure(report), args.out.with_suffix(".png"))
