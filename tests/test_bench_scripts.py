@@ -218,3 +218,12 @@ def test_bench_distributed_runs_one_and_two_processes(tmp_path):
     assert all(c["samples_per_second"] > 0 and c["wall_seconds"] > c["edit_seconds"] for c in record["configurations"])
     estimate = record["estimate"]
     assert estimate["label"].startswith("ESTIMATE") and estimate["1_gpus"] > estimate["4_gpus"] > estimate["8_gpus"]
+
+
+def test_removal_recipes_script_scores_each_recipe(tmp_path):
+    script = load_script(REPO_ROOT / "benchmarks" / "removal_recipes.py")
+    out = tmp_path / "removal.json"
+    record = script.main(["--tasks", "10", "--only", "prior only, k=18", "RePaint 5 jumps, k=18",
+                          "away from object captions 300, k=18", "--out", str(out)])  # fmt: skip
+    assert record["tasks"] == 2 and json.loads(out.read_text()) == record
+    assert all(0 <= recipe["removed"] <= 1 for recipe in record["recipes"].values())
