@@ -30,7 +30,7 @@ def report(cheap_world):
     keep = {
         "alg2 default",
         "alg1 lam=0",
-        "alg1 lam=30000",
+        "alg1 lam=100000",
         "alg2 scale=1000 aug=1",
         "alg2 k=2",
         "alg2 top-1 of 4 ranked",

@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         [forward, chain, pred],
         titles=[[f"t={t}" for t in NOISE_LEVELS], chain_titles, pred_titles],
         row_labels=["q(x_t | x_0)", "reverse x_t", "predicted x̂_0"],
-        panel_inches=0.5,
+        panel_inches=1.3,  # 130 px per 32-px image
+        max_width_inches=1.3 * len(NOISE_LEVELS),
         suptitle=f"Forward noising of a toy scene,\nand {args.steps} reverse DDPM steps of the {label}",
     )
     path = save_figure(fig, args.out)

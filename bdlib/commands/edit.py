@@ -124,7 +124,7 @@ def _run(args: argparse.Namespace, overrides: dict, context: distributed.Context
     else:  # nothing to rank by: the samples in the order drawn
         titles = ["input", "mask"] + [f"sample {int(i) + 1}" for i in result.order]
     fig = show_grid(
-        [[result.image, result.mask, *result.images]], titles=[titles], panel_inches=0.65,
+        [[result.image, result.mask, *result.images]], titles=[titles], panel_inches=1.4, max_width_inches=8.4,
         suptitle=(f'"{args.prompt}"' if args.prompt.strip() else "removal (no prompt)") + (label and f"\n{label}"),
     )  # fmt: skip
     written.append(save_figure(fig, args.out.with_name(f"{args.out.stem}_figure.png")))
