@@ -95,9 +95,10 @@ def table(rows: Sequence[dict], digits: int = 3):
     keys = list(rows[0])
 
     def cell(value) -> str:
-        if isinstance(value, float):
-            return f"{value:.{digits}g}" if abs(value) >= 1e4 or (value and abs(value) < 1e-3) else f"{value:.{digits}f}"
-        return str(value)
+        if not isinstance(value, float):
+            return str(value)
+        tiny_or_huge = abs(value) >= 1e4 or (value != 0 and abs(value) < 1e-3)
+        return f"{value:.{digits}g}" if tiny_or_huge else f"{value:.{digits}f}"
 
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(cell(row.get(key)) for key in keys) + " |" for row in rows]
