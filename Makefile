@@ -34,7 +34,7 @@ test: setup lint unit notebooks
 
 lint: setup
 	$(PY) -m ruff check bdlib tests benchmarks
-	$(PY) -m ruff check --extend-ignore E402,E501 --extend-exclude notebooks/_build notebooks
+	$(PY) -m ruff check --extend-ignore E402,E501,B018 --extend-exclude notebooks/_build notebooks
 
 unit: setup
 	$(PY) -m pytest -q

@@ -20,9 +20,11 @@ sampler runs, not one per task.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
@@ -257,3 +259,30 @@ def run_benchmark(
         print(f"{setting.name:28s} match={metrics['text_match']} clean={metrics['clean']} "
               f"bg_max={metrics['bg_max_abs']:.3f} s/edit={metrics['seconds_per_edit']}", flush=True)  # fmt: skip
     return report if context.is_main else None
+
+
+REPORT = Path(__file__).resolve().parent.parent / "figures" / "evaluation.json"  # the committed benchmark
+
+
+def load_report(path: str | Path = REPORT) -> dict:
+    """The benchmark's report (``python -m bdlib evaluate`` writes it; the repository ships one)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no benchmark report at {path}: run `python -m bdlib evaluate` (about an hour on CPU)")
+    return json.loads(path.read_text())
+
+
+def report_rows(report: dict, prefix: str | Sequence[str], keys: Sequence[str]) -> list[dict]:
+    """The rows whose name starts with ``prefix`` (or is one of the names), as ``{"setting": name, key: value}``
+    dicts for :func:`bdlib.viz.table`; ``"kind:KEY"`` picks a per-kind value, e.g. ``"add:text_match"``."""
+    def wanted(name: str) -> bool:
+        return name.startswith(prefix) if isinstance(prefix, str) else name in prefix
+
+    def value(row: dict, key: str):
+        if ":" in key:
+            kind, metric = key.split(":")
+            return row["per_kind"].get(kind, {}).get(metric)
+        return row.get(key)
+
+    return [{"setting": row["name"], **{key: value(row, key) for key in keys}}
+            for row in report["settings"] if wanted(row["name"])]  # fmt: skip
