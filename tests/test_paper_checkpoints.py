@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import pickle
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import torch
 from torch import nn
 
 from bdlib.commands import download as download_command
+from bdlib.safe_load import DamagedFileError
 from bdlib.worlds import paper
 from bdlib.worlds.paper import (
     DOWNLOAD_COMMAND,
@@ -89,8 +89,9 @@ def test_weights_only_loading(tmp_path: Path) -> None:
     check_state_dict(small_model(), state)  # fits: no error
 
     torch.save({"weights": NotATensor()}, tmp_path / "evil.pt")
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(DamagedFileError, match="pickled Python objects besides tensors") as info:
         load_unet_state_dict(tmp_path / "evil.pt")
+    assert "weights_only=False" not in str(info.value)  # never the advice to run the file's code
 
     torch.save({"step": 3}, tmp_path / "not_a_state_dict.pt")
     with pytest.raises(ValueError, match="does not contain a state dict"):
@@ -150,7 +151,7 @@ def test_download_command_parses_and_runs(tmp_path: Path, monkeypatch, capsys) -
         raise ConnectionResetError("connection reset by peer")
 
     monkeypatch.setattr(paper, "download_paper_weights", offline)
-    assert args.func(args) == 1
-    assert "run the same command again" in capsys.readouterr().err
+    assert args.func(args) == 2
+    assert "connection reset by peer" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parser.parse_args(["download", "toy"])
