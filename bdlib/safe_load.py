@@ -27,8 +27,8 @@ def _reason(error: BaseException) -> str:
         return "it holds pickled Python objects besides tensors, which bdlib never loads because they can run code"
     if isinstance(error, EOFError) or "Ran out of input" in text:
         return "it ends too early (empty or cut short)"
-    first = (text.splitlines() or [""])[0].strip()
-    return f"{type(error).__name__}: {first[:160]}" if first else type(error).__name__
+    first = (text.splitlines() or [""])[0].strip().split(". ")[0]  # the first sentence: what, not PyTorch's advice
+    return f"{type(error).__name__}: {first[:120]}" if first else type(error).__name__
 
 
 def load_torch_file(path: str | os.PathLike[str], what: str, fix: str) -> Any:
