@@ -17,7 +17,7 @@ import sys
 import urllib.error
 from pathlib import Path
 
-from bdlib.files import check_folder_writable
+from bdlib.files import OutputError, check_folder_writable
 
 WHAT = ("paper",)
 
@@ -47,12 +47,15 @@ def run(args: argparse.Namespace) -> int:
 
     include = tuple(args.only) if args.only else PAPER_PARTS
     cache = resolve_cache_dir(args.cache_dir)
-    try:
-        if set(include) - {"lpips"}:
+    if set(include) - {"lpips"}:
+        try:
             check_folder_writable(cache, f"to the cache folder {cache}")
+        except OutputError as error:
+            raise OutputError(f"{error} with --cache-dir (or $BDLIB_CACHE)") from None
+    try:
         paths = download_paper_weights(cache_dir=args.cache_dir, include=include)
     except ValueError:
-        raise  # a failed checksum, an unwritable cache: reported by bdlib.__main__ with their own message
+        raise  # a failed checksum: reported by bdlib.__main__ with its own message
     except (OSError, urllib.error.URLError, http.client.HTTPException) as error:
         print(f"error: {_failure(error, cache)}", file=sys.stderr)
         return 2
