@@ -263,6 +263,11 @@ def edit(
     samples at once) only trades memory for speed: sample ``i`` is the same whatever the batches. ``callback``
     receives every step's record (``t``, ``x_t``, ``pred_x0``, ``fg``, ``bg``, ``mask``, ``sample``), batch
     after batch. ``prompt=""`` is plain inpainting by the prior (no CLIP guidance).
+
+    Everything is checked before the first step: the arguments, the inputs (NaN, infinities and empty pictures
+    are refused), the prompt, and the memory a batch needs (:func:`bdlib.memory.check_edit_memory`; the error
+    names a ``batch_size`` that fits). A chain that reaches inf/NaN stops with a :class:`DivergedError` naming
+    the weights to lower.
     """
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ValueError(f"samples must be a positive integer, got {samples!r}")

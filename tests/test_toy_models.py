@@ -325,3 +325,19 @@ def test_export_records_the_new_checksum_in_the_table_and_the_card(package_copy,
     card = (package_copy / "oracle.md").read_text()
     assert f"SHA-256 `{digest}`" in card and old not in card
     assert torch.equal(load_oracle().state_dict()["stem.0.weight"], state["stem.0.weight"])  # checked: the new hash
+
+
+def test_an_export_that_fails_midway_changes_no_file(package_copy, tmp_path, monkeypatch) -> None:
+    from bdlib.worlds.toy.oracle import export_oracle
+
+    trained = load_oracle().state_dict()
+    torch.save({"model": trained, "ema": None, "step": 1, "elapsed_s": 6.0, "meta": "{}"}, tmp_path / "oracle.pt")
+    before = {p.name: p.read_bytes() for p in [*package_copy.iterdir(), weights_io.CHECKSUMS_FILE]}
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(weights_io, "_card_with", full_disk)  # the last of the three files fails
+    with pytest.raises(ValueError, match="No space left on device"):
+        export_oracle(tmp_path / "oracle.pt", {})
+    assert {p.name: p.read_bytes() for p in [*package_copy.iterdir(), weights_io.CHECKSUMS_FILE]} == before

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from bdlib.download import sha256_of, verified_sha256
-from bdlib.files import write_file, write_text
+from bdlib.files import write_files
 from bdlib.safe_load import DamagedFileError, load_safetensors, load_torch_file
 from bdlib.worlds.toy.weight_checksums import SHIPPED_SHA256
 
@@ -67,28 +67,47 @@ def verify_shipped(path: Path, train_command: str) -> None:
         )
 
 
-def record_checksum(name: str, path: Path | None = None) -> str:
-    """Record the SHA-256 of ``weights/NAME.safetensors`` (or ``path``) as the shipped one: in memory, in
-    :data:`CHECKSUMS_FILE` and in the model card's ``SHA-256`` line (both rewritten atomically). Returns it."""
-    path = path or weights_path(name)
-    digest = sha256_of(path)
-    table = CHECKSUMS_FILE.read_text(encoding="utf-8")
+def _table_with(table: str, name: str, digest: str) -> str:
+    """The text of the checksum table with ``name``'s entry set to ``digest`` (added at the end if new)."""
     entry = re.compile(rf'("{re.escape(name)}": ")[0-9a-f]{{64}}(")')
     if entry.search(table):
-        table = entry.sub(rf"\g<1>{digest}\g<2>", table)
-    else:  # a new model: a new entry at the end of the table
-        table = table.replace("\n}\n", f'\n    "{name}": "{digest}",\n}}\n')
-    write_text(CHECKSUMS_FILE, table)
-    card = model_card_path(name, Path(path).parent)
+        return entry.sub(rf"\g<1>{digest}\g<2>", table)
+    return table.replace("\n}\n", f'\n    "{name}": "{digest}",\n}}\n')
+
+
+def _card_with(card: str, digest: str) -> str:
+    """The text of a model card with its ``**File.** SHA-256`` line set to ``digest``."""
+    return re.sub(r"(\*\*File\.\*\* SHA-256 `)[0-9a-f]{64}(`)", rf"\g<1>{digest}\g<2>", card)
+
+
+def _recording(name: str, folder: Path, digest: Callable[[], str]) -> dict[Path, Callable[[Path], object]]:
+    """Writers (:mod:`bdlib.files`) that record ``digest()`` as ``name``'s SHA-256: in the table and in the card."""
+    table = CHECKSUMS_FILE
+    writers: dict[Path, Callable[[Path], object]] = {
+        table: lambda tmp: tmp.write_text(_table_with(table.read_text("utf-8"), name, digest()), "utf-8")
+    }
+    card = model_card_path(name, folder)
     if card.exists():
-        text = re.sub(r"(\*\*File\.\*\* SHA-256 `)[0-9a-f]{64}(`)", rf"\g<1>{digest}\g<2>", card.read_text("utf-8"))
-        write_text(card, text)
+        writers[card] = lambda tmp: tmp.write_text(_card_with(card.read_text("utf-8"), digest()), "utf-8")
+    return writers
+
+
+def record_checksum(name: str, path: Path | None = None) -> str:
+    """Record the SHA-256 of ``weights/NAME.safetensors`` (or ``path``) as the shipped one: in memory, in
+    :data:`CHECKSUMS_FILE` and in the model card's ``SHA-256`` line (for a file put in place by hand)."""
+    path = Path(path or weights_path(name))
+    digest = sha256_of(path)
+    write_files(_recording(name, path.parent, lambda: digest))
     SHIPPED_SHA256[name] = digest
     return digest
 
 
-def save_weights(state_dict: dict[str, torch.Tensor], path: Path, meta: dict) -> Path:
-    """Write ``state_dict`` (as contiguous float32 where floating) and ``meta`` (JSON) to ``path``, atomically."""
+def save_weights(state_dict: dict[str, torch.Tensor], path: Path, meta: dict, record_as: str | None = None) -> Path:
+    """Write ``state_dict`` (as contiguous float32 where floating) and ``meta`` (JSON) to ``path``, atomically.
+
+    ``record_as=NAME`` also records the new file's SHA-256 as NAME's, in the table and the model card: the three
+    files are written as one group (all or none), so the recorded hash always describes the file in place.
+    """
     from safetensors.torch import save_file
 
     tensors = {
@@ -96,7 +115,19 @@ def save_weights(state_dict: dict[str, torch.Tensor], path: Path, meta: dict) ->
         for key, value in state_dict.items()
     }
     metadata = {"bdlib": json.dumps(meta, sort_keys=True)}
-    return write_file(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    digest: dict[str, str] = {}
+
+    def write_weights(tmp: Path) -> None:
+        save_file(tensors, str(tmp), metadata=metadata)
+        digest["sha256"] = sha256_of(tmp)
+
+    writers: dict[Path, Callable[[Path], object]] = {Path(path): write_weights}
+    if record_as is not None:
+        writers.update(_recording(record_as, Path(path).parent, lambda: digest["sha256"]))
+    write_files(writers)
+    if record_as is not None:
+        SHIPPED_SHA256[record_as] = digest["sha256"]
+    return Path(path)
 
 
 def load_weights(path: Path, train_command: str) -> tuple[dict[str, torch.Tensor], dict]:
@@ -122,7 +153,7 @@ def export_checkpoint(checkpoint: Path, name: str, config: dict, metrics: dict, 
     """Ship the EMA weights (else the raw ones) of a training checkpoint as ``weights/NAME.safetensors``.
 
     The metadata records the model ``config``, the training step, minutes, seed and settings, and ``metrics``.
-    Exported into the package (``path`` None), the new file's SHA-256 is recorded (:func:`record_checksum`).
+    Exported into the package (``path`` None), the new file's SHA-256 is recorded with it (``save_weights``).
     """
     state = load_torch_file(checkpoint, "the training checkpoint", "train again to make a new one")
     train_meta = json.loads(state["meta"])
@@ -134,10 +165,7 @@ def export_checkpoint(checkpoint: Path, name: str, config: dict, metrics: dict, 
         "train": train_meta,
         "metrics": metrics,
     }
-    written = save_weights(state["ema"] or state["model"], path or weights_path(name), meta)
-    if path is None:
-        record_checksum(name, written)
-    return written
+    return save_weights(state["ema"] or state["model"], path or weights_path(name), meta, None if path else name)
 
 
 def load_shipped(name: str, build: Callable[[], nn.Module], device: str | torch.device = "cpu") -> nn.Module:
