@@ -34,6 +34,8 @@ _FIX = "save it as an 8-bit or 16-bit PNG"
 
 def _open(source: str | os.PathLike, what: str) -> Image.Image:
     path = Path(source)
+    if path.is_dir():
+        raise ValueError(f"{what} file {path} is a folder: give the path of a picture (PNG, JPEG, ...)")
     if not path.is_file():
         raise FileNotFoundError(f"{what} file {path} does not exist: check the path")
     try:

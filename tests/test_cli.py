@@ -122,7 +122,7 @@ def _short_error(err: str) -> None:
     "extra",
     [["--scale", "nan"], ["--scale", "inf"], ["--scale", "1e30"], ["--lam", "nan", "--local"],
      ["--lam", "1e30", "--local"], ["--seed", "-1"], ["--seed", str(2**64)], ["--dilate", "-5"],
-     ["--device", "cuda:99"], ["--samples", "0"], ["--samples", "100000"]],
+     ["--device", "cuda:99"], ["--samples", "0"], ["--samples", "100000"], ["--aug", "100000"]],
 )  # fmt: skip
 def test_edit_refuses_bad_numbers_before_any_work(inputs, no_edit, capsys, extra):
     image, mask = inputs

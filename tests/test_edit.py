@@ -91,6 +91,8 @@ def test_bad_prompt_k_and_files(random_toy_world, example, tmp_path):
         edit(random_toy_world, tmp_path / "notes.png", mask, "a red circle")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         edit(random_toy_world, tmp_path / "missing.png", mask, "a red circle")
+    with pytest.raises(ValueError, match="is a folder"):
+        edit(random_toy_world, tmp_path, mask, "a red circle")
 
 
 def test_bf16_networks_give_close_distances_and_an_exact_background(example):

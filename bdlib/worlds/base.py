@@ -38,7 +38,7 @@ class World:
     oracle: nn.Module | None = None
     description: str = ""
     capabilities: frozenset[str] = field(default_factory=frozenset)
-    sample_bytes: int = 0  # measured working memory of one sample of an edit in flight (0: unknown, not checked)
+    sample_bytes: int = 0  # measured working memory of one sample in flight, 8 views (0: unknown, not checked)
 
     def __post_init__(self) -> None:
         self._diffusion = lru_cache(maxsize=8)(self.make_diffusion)

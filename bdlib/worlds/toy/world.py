@@ -34,7 +34,8 @@ TOY_LOCAL_DEFAULTS = TOY_DEFAULTS.with_(algorithm="local", guidance_scale=300.0,
 
 
 #: Working memory of one sample of a toy edit in flight, rounded up from a measurement (peak RSS of edits of 1, 16
-#: and 64 samples at the defaults, 8 views, float32, CPU: 84, 38 and 32 MiB per sample).
+#: and 64 samples at the defaults, 8 views, float32, CPU: 84, 38 and 32 MiB per sample; 16 samples with 1 and 64
+#: views: 19 and 130 MiB, so ``edit`` scales the estimate by views / 8 above 8 views).
 TOY_SAMPLE_BYTES = 40 * 2**20
 
 
