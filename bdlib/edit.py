@@ -277,7 +277,8 @@ def edit(
     settings = resolve_edit_settings(world, settings, **overrides)
     prepared = prepare_edit(world, image, mask, prompt, settings, invert_mask, dilate)
     step = min(batch_size or samples, samples)
-    per_sample = int(world.sample_bytes * max(1.0, settings.augmentations / 8))  # measured at 8 views; more cost more
+    views = max(1.0, settings.augmentations / 8)  # measured at 8 views; more views cost more
+    per_sample = int(world.sample_bytes_per_pixel * world.image_size**2 * views)
     check_edit_memory(per_sample, samples, step, tuple(prepared.image.shape[-2:]), world.image_size, world.device)
     pieces = [draw_samples(world, prepared, seed, range(i, min(i + step, samples)), callback)
               for i in range(0, samples, step)]  # fmt: skip

@@ -1,10 +1,12 @@
 """The memory an edit needs, checked before it starts, and out-of-memory errors turned into advice.
 
 An edit holds one batch of samples in flight (its working memory grows with the batch: activations of the
-UNet and of CLIP's views kept for the backward pass) and every finished result (at the world's size and at
-the input's). :func:`check_edit_memory` compares an estimate of both with the memory free on the device and
-refuses, with the numbers and a batch size that fits, what cannot fit. The per-sample estimates are
-measurements (``World.sample_bytes``); a world without one is only checked for its results.
+UNet and of CLIP's views kept for the backward pass) and every finished result on the CPU (at the world's size
+and at the input's). :func:`check_edit_memory` compares an estimate of both with the free memory and refuses,
+with the numbers and a batch size that fits, what cannot fit. The working memory is checked on the CPU only,
+where running out gets the process killed without a word (the per-sample estimates are CPU measurements,
+``World.sample_bytes_per_pixel``); on a GPU, PyTorch raises ``OutOfMemoryError``, which the command line
+reports with the same advice (:func:`is_out_of_memory`).
 """
 
 from __future__ import annotations
@@ -15,12 +17,8 @@ GIB = 2**30
 _RESULT_COPIES = 3  # results at the world's size, at the input's size, and the ranked copy
 
 
-def available_memory(device: str | torch.device) -> int:
-    """Bytes free for tensors on ``device``: the GPU's free memory, or on the CPU free RAM plus free swap."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
-        return int(free)
+def available_memory() -> int:
+    """Bytes free for tensors on the CPU: free RAM plus free swap."""
     import psutil
 
     return int(psutil.virtual_memory().available + psutil.swap_memory().free)
@@ -35,8 +33,9 @@ def result_bytes(samples: int, input_hw: tuple[int, int], world_size: int) -> in
 def check_edit_memory(
     sample_bytes: int, samples: int, batch: int, input_hw: tuple[int, int], world_size: int, device
 ) -> None:
-    """Raise a ValueError if ``samples`` results plus a batch of ``batch`` samples in flight cannot fit."""
-    free = available_memory(device)
+    """Raise a ValueError if ``samples`` results (on the CPU) plus, on a CPU ``device``, a batch of ``batch`` samples
+    in flight (``sample_bytes`` each; 0: unknown) cannot fit in the free memory."""
+    free = available_memory()
     results = result_bytes(samples, input_hw, world_size)
     if results > free:
         raise ValueError(
@@ -44,7 +43,7 @@ def check_edit_memory(
             f"their results alone, and {free / GIB:.1f} GiB are free: ask for fewer samples"
         )
     need = results + batch * sample_bytes
-    if need <= free:
+    if need <= free or torch.device(device).type != "cpu":
         return
     fits = (free - results) // sample_bytes if sample_bytes else batch
     if fits < 1:

@@ -230,8 +230,8 @@ def test_seeds_equal_modulo_2_to_the_32_give_different_edits(random_toy_world, e
 def test_a_batch_that_cannot_fit_in_memory_is_refused_with_a_batch_size_that_fits(random_toy_world, example,
                                                                                   monkeypatch):  # fmt: skip
     image, mask = example
-    world = dataclasses.replace(random_toy_world, sample_bytes=40 * 2**20)
-    monkeypatch.setattr("bdlib.memory.available_memory", lambda device: 100 * 2**20)  # 100 MiB free
+    world = dataclasses.replace(random_toy_world, sample_bytes_per_pixel=40 * 2**10)  # 40 MiB per 32x32 sample
+    monkeypatch.setattr("bdlib.memory.available_memory", lambda: 100 * 2**20)  # 100 MiB free
     with pytest.raises(ValueError, match=r"3 samples in one batch need about 0\.1 GiB.*batch_size=2"):
         edit(world, image, mask, "a red circle", samples=3, k=1)
     assert len(edit(world, image, mask, "a red circle", samples=3, batch_size=2, k=1).images) == 3

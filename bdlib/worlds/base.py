@@ -38,7 +38,9 @@ class World:
     oracle: nn.Module | None = None
     description: str = ""
     capabilities: frozenset[str] = field(default_factory=frozenset)
-    sample_bytes: int = 0  # measured working memory of one sample in flight, 8 views (0: unknown, not checked)
+    # working memory of one sample in flight on the CPU, per pixel of the world's images, at 8 CLIP views (a
+    # measurement; 0: unknown, not checked). bdlib.edit scales it by the pixels and by views / 8 above 8 views
+    sample_bytes_per_pixel: int = 0
 
     def __post_init__(self) -> None:
         self._diffusion = lru_cache(maxsize=8)(self.make_diffusion)

@@ -22,9 +22,10 @@ from bdlib.worlds.base import World
 from bdlib.worlds.paper import check_official_size, check_state_dict, checkpoint_path, load_unet_state_dict
 
 CLIP_CONTEXT = 77
-#: Working memory of one sample of an edit in flight: benchmarks/results/edit_paper_cpu_1step.json measured a peak
-#: of 9.9 GB (process RSS, batch 1, float32, 8 views) of which about 3.5 GB are the weights and the runtime.
-PAPER_SAMPLE_BYTES = 6 * 2**30
+#: Working memory of one sample of an edit in flight on the CPU, per pixel: benchmarks/results/edit_paper_cpu_1step.json
+#: measured a peak of 9.9 GB (process RSS, 256x256, batch 1, float32, 8 views) of which about 3.5 GB are the weights
+#: and the runtime: about 6 GiB for 65,536 pixels.
+PAPER_SAMPLE_BYTES_PER_PIXEL = 6 * 2**30 // (256 * 256)
 
 
 def check_clip_prompt(prompt: str) -> None:
@@ -71,6 +72,6 @@ def load_paper_world(
         lpips=lpips_model,
         description=f"guided-diffusion 256x256 uncond + CLIP ViT-B/16 + LPIPS-VGG, {label}",
         capabilities=frozenset({"lpips"} if with_lpips else set()) | ({"random_weights"} if random_weights else set()),
-        sample_bytes=PAPER_SAMPLE_BYTES,
+        sample_bytes_per_pixel=PAPER_SAMPLE_BYTES_PER_PIXEL,
     )
     return world.to(device)

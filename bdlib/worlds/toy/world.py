@@ -33,10 +33,10 @@ TOY_DEFAULTS = MethodSettings(respacing="25", start_index=18, lpips_weight=0.0, 
 TOY_LOCAL_DEFAULTS = TOY_DEFAULTS.with_(algorithm="local", guidance_scale=300.0, lam=3000.0)
 
 
-#: Working memory of one sample of a toy edit in flight, rounded up from a measurement (peak RSS of edits of 1, 16
-#: and 64 samples at the defaults, 8 views, float32, CPU: 84, 38 and 32 MiB per sample; 16 samples with 1 and 64
-#: views: 19 and 130 MiB, so ``edit`` scales the estimate by views / 8 above 8 views).
-TOY_SAMPLE_BYTES = 40 * 2**20
+#: Working memory of one sample of a toy edit in flight, per pixel (40 MiB at 32x32), rounded up from a measurement
+#: (peak RSS of edits of 1, 16 and 64 samples at the defaults, 8 views, float32, CPU: 84, 38 and 32 MiB per sample;
+#: 16 samples with 1 and 64 views: 19 and 130 MiB, so ``edit`` scales the estimate by views / 8 above 8 views).
+TOY_SAMPLE_BYTES_PER_PIXEL = 40 * 2**20 // (32 * 32)
 
 
 def check_toy_prompt(prompt: str) -> None:
@@ -65,6 +65,6 @@ def load_toy_world(device: str | torch.device = "cpu") -> World:
         oracle=load_oracle(),
         description="toy world: 32x32 scenes, toy DDPM + toy CLIP + noise-aware CLIP + oracle (shipped weights)",
         capabilities=frozenset({"noise_aware", "oracle"}),
-        sample_bytes=TOY_SAMPLE_BYTES,
+        sample_bytes_per_pixel=TOY_SAMPLE_BYTES_PER_PIXEL,
     )
     return world.to(device)
