@@ -8,6 +8,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.backend_bases import FigureCanvasBase
+
+from bdlib.files import Writer, write_file
 
 
 def to_numpy_image(image: torch.Tensor) -> np.ndarray:
@@ -105,10 +108,24 @@ def table(rows: Sequence[dict], digits: int = 3):
     return Markdown("\n".join(lines))
 
 
-def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
-    """Save ``fig`` (creating the folder) and close it."""
+def figure_writer(fig, dpi: int = 100) -> Writer:
+    """A writer (:mod:`bdlib.files`) that saves ``fig`` at ``dpi`` in the format of the path's extension."""
+    return lambda path: fig.savefig(path, dpi=dpi)
+
+
+def check_figure_path(path: str | Path) -> Path:
+    """Refuse a figure path whose extension matplotlib cannot write (before any work is done)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix.lower().lstrip(".") not in formats:
+        raise ValueError(f"cannot write a figure as {path.name}: use one of .{', .'.join(sorted(formats))}")
     return path
+
+
+def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
+    """Save ``fig`` atomically (creating the folder; an existing file is replaced only by a complete one) and
+    close it."""
+    try:
+        return write_file(path, figure_writer(fig, dpi))
+    finally:
+        plt.close(fig)

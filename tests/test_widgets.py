@@ -140,3 +140,12 @@ def test_a_slider_moved_by_the_frontend_redraws_the_panel():
     result = roundtrip.run(script.parent / "05_blended_diffusion.py", timeout=600)
     assert result["ok"] and result["slider_after"] != result["slider_before"]
     assert result["title_after"] != result["title_before"] and result["state_updates_from_kernel"] > 0
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63])
+def test_panels_and_cached_edits_refuse_a_bad_seed_up_front(random_toy_world, task, cache, seed):
+    for make in (bw.lambda_panel, bw.k_panel):
+        with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*63\)"):
+            make(random_toy_world, task, precompute=False, cache=cache, seed=seed, **FAST)
+    with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*63\)"):
+        bw.cached_edit(random_toy_world, task, seed=seed, cache=cache)

@@ -15,13 +15,14 @@ Writes into ``--out`` (default ``figures/``), each image at least 128 px wide an
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
 
 from bdlib.benchmark_rows import k_values, lam_values
+from bdlib.commands import arguments
+from bdlib.files import check_folder_writable
 from bdlib.grid import edit_grid
 from bdlib.viz import save_figure, show_grid
 from bdlib.widgets import background_error, cached_edit, diff_picture, region_change
@@ -30,6 +31,13 @@ from bdlib.worlds.toy.tasks import example_task
 
 PANEL_INCHES = 1.4  # 140 px per 32-px image
 MAX_WIDTH = 8.4  # inches: at most six images a row, 840 px
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("figures", help="regenerate the README's and notebooks' figures (CPU, ~1 min)")
+    parser.add_argument("--out", type=Path, default=Path("figures"), help="output folder (default figures/)")
+    parser.add_argument("--seed", type=arguments.seed, default=0, help="an integer in [0, 2**63) (default 0)")
+    parser.set_defaults(func=run)
 
 
 def lambda_sweep(world: World, seed: int):
@@ -79,22 +87,28 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.time()
     out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file: give a folder for the figures")
+    check_folder_writable(out, f"the figures into {out}")
+    examples = Path(__file__).resolve().parent.parent / "examples"
     written = []
-    if bdlib_main(["demo", "--out", str(out / "demo.png"), "--seed", str(args.seed)]) != 0:
-        return 2
-    if bdlib_main(["edit", "--world", "toy", "--image", "bdlib/examples/scene.png", "--mask",
-                   "bdlib/examples/scene_mask.png", "--prompt", "a red circle", "--samples", "4",
-                   "--seed", str(args.seed), "--out", str(out / "edit_example.png")]) != 0:  # fmt: skip
-        return 2
+    code = bdlib_main(["demo", "--out", str(out / "demo.png"), "--seed", str(args.seed)])
+    if code != 0:
+        return code  # the sub-command printed why (or was stopped)
+    code = bdlib_main(["edit", "--world", "toy", "--image", str(examples / "scene.png"), "--mask",
+                       str(examples / "scene_mask.png"), "--prompt", "a red circle", "--samples", "4",
+                       "--seed", str(args.seed), "--out", str(out / "edit_example.png")])  # fmt: skip
+    if code != 0:
+        return code
     torch.manual_seed(args.seed)
     world = load_world("toy")
     for name, make in (("lambda_sweep", lambda_sweep), ("k_sweep", k_sweep), ("augmentations", augmentation_figure)):
         written.append(save_figure(make(world, args.seed), out / f"{name}.png"))
     report = out / "evaluation.json"
     if report.exists():
-        from bdlib.commands.evaluate import tradeoff_figure
+        from bdlib.commands.evaluate import read_report, tradeoff_figure
 
-        written.append(save_figure(tradeoff_figure(json.loads(report.read_text())), out / "evaluation.png"))
+        written.append(save_figure(tradeoff_figure(read_report(report)), out / "evaluation.png"))
     else:
         print(f"no {report}: run `python -m bdlib evaluate` to make the benchmark and its figure")
     print(f"wrote {', '.join(str(p) for p in written)} in {time.time() - start:.0f} s")

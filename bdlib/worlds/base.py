@@ -14,6 +14,7 @@ from functools import lru_cache
 import torch
 from torch import nn
 
+from bdlib.devices import check_device
 from bdlib.diffusion import Diffusion
 from bdlib.method import MethodSettings
 
@@ -37,6 +38,9 @@ class World:
     oracle: nn.Module | None = None
     description: str = ""
     capabilities: frozenset[str] = field(default_factory=frozenset)
+    # working memory of one sample in flight on the CPU, per pixel of the world's images, at 8 CLIP views (a
+    # measurement; 0: unknown, not checked). bdlib.edit scales it by the pixels and by views / 8 above 8 views
+    sample_bytes_per_pixel: int = 0
 
     def __post_init__(self) -> None:
         self._diffusion = lru_cache(maxsize=8)(self.make_diffusion)
@@ -99,8 +103,10 @@ def load_world(name: str, **kwargs) -> World:
 
     Keyword arguments go to the world's loader: ``bdlib.worlds.toy.world.load_toy_world`` or
     ``bdlib.worlds.paper_world.load_paper_world`` (``device``, and for the paper ``cache_dir``,
-    ``random_weights``).
+    ``random_weights``). A device this machine does not have is refused before anything is loaded.
     """
+    if "device" in kwargs:
+        check_device(kwargs["device"])
     if name == "toy":
         from bdlib.worlds.toy.world import load_toy_world
 
