@@ -215,7 +215,7 @@ def render_lambda(
     augmentations: int | None = None,
     settings: MethodSettings | None = None,
     cache: ResultCache | None = None,
-    panel_inches: float = 0.9,
+    panel_inches: float = 1.4,
     **overrides: Any,
 ):
     """Algorithm 1 at background weight ``lam``: input, mask, result and ``4·|result - input|``.
@@ -250,7 +250,7 @@ def render_k(
     augmentations: int | None = None,
     settings: MethodSettings | None = None,
     cache: ResultCache | None = None,
-    panel_inches: float = 0.9,
+    panel_inches: float = 1.4,
     **overrides: Any,
 ):
     """Algorithm 2 started at respaced index ``k``: input, x_k, result and ``4·|result - input|``.
