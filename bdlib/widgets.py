@@ -161,11 +161,13 @@ def oracle_scores(
     world: World, images: torch.Tensor, mask: torch.Tensor, prompt: str
 ) -> dict[str, torch.Tensor] | None:
     """The oracle's verdict on the masked region of each image (``match``, ``score``, ``clean`` ...), or None
-    when the world has no oracle. The empty prompt asks for "nothing" (a removal)."""
+    when the world has no oracle. ``prompt`` is one prompt for all images or one per image; the empty prompt asks for
+    "nothing" (a removal)."""
     if world.oracle is None:
         return None
     masks = mask.expand(images.shape[0], 1, *mask.shape[-2:]).to(images)
-    return world.oracle.judge_text_match(images.float(), masks, [prompt or None] * images.shape[0])
+    targets = list(prompt) if isinstance(prompt, (list, tuple)) else [prompt] * images.shape[0]
+    return world.oracle.judge_text_match(images.float(), masks, [target or None for target in targets])
 
 
 def lambda_bound(world: World, settings: MethodSettings | None = None, index: int | None = None, **overrides) -> float:
