@@ -30,7 +30,7 @@ from bdlib.worlds.base import World, load_world
 from bdlib.worlds.toy.tasks import example_task
 
 PANEL_INCHES = 1.4  # 140 px per 32-px image
-MAX_WIDTH = 8.4  # inches: at most six images a row, 840 px
+MAX_WIDTH = 8.4  # inches: at most six images a row, 840 px (the λ sweep keeps its seven in one row)
 
 
 def register(subparsers) -> None:
@@ -51,7 +51,7 @@ def lambda_sweep(world: World, seed: int):
     titles = [f"λ={lam:g}\nbg {float(background_error(r.best, task.image[None], task.mask[None])[0]):.3f}"
               for lam, r in zip(values, grid, strict=True)]  # fmt: skip
     return show_grid([results, diffs], titles=[titles, [""] * len(diffs)], row_labels=["result", "|Δ|×4"],
-                     panel_inches=PANEL_INCHES, max_width_inches=MAX_WIDTH,
+                     panel_inches=PANEL_INCHES, max_width_inches=PANEL_INCHES * len(values),
                      suptitle=f"Algorithm 1: {task.prompt!r}")  # fmt: skip
 
 
