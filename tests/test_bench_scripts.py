@@ -227,3 +227,11 @@ def test_removal_recipes_script_scores_each_recipe(tmp_path):
                           "away from object captions 300, k=18", "--out", str(out)])  # fmt: skip
     assert record["tasks"] == 2 and json.loads(out.read_text()) == record
     assert all(0 <= recipe["removed"] <= 1 for recipe in record["recipes"].values())
+
+
+def test_batch_invariance_script_records_each_batching(tmp_path):
+    script = load_script(REPO_ROOT / "benchmarks" / "batch_invariance.py")
+    record = script.main(["--samples", "2", "--batch-sizes", "1", "--seeds", "0", "--out", str(tmp_path / "b.json")])
+    (run,) = record["runs"]
+    assert run["batch_size"] == 1 and len(run["max_abs_diff_per_sample"]) == 2 and isinstance(run["same_ranking"], bool)
+    assert json.loads((tmp_path / "b.json").read_text()) == record
