@@ -300,8 +300,8 @@ lambda_panel(world, task, values=LAMBDAS, value=settings.background_weight, seed
 #   of the chain; a constant λ above it still works because the clamp caps the early overshoot and the late steps
 #   correct it, until λ passes the bound of the late steps as well.
 # * Over 200 tasks a larger λ keeps the background better without lowering the text match, until the chain diverges
-  past 10⁴: no trade-off below the unstable end in the toy world (the paper's trade-off does not show here).
-* The background change never reaches 0 for any λ: that is the weakness Algorithm 2 removes.
+#   past 10⁴: no trade-off below the unstable end in the toy world (the paper's trade-off does not show here).
+# * The background change never reaches 0 for any λ: that is the weakness Algorithm 2 removes.
 #
 # Next: notebook 05 keeps the background *exactly* by blending with the noised input at every step.
 #
@@ -377,7 +377,7 @@ assert all(row["along the gradient"] > 5 * row["random direction"] for row in ga
 assert all(row["background change"] > 0 for row in lam_table), "§4: Algorithm 1 never keeps the background exactly"
 bench = {float(row["setting"].split("=")[1]): row for row in lam_rows}
 stable = [lam for lam in sorted(bench) if lam <= 1e4]
-assert all(bench[a]["bg_mean_abs"] >= bench[b]["bg_mean_abs"] for a, b in zip(stable, stable[1:])), "§4: bg falls"
+assert all(bench[a]["bg_mean_abs"] >= bench[b]["bg_mean_abs"] for a, b in zip(stable, stable[1:], strict=False)), "§4: bg falls"
 assert bench[3e4]["bg_mean_abs"] > bench[1e4]["bg_mean_abs"], "§4: and rises again past 10⁴"
 assert min(bench[lam]["text_match"] for lam in stable) >= bench[0.0]["text_match"] - 0.05, "§4: no match is lost"
 assert bench[1e5]["text_match"] < 0.5 * bench[0.0]["text_match"], "§4: it collapses at the diverging end"
