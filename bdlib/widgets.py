@@ -9,11 +9,13 @@ Two sweeps teach the two knobs of the paper:
 
 A render function returns a matplotlib ``Figure`` and nothing else happens: its edit comes from a
 :class:`ResultCache` keyed by every setting that changes the result (world, input, prompt, seed, samples and
-the full :class:`~bdlib.method.MethodSettings`), so revisiting a value never reruns the sampler. A panel is an
-``ipywidgets.VBox`` with a slider over a fixed grid of values (``continuous_update=False``: one render per
-release, not per tick), optional controls for guidance scale, augmentations, seed and prompt, and a button
-that fills the cache for the whole grid. Without a live front-end (papermill, a static page) a notebook
-simply shows the render function's figure for the default value.
+the full :class:`~bdlib.method.MethodSettings`), so revisiting a value never reruns the sampler.
+:func:`grid_edits` fills the cache for a whole grid of λ or k in one batch (one call to the sampler).
+
+A panel (:class:`~bdlib.sweep_panel.SweepPanel`) is an ``ipywidgets.VBox`` with a slider over a fixed grid of
+values, controls for guidance scale, views, seed and prompt, a status line and one picture per grid value. The
+pictures travel with the notebook's widget state and the slider swaps them in the browser, so a panel works in
+a built site or with the kernel stopped; with a kernel, a new setting is computed (and says so while it is).
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import ipywidgets
-import matplotlib.pyplot as plt
 import torch
-from IPython.display import display
 
-from bdlib.edit import EditResult, edit, resolve_edit_settings
+from bdlib.edit import EditResult, edit, prepare_edit, resolve_edit_settings
 from bdlib.method import MethodSettings
+from bdlib.randomness import SampleStreams
+from bdlib.sampling import resolve_start_index
+from bdlib.sweep_panel import Frame, SweepPanel, figure_png, text_width
 from bdlib.viz import show_grid
 from bdlib.worlds.base import World
 
@@ -68,11 +71,12 @@ def as_input(task: Any, prompt: str | None = None) -> EditInput:
 @dataclass
 class CachedEdit:
     """A finished edit: the ranked result, the chain's start x_k and raw end (both in the order drawn, at the
-    world's size; ``raw`` is not clamped to [-1, 1]: it is what the guidance optimised), and its run time."""
+    world's size; ``raw`` is not clamped to [-1, 1]: it is what the guidance optimised), and its run time.
+    ``raw`` is None for an edit that came from a batched grid (:func:`grid_edits`), which returns results only."""
 
     result: EditResult
     start: torch.Tensor  # (samples, 3, S, S) x_k
-    raw: torch.Tensor  # (samples, 3, S, S) the last step's result before clamping
+    raw: torch.Tensor | None  # (samples, 3, S, S) the last step's result before clamping
     timestep: int  # original (unrespaced) timestep of the start index
     seconds: float
 
@@ -92,6 +96,13 @@ class ResultCache:
     def __contains__(self, key: tuple) -> bool:
         return key in self._store
 
+    def put(self, key: tuple, value: CachedEdit) -> None:
+        """Store a finished edit (e.g. one value of a batched grid) under ``key``."""
+        self._store[key] = value
+        self._store.move_to_end(key)
+        while len(self._store) > self.maxsize:
+            self._store.popitem(last=False)
+
     def get_or_run(self, key: tuple, run: Callable[[], CachedEdit]) -> CachedEdit:
         if key in self._store:
             self.hits += 1
@@ -99,9 +110,7 @@ class ResultCache:
             return self._store[key]
         self.misses += 1
         value = run()
-        self._store[key] = value
-        while len(self._store) > self.maxsize:
-            self._store.popitem(last=False)
+        self.put(key, value)
         return value
 
     def clear(self) -> None:
@@ -110,6 +119,11 @@ class ResultCache:
 
 
 DEFAULT_CACHE = ResultCache()
+
+
+def edit_key(world: World, inp: EditInput, seed: int, samples: int, settings: MethodSettings) -> tuple:
+    """The cache key of an edit: everything that changes its result."""
+    return (world, inp.key, inp.prompt, seed, samples, settings)
 
 
 def cached_edit(
@@ -127,7 +141,7 @@ def cached_edit(
     cache = DEFAULT_CACHE if cache is None else cache
     inp = as_input(task, prompt)
     full = resolve_edit_settings(world, settings, **overrides)
-    key = (world, inp.key, inp.prompt, seed, samples, full)
+    key = edit_key(world, inp, seed, samples, full)
 
     def run() -> CachedEdit:
         first: dict[str, Any] = {}
@@ -144,6 +158,54 @@ def cached_edit(
         return CachedEdit(result, first["x_t"], first["raw"], first["timestep"], time.perf_counter() - start)
 
     return cache.get_or_run(key, run)
+
+
+def chain_start(world: World, inp: EditInput, seed: int, settings: MethodSettings) -> tuple[torch.Tensor, int]:
+    """Sample 0's start ``x_k = √ᾱ_k x + √(1-ᾱ_k) ε`` of an edit, (1, 3, S, S) on the CPU, and the original
+    timestep of k: the first draw of stream ``(seed, 0)`` (:mod:`bdlib.randomness`), as the sampler makes it."""
+    prepared = prepare_edit(world, inp.image, inp.mask, inp.prompt, settings)
+    diffusion = world.diffusion(settings.respacing)
+    k = resolve_start_index(diffusion, settings.start_index, has_init=True)
+    noise = SampleStreams.for_edit(seed, [0], world.device).randn(prepared.init.shape[1:])  # (1, 3, S, S)
+    start = torch.full((1,), k, dtype=torch.long, device=world.device)
+    return diffusion.q_sample(prepared.init, start, noise).detach().float().cpu(), int(diffusion.timestep_map[k])
+
+
+def _edit_grid(world, image, mask, prompt, field, values, *, seed=0, settings=None, **overrides) -> list[EditResult]:
+    """Stand-in for ``bdlib.grid.edit_grid`` (same interface; until it is on main): one edit per value."""
+    return [edit(world, image, mask, prompt, seed=seed, settings=settings, samples=1, **{field: v}, **overrides)
+            for v in values]  # fmt: skip
+
+
+def grid_edits(
+    world: World,
+    task: Any,
+    field: str,
+    values: Sequence[Any],
+    *,
+    prompt: str | None = None,
+    seed: int = 0,
+    settings: MethodSettings | None = None,
+    cache: ResultCache | None = None,
+    **overrides: Any,
+) -> list[CachedEdit]:
+    """One-sample edits of ``task`` for every value of ``field`` ("lam" or "k"), the missing ones in one batch
+    (one call to the sampler), through the cache: ``result[i]`` is ``cached_edit(..., **{field: values[i]})``."""
+    cache = DEFAULT_CACHE if cache is None else cache
+    inp = as_input(task, prompt)
+    full = {v: resolve_edit_settings(world, settings, **overrides, **{field: v}) for v in values}
+    keys = {v: edit_key(world, inp, seed, 1, full[v]) for v in values}
+    missing = [v for v in values if keys[v] not in cache]
+    if missing:
+        start = time.perf_counter()
+        base = resolve_edit_settings(world, settings, **overrides)
+        results = _edit_grid(world, inp.image, inp.mask, inp.prompt, field, missing, seed=seed, settings=base)
+        seconds = (time.perf_counter() - start) / len(missing)
+        cache.misses += len(missing)
+        for value, result in zip(missing, results, strict=True):
+            x_k, timestep = chain_start(world, inp, seed, full[value])
+            cache.put(keys[value], CachedEdit(result, x_k, None, timestep, seconds))
+    return [cached_edit(world, inp, seed=seed, settings=full[v], cache=cache) for v in values]
 
 
 def background_error(images: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -279,67 +341,7 @@ def render_k(
 
 # ----------------------------------------------------------------------------------------------- panels
 
-
-class SweepPanel(ipywidgets.VBox):
-    """An ipywidgets ``VBox``: a slider over a fixed grid of values, controls, a status line and the figure of
-    ``render(value, **options)``.
-
-    ``slider``, ``controls`` (name -> widget), ``output``, ``figure`` (the last figure) and ``title`` (its
-    title text) are attributes for code and tests: ``panel.slider.value = v`` renders ``v`` as a user would.
-    """
-
-    def __init__(
-        self,
-        render: Callable[..., Any],
-        values: Sequence[Any],
-        value: Any,
-        label: str,
-        controls: dict[str, Any],
-        precompute: bool,
-    ) -> None:
-        w = ipywidgets
-        self.render, self.grid = render, list(values)
-        self.slider = w.SelectionSlider(options=self.grid, value=value, description=label, continuous_update=False)
-        self.controls = controls
-        self.output = w.Output()
-        self.status = w.Label()
-        self.button = w.Button(description="compute all values", tooltip="fill the cache for every slider value")
-        self.figure = None
-        self.title = ""
-        super().__init__(
-            [w.HBox([self.slider, self.button]), w.HBox(list(controls.values())), self.status, self.output]
-        )
-        self.slider.observe(lambda _: self.refresh(), names="value")
-        for control in controls.values():
-            control.observe(lambda _: self.refresh(), names="value")
-        self.button.on_click(lambda _: self.precompute())
-        if precompute:
-            self.precompute()
-        self.refresh()
-
-    def options(self) -> dict[str, Any]:
-        """The current values of the controls, as keyword arguments of the render function."""
-        return {name: control.value for name, control in self.controls.items()}
-
-    def precompute(self) -> None:
-        """Run every slider value for the current controls (a cache hit for those already done)."""
-        start = time.perf_counter()
-        for value in self.grid:
-            self.status.value = f"computing {self.slider.description} = {value} ..."
-            plt.close(self.render(value, **self.options()))
-        self.status.value = f"all {len(self.grid)} values ready ({time.perf_counter() - start:.1f} s)"
-
-    def refresh(self) -> None:
-        """Render the slider's value with the current controls into the output."""
-        start = time.perf_counter()
-        fig = self.render(self.slider.value, **self.options())
-        self.figure = fig
-        self.title = figure_title(fig)
-        self.output.clear_output(wait=True)
-        with self.output:
-            display(fig)
-        plt.close(fig)
-        self.status.value = f"{self.slider.description} = {self.slider.value} ({time.perf_counter() - start:.2f} s)"
+PANEL_INCHES = 1.6  # each of a panel picture's four images: 160 px for a 32 px toy image (nearest-neighbour)
 
 
 def _controls(base: MethodSettings, seed: int, prompt: str) -> dict[str, Any]:
@@ -356,8 +358,36 @@ def _controls(base: MethodSettings, seed: int, prompt: str) -> dict[str, Any]:
         ),
         "augmentations": w.Dropdown(options=sorted({1, 4, 8, augs}), value=augs, description="views", layout=layout),
         "seed": w.Dropdown(options=sorted({0, 1, 2, 3, seed}), value=seed, description="seed", layout=layout),
-        "prompt": w.Text(value=prompt, description="prompt", continuous_update=False, layout=layout),
+        "prompt": w.Text(value=prompt, description="prompt", continuous_update=False,
+                         layout=w.Layout(width=text_width(prompt))),  # fmt: skip
     }
+
+
+def _sweep_panel(
+    world: World,
+    task: Any,
+    field: str,
+    render: Callable[..., Any],
+    values: Sequence[Any],
+    start: Any,
+    base: MethodSettings,
+    seed: int,
+    precompute: bool,
+    cache: ResultCache | None,
+) -> SweepPanel:
+    """A :class:`SweepPanel` over ``render(world, task, value, ...)``; missing grids come from :func:`grid_edits`."""
+
+    def draw(value: Any, options: dict[str, Any]) -> Frame:
+        fig = render(world, task, value, settings=base, cache=cache, panel_inches=PANEL_INCHES, **options)
+        return Frame(figure_png(fig), figure_title(fig), dict(fig.bdlib_values))
+
+    def draw_many(grid: Sequence[Any], options: dict[str, Any]) -> list[Frame]:
+        grid_edits(world, task, field, grid, settings=base, cache=cache, **options)
+        return [draw(value, options) for value in grid]
+
+    controls = _controls(base, seed, as_input(task).prompt)
+    label = "λ" if field == "lam" else field
+    return SweepPanel(values, start, label, controls, draw, draw_many, precompute=precompute)
 
 
 def lambda_panel(
@@ -373,16 +403,13 @@ def lambda_panel(
     **overrides: Any,
 ) -> SweepPanel:
     """A λ slider over :func:`render_lambda` (Algorithm 1), by default over :func:`lambda_grid`, with controls
-    for guidance scale, views, seed and prompt. The grid is computed up front (``precompute``), so moving the
-    slider only draws; ``overrides`` change single settings (``respacing="25"``, ``guidance_scale=3000``...)."""
+    for guidance scale, views, seed and prompt. The grid is computed up front in one batch (``precompute``;
+    values already in the cache are reused), so moving the slider only swaps pictures, with or without a
+    kernel; ``overrides`` change single settings (``respacing="25"``, ``guidance_scale=3000``...)."""
     base = resolve_edit_settings(world, settings, algorithm="local", **overrides)
-    values = list(lambda_grid(world, base) if values is None else values)
-
-    def render(lam, **options):
-        return render_lambda(world, task, lam, settings=base, cache=cache, **options)
-
-    start = value if value is not None else values[len(values) // 2]
-    return SweepPanel(render, values, start, "λ", _controls(base, seed, as_input(task).prompt), precompute)
+    values = [float(v) for v in (lambda_grid(world, base) if values is None else values)]
+    start = float(value) if value is not None else values[len(values) // 2]
+    return _sweep_panel(world, task, "lam", render_lambda, values, start, base, seed, precompute, cache)
 
 
 def k_panel(
@@ -403,9 +430,6 @@ def k_panel(
     steps = world.diffusion(base.respacing).num_steps
     if values is None:
         values = sorted({round(steps * f) - 1 for f in (0.25, 0.4, 0.55, 0.7, 0.85, 1.0)})
-
-    def render(k, **options):
-        return render_k(world, task, k, settings=base, cache=cache, **options)
-
-    start = value if value is not None else min(values, key=lambda v: abs(v - base.start_index))
-    return SweepPanel(render, values, start, "k", _controls(base, seed, as_input(task).prompt), precompute)
+    values = [int(v) for v in values]
+    start = int(value) if value is not None else min(values, key=lambda v: abs(v - base.start_index))
+    return _sweep_panel(world, task, "k", render_k, values, start, base, seed, precompute, cache)
