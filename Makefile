@@ -4,7 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.bdlib-installed
 
-.PHONY: setup demo figures evaluate test lint unit notebooks notebooks-full clean
+.PHONY: setup setup-book setup-browser demo figures evaluate test lint unit notebooks notebooks-full \
+	book book-fast book-assets test-browser clean
 
 setup: $(STAMP)
 
@@ -13,6 +14,20 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[notebooks,dev]"
 	touch $(STAMP)
+
+## The course website's tools (Sphinx, myst-nb, sphinx-book-theme) and the browser tests' (Playwright).
+BOOK_STAMP := $(VENV)/.bdlib-book-installed
+BROWSER_STAMP := $(VENV)/.bdlib-browser-installed
+setup-book: $(BOOK_STAMP)
+setup-browser: $(BROWSER_STAMP)
+
+$(BOOK_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m pip install --quiet -e ".[notebooks,dev,book]"
+	touch $(BOOK_STAMP)
+
+$(BROWSER_STAMP): pyproject.toml $(BOOK_STAMP)
+	$(PY) -m pip install --quiet -e ".[notebooks,dev,book,browser]"
+	touch $(BROWSER_STAMP)
 
 ## The main job: a blended edit of the shipped toy example (figures/edit_example*.png) and the
 ## forward/reverse diffusion figure (figures/demo.png), on CPU.
@@ -47,6 +62,44 @@ notebooks: setup
 
 notebooks-full: setup
 	$(PY) notebooks/run_notebooks.py --full $(ARGS)
+
+## The course website: every lesson executed in full mode on CPU (outputs cached by jupyter-cache: a rebuild
+## after a change of prose takes seconds), built by Sphinx + myst-nb into notebooks/_build/book/html. Prints the
+## path of the site's index.html last. `make book-fast` builds the fast-mode site (notebooks/_build/book-fast).
+book: setup-book book-assets
+	$(PY) notebooks/build_book.py $(ARGS)
+
+book-fast: setup-book book-assets
+	$(PY) notebooks/build_book.py --fast $(ARGS)
+
+## What the pages load, served by the site itself (no CDN): ipywidgets' HTML manager (draws the panels from the
+## saved widget state) and MathJax, fetched once from the npm registry (needs npm).
+HTML_MANAGER_VERSION := 1.0.15
+MATHJAX_VERSION := 3.2.2
+BOOK_ASSETS := notebooks/_build/book-assets
+ASSETS_STAMP := $(BOOK_ASSETS)/.html-manager-$(HTML_MANAGER_VERSION)-mathjax-$(MATHJAX_VERSION)
+book-assets: $(ASSETS_STAMP)
+
+$(ASSETS_STAMP):
+	@command -v npm >/dev/null || { echo "make book needs npm to fetch its scripts: apt-get install -y npm" >&2; exit 2; }
+	rm -rf $(BOOK_ASSETS) && mkdir -p $(BOOK_ASSETS)/npm $(BOOK_ASSETS)/html-manager $(BOOK_ASSETS)/mathjax
+	cd $(BOOK_ASSETS)/npm && npm pack --silent @jupyter-widgets/html-manager@$(HTML_MANAGER_VERSION) \
+		mathjax@$(MATHJAX_VERSION) >/dev/null
+	tar xzf $(BOOK_ASSETS)/npm/jupyter-widgets-html-manager-$(HTML_MANAGER_VERSION).tgz -C $(BOOK_ASSETS)/html-manager \
+		--strip-components=2 --exclude='*.map' --exclude='*-amd.js' package/dist
+	tar xzf $(BOOK_ASSETS)/npm/mathjax-$(MATHJAX_VERSION).tgz -C $(BOOK_ASSETS)/mathjax --strip-components=2 \
+		package/es5/tex-chtml.js package/es5/input package/es5/output/chtml package/es5/a11y package/es5/ui \
+		package/es5/adaptors
+	rm -rf $(BOOK_ASSETS)/npm
+	touch $@
+
+## Real-browser tests (Playwright for Python driving Debian's chromium; installed with apt when missing): the built
+## site's pages and panels without a kernel, and notebook 05's panel in a live JupyterLab on 127.0.0.1.
+CHROMIUM ?= /usr/bin/chromium
+test-browser: setup-browser book
+	@test -x $(CHROMIUM) || { echo "installing chromium (apt)"; apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	BDLIB_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q tests/browser $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache notebooks/_build

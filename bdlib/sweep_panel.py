@@ -153,9 +153,10 @@ class SweepPanel(ipywidgets.VBox):
         self.status.value = f'<span style="color:{colour}">{html.escape(text)}</span>'
 
     def _ready_text(self, seconds: float) -> str:
+        """What the status says once the pictures are there (true whichever value the slider shows later)."""
         done = sum(f is not None for f in self.frames)
         where = f"all {done} values" if done == len(self.grid) else f"{done} of {len(self.grid)} values"
-        return f"{self.label} = {value_label(self.slider.value)} · {where} ready ({seconds:.1f} s)"
+        return f"{where} of {self.label} ready ({seconds:.1f} s): move the slider or press ← →"
 
     def _set(self, index: int, frame: Frame) -> None:
         self.frames[index] = frame

@@ -171,10 +171,10 @@ def chain_start(world: World, inp: EditInput, seed: int, settings: MethodSetting
     return diffusion.q_sample(prepared.init, start, noise).detach().float().cpu(), int(diffusion.timestep_map[k])
 
 
-def _edit_grid(world, image, mask, prompt, field, values, *, seed=0, settings=None, **overrides) -> list[EditResult]:
+def edit_grid(world, image, mask, prompt, field, values, *, seed=0, settings=None, **overrides) -> list[EditResult]:
     """Stand-in for ``bdlib.grid.edit_grid`` (same interface; until it is on main): one edit per value."""
-    return [edit(world, image, mask, prompt, seed=seed, settings=settings, samples=1, **{field: v}, **overrides)
-            for v in values]  # fmt: skip
+    runs = [{field: value, **overrides} for value in values]
+    return [edit(world, image, mask, prompt, seed=seed, settings=settings, samples=1, **run) for run in runs]
 
 
 def grid_edits(
@@ -199,7 +199,7 @@ def grid_edits(
     if missing:
         start = time.perf_counter()
         base = resolve_edit_settings(world, settings, **overrides)
-        results = _edit_grid(world, inp.image, inp.mask, inp.prompt, field, missing, seed=seed, settings=base)
+        results = edit_grid(world, inp.image, inp.mask, inp.prompt, field, missing, seed=seed, settings=base)
         seconds = (time.perf_counter() - start) / len(missing)
         cache.misses += len(missing)
         for value, result in zip(missing, results, strict=True):
@@ -358,8 +358,9 @@ def _controls(base: MethodSettings, seed: int, prompt: str) -> dict[str, Any]:
         ),
         "augmentations": w.Dropdown(options=sorted({1, 4, 8, augs}), value=augs, description="views", layout=layout),
         "seed": w.Dropdown(options=sorted({0, 1, 2, 3, seed}), value=seed, description="seed", layout=layout),
-        "prompt": w.Text(value=prompt, description="prompt", continuous_update=False,
-                         layout=w.Layout(width=text_width(prompt))),  # fmt: skip
+        "prompt": w.Text(
+            value=prompt, description="prompt", continuous_update=False, layout=w.Layout(width=text_width(prompt))
+        ),
     }
 
 
