@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.bdlib-installed
 
 .PHONY: setup setup-book setup-browser demo figures evaluate test lint unit notebooks notebooks-full \
-	book book-fast book-assets test-browser clean
+	gpu-check book book-fast book-assets test-browser clean
 
 setup: $(STAMP)
 
@@ -49,7 +49,7 @@ test: setup lint unit notebooks
 
 lint: setup
 	$(PY) -m ruff check bdlib tests benchmarks
-	$(PY) -m ruff check --extend-ignore E402,E501 --extend-exclude notebooks/_build notebooks
+	$(PY) -m ruff check --extend-ignore E402,E501,B018 --extend-exclude notebooks/_build notebooks
 
 unit: setup
 	$(PY) -m pytest -q
@@ -100,6 +100,11 @@ test-browser: setup-browser book
 	@test -x $(CHROMIUM) || { echo "installing chromium (apt)"; apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	BDLIB_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q tests/browser $(ARGS)
+
+## On a machine with a CUDA GPU: tests, every notebook on the GPU (toy, and the paper world with random weights),
+## the paper-configuration benchmarks; one results file (benchmarks/gpu_check.py; its CPU dry run is a test).
+gpu-check: setup
+	$(PY) benchmarks/gpu_check.py --device cuda --out benchmarks/results/gpu_check_cuda.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache notebooks/_build

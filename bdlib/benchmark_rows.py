@@ -27,8 +27,9 @@ def k_values(world: World, fast: bool = False) -> list[int]:
 
 
 def lam_values(fast: bool = False) -> tuple[float, ...]:
-    """λ rows, log-spaced over five decades and into the unstable end."""
-    return (0.0, 1e3, 3e3, 3e4) if fast else (0.0, 10.0, 100.0, 1e3, 3e3, 1e4, 3e4, 1e5)
+    """λ values: 0 (the background is free), then log-spaced from 10 to 10⁵ (four decades), with the toy world's
+    default 3000 and, past 10⁴, the unstable end; the full rows add 3·10⁴."""
+    return (0.0, 10.0, 100.0, 1e3, 3e3, 1e4, 1e5) if fast else (0.0, 10.0, 100.0, 1e3, 3e3, 1e4, 3e4, 1e5)
 
 
 def removal_rows(world: World, fast: bool = False) -> list[Setting]:

@@ -17,7 +17,8 @@ of x_t, as the paper's algorithms are written: no backward pass through the UNet
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -59,12 +60,14 @@ def guided_step(
     bg_noise: torch.Tensor | None = None,
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
     lpips: Callable[..., torch.Tensor] | None = None,
+    background_weights: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """One guided reverse step at respaced index ``index`` for a batch that shares it.
 
     Returns the intermediates (``pred_x0``, ``clip_input``, ``clip_dists``, the loss terms, ``grad`` =
     ``-∇ L``, ``mean``, ``sample`` = x_{t-1,fg}) and, for Algorithm 2, ``background`` and ``blended``.
-    ``text_embed=None`` is the empty prompt: no CLIP term (``clip_dists`` are NaN).
+    ``text_embed=None`` is the empty prompt: no CLIP term (``clip_dists`` are NaN). ``background_weights``
+    (B,) gives each image its own λ, as if it were alone in its edit (a grid of λ values in one batch).
     """
     batch = x_t.shape[0]
     t = torch.full((batch,), index, dtype=torch.long, device=x_t.device)
@@ -107,7 +110,7 @@ def guided_step(
                 if settings.range_scale:
                     terms["range_loss"] = settings.range_scale * range_loss(pred_x0).sum()
             if settings.algorithm == "local":
-                terms.update(_background_terms(clip_input, init, mask, settings, lpips))
+                terms.update(_background_terms(clip_input, init, mask, settings, lpips, background_weights))
         if terms:
             loss = sum(terms.values())
             (grad,) = torch.autograd.grad(loss, leaf)
@@ -154,8 +157,19 @@ def _noise_aware_clip_loss(clip, x, timesteps, mask, text_embed, augment, settin
     return dists.sum(), dists
 
 
-def _background_terms(x, init, mask, settings: MethodSettings, lpips) -> dict[str, torch.Tensor]:
-    """Algorithm 1's ``λ·D_bg``: MSE (+ weighted LPIPS) between the background of x and of the input."""
+def _background_terms(x, init, mask, settings: MethodSettings, lpips, weights=None) -> dict[str, torch.Tensor]:
+    """Algorithm 1's ``λ·D_bg``: MSE (+ weighted LPIPS) between the background of x and of the input. ``weights``
+    (B,): one λ per image, each weighted as in an edit of its own (batch 1)."""
+    if weights is not None:
+        if settings.official:  # the official mean over one image's elements, against the full input
+            mse = (x * (1 - mask) - init).pow(2).mean(dim=(1, 2, 3))
+        else:
+            mse = background_mse(x, init, mask)
+        terms = {"bg_mse_loss": (weights * mse).sum()}
+        if settings.lpips_share and lpips is not None:
+            value = weights * background_lpips(lpips, x, init, mask, settings.official)
+            terms["bg_lpips_loss"] = settings.lpips_share * value.sum()
+        return terms
     lam = settings.background_weight
     if settings.official:  # λ on the mean over the whole batch: λ/B per image (image_editor.py:204-208)
         terms = {"bg_mse_loss": lam * official_background_mse(x, init, mask)}
@@ -191,6 +205,8 @@ def edit_progressive(
     streams: SampleStreams,
     *,
     lpips: Callable[..., torch.Tensor] | None = None,
+    start_indices: Sequence[int] | None = None,
+    background_weights: Sequence[float] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Run Algorithm 1 or 2 from ``x_k = q(x_k | init)`` down to ``t = 0``, yielding a record per step.
 
@@ -199,45 +215,53 @@ def edit_progressive(
     guided sample), ``bg`` (the noised input, Algorithm 2), ``mask`` and ``sample`` (what the next step starts
     from). The last record also has ``unpasted``, the last sample (official mode: the last x̂_0), and ``result``:
     the same with the input's background pasted back exactly for Algorithm 2.
+
+    A grid of edits in one batch: ``start_indices`` gives each sample its own k (a sample waits, and draws nothing,
+    until the chain reaches its k; the records of those steps hold only the ``rows`` that ran) and
+    ``background_weights`` its own λ (Algorithm 1).
     """
-    k = resolve_start_index(diffusion, settings.start_index, has_init=True)
     batch = len(streams)
+    starts = list(start_indices) if start_indices is not None else [settings.start_index] * batch
+    if len(starts) != batch:
+        raise ValueError(f"{len(starts)} start indices for {batch} samples")
+    k = max(resolve_start_index(diffusion, start, has_init=True) for start in starts)
     if init.shape[0] not in (1, batch):
         raise ValueError(f"init holds {init.shape[0]} images but there are {batch} sample streams: pass 1 or {batch}")
     shape = (batch, *init.shape[1:])
     per_sample = shape[1:]
     device = init.device
     init_b = init.expand(shape) if init.shape[0] == 1 else init
-    augment_fn = None
-    if settings.augmentations > 1:
-        augmentations = ExtendingAugmentations(settings.augmentations, official=settings.official)
-
-        def augment_fn(views: torch.Tensor) -> torch.Tensor:
-            return augmentations(views, streams)
-
-    start = torch.full((batch,), k, dtype=torch.long, device=device)
+    weights = None if background_weights is None else torch.tensor(background_weights, device=device).float()
+    augmentations = ExtendingAugmentations(settings.augmentations, official=settings.official)
+    start = torch.tensor(starts, dtype=torch.long, device=device)
     x = diffusion.q_sample(init_b, start, streams.randn(per_sample))
     for index in range(k, -1, -1):
-        noise = streams.randn(per_sample)
+        rows = [i for i, s in enumerate(starts) if s >= index]  # the samples whose chain has started
+        part = _Rows(rows, batch, device)
+        active = streams if part.whole else streams.subset(rows)
+        noise = active.randn(per_sample)
         bg_noise = None
         if settings.algorithm == "blended":  # the official code shares one background noise across the batch
-            draw = streams.randn_shared if settings.shared_background_noise else streams.randn
+            draw = active.randn_shared if settings.shared_background_noise else active.randn
             bg_noise = draw(per_sample)
+        augment_fn = None if settings.augmentations == 1 else partial(augmentations, randomness=active)
         step = guided_step(
-            unet, diffusion, clip, x, index, init=init_b, mask=mask, text_embed=text_embed, settings=settings,
-            noise=noise, bg_noise=bg_noise, augment=augment_fn, lpips=lpips,
+            unet, diffusion, clip, part.take(x), index, init=part.take(init_b), mask=part.take(mask),
+            text_embed=part.take(text_embed), settings=settings, noise=noise, bg_noise=bg_noise, augment=augment_fn,
+            lpips=lpips, background_weights=part.take(weights),
         )
         each_step = settings.algorithm == "blended" and settings.blending == "each step"
-        nxt = step["blended"] if each_step else step["sample"]
+        nxt = part.put(x, step["blended"] if each_step else step["sample"])
         record = {
             "t": index,
             "timestep": int(diffusion.timestep_map[index]),
-            "x_t": x,
+            "rows": rows,
+            "x_t": part.take(x),
             "pred_x0": step["pred_x0"],
             "fg": step["sample"],
             "bg": step.get("background"),
-            "mask": mask,
-            "sample": nxt,
+            "mask": part.take(mask),
+            "sample": part.take(nxt),
             "clip_dists": step["clip_dists"],
             "loss": step["loss"],
         }
@@ -248,3 +272,25 @@ def edit_progressive(
             record["result"] = final * mask + init_b * (1 - mask) if pasted else final
         yield record
         x = nxt
+
+
+class _Rows:
+    """The rows of a batch that take part in a step: all of them (the tensors pass through untouched), or some."""
+
+    def __init__(self, rows: list[int], batch: int, device: torch.device) -> None:
+        self.whole = len(rows) == batch
+        self.index = None if self.whole else torch.tensor(rows, dtype=torch.long, device=device)
+
+    def take(self, value: torch.Tensor | None) -> torch.Tensor | None:
+        """The rows of a per-sample tensor (tensors with one row, shared by all samples, pass unchanged)."""
+        if self.whole or value is None or value.shape[0] == 1:
+            return value
+        return value[self.index]
+
+    def put(self, full: torch.Tensor, part: torch.Tensor) -> torch.Tensor:
+        """``full`` with the rows of ``part`` written in."""
+        if self.whole:
+            return part
+        out = full.clone()
+        out[self.index] = part
+        return out

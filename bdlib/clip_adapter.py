@@ -19,8 +19,10 @@ The official Blended Diffusion guidance instead shrinks with ``F.adaptive_avg_po
 :func:`normalize01`; that path lives in the guidance module and calls :meth:`ClipModel.encode_pixels`.
 
 Weights are never downloaded here: :func:`load_clip` reads the bdlib cache or a local file and names
-``python -m bdlib download paper`` when the file is missing. :func:`random_clip` builds the exact
-ViT-B/16 architecture with random weights for offline tests.
+``python -m bdlib download paper`` when the file is missing. It checks the cached file's SHA-256 before
+reading it and never runs code stored in a file: the official TorchScript archives are read as data
+(:mod:`bdlib.torchscript_data`), not with ``torch.jit.load``, which would run the archive's code.
+:func:`random_clip` builds the exact ViT-B/16 architecture with random weights for offline tests.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from bdlib.safe_load import DamagedFileError, load_torch_file
+from bdlib.torchscript_data import UnsafeArchiveError, read_torchscript_tensors
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -212,18 +217,38 @@ def random_clip(name_or_config: str | Mapping[str, int] = "ViT-B/16", seed: int 
 _CLIP_META_KEYS = ("input_resolution", "context_length", "vocab_size")  # TorchScript extras
 
 
-def _read_clip_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """State dict of a CLIP file: the official TorchScript archive, or a ``torch.save``-d state dict."""
+def verify_official_clip(path: Path) -> None:
+    """Check the cached ``ViT-B-16.pt`` against its pinned SHA-256 before anything reads it (once per process).
+
+    Raises:
+        DamagedFileError: (a ValueError) the hash differs: damaged, cut short, or replaced by another file.
+    """
+    from bdlib.download import verified_sha256
+    from bdlib.worlds.paper import PAPER_FILES, refetch_hint
+
+    expected = PAPER_FILES["clip"].sha256
+    actual = verified_sha256(path, expected)
+    if actual is not None:
+        raise DamagedFileError(
+            f"{path} is not the official CLIP ViT-B/16 file (SHA-256 {actual[:16]}... instead of {expected[:16]}...): "
+            f"it is damaged or was replaced, and bdlib reads nothing from it; {refetch_hint(path)}"
+        )
+
+
+def _read_clip_state_dict(path: Path, fix: str) -> dict[str, torch.Tensor]:
+    """Tensors of a CLIP file, read as data: the official TorchScript archive (its tensors only; none of the code
+    in it runs, see :mod:`bdlib.torchscript_data`) or a ``torch.save``-d state dict (``weights_only=True``)."""
     if _is_torchscript(path):
-        # The official files are TorchScript archives, which torch.load cannot read with
-        # weights_only=True; torch.jit.load runs no pickled Python code.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated"
-            archive = torch.jit.load(str(path), map_location="cpu")
-        return dict(archive.state_dict())
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, Mapping):
-        raise ValueError(f"{path} is neither a CLIP TorchScript archive nor a state dict")
+        try:
+            return read_torchscript_tensors(path)
+        except UnsafeArchiveError as error:
+            raise DamagedFileError(f"CLIP checkpoint {path}: {error}; {fix}") from None
+        except Exception as error:  # a damaged zip or pickle
+            reason = f"{type(error).__name__}: {error}"
+            raise DamagedFileError(f"CLIP checkpoint {path} is damaged ({reason}); {fix}") from None
+    state = load_torch_file(path, "CLIP checkpoint", fix)
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DamagedFileError(f"{path} is neither a CLIP TorchScript archive nor a state dict of tensors; {fix}")
     return dict(state)
 
 
@@ -231,8 +256,25 @@ def _is_torchscript(path: Path) -> bool:
     """TorchScript archives are zip files with a ``code/`` folder; ``torch.save`` files have none."""
     if not zipfile.is_zipfile(path):
         return False
-    with zipfile.ZipFile(path) as archive:
-        return any("/code/" in name for name in archive.namelist())
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any("/code/" in name for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def _build_clip(state: dict[str, torch.Tensor], path: Path, fix: str) -> nn.Module:
+    """``clip.model.build_model`` on a state dict, with a clear error for a file that is not a CLIP."""
+    try:
+        model = _clip_modules().model.build_model(dict(state))  # infers the config; leaves float16 weights
+    except (KeyError, IndexError, ValueError, RuntimeError) as error:
+        raise DamagedFileError(
+            f"{path} does not hold CLIP weights (building the model failed: {type(error).__name__}: {error}); {fix}"
+        ) from None
+    missing = sorted(set(model.state_dict()) - set(state))
+    if missing:
+        raise DamagedFileError(f"{path} lacks {len(missing)} CLIP weights (e.g. {missing[0]}); {fix}")
+    return model
 
 
 def load_clip(
@@ -243,17 +285,22 @@ def load_clip(
 ) -> ClipModel:
     """Load pretrained CLIP by model name (from the bdlib cache) or from a local ``.pt`` file.
 
-    Never downloads. ``"ViT-B/16"`` reads ``ViT-B-16.pt`` from the cache and raises
+    Never downloads, and never runs code from the file. ``"ViT-B/16"`` reads ``ViT-B-16.pt`` from the cache,
+    after checking its SHA-256 against the pinned one (a mismatch raises
+    :class:`bdlib.safe_load.DamagedFileError` before anything is read), and raises
     :class:`bdlib.worlds.paper.MissingCheckpointError` (a ``FileNotFoundError``) naming
-    ``python -m bdlib download paper`` when it is missing. The model is built by ``clip``'s own
-    ``build_model`` and cast to ``dtype`` (float32 by default, also on GPU; the ``clip`` package keeps
-    float16 on GPU).
+    ``python -m bdlib download paper`` when it is missing. TorchScript archives (the official format) are read
+    as data (:mod:`bdlib.torchscript_data`); other files with ``torch.load(weights_only=True)``. The model is
+    built by ``clip``'s own ``build_model`` and cast to ``dtype`` (float32 by default, also on GPU; the ``clip``
+    package keeps float16 on GPU).
     """
-    from bdlib.worlds.paper import checkpoint_path
+    from bdlib.worlds.paper import checkpoint_path, refetch_hint
 
     name = os.fspath(name_or_path)
     if name == "ViT-B/16":
         path = checkpoint_path("clip", cache_dir)
+        verify_official_clip(path)
+        fix = refetch_hint(path)
     elif name in _clip_modules().available_models():
         raise ValueError(
             f"bdlib only registers CLIP 'ViT-B/16' (the paper's); for {name!r} pass the path of a local checkpoint file"
@@ -264,9 +311,10 @@ def load_clip(
             raise FileNotFoundError(
                 f"CLIP checkpoint {path} not found (expected a model name such as 'ViT-B/16' or the path of a .pt file)"
             )
-    state = _read_clip_state_dict(path)
-    model = _clip_modules().model.build_model(dict(state))  # infers the config; leaves float16 weights
-    model = model.to(device=device, dtype=dtype)
+        fix = "give the path of a CLIP checkpoint (a TorchScript archive from OpenAI, or a saved state dict)"
+    state = _read_clip_state_dict(path, fix)
+    model = _build_clip(state, path, fix).to(device=device, dtype=dtype)
     # Reload from the file's own tensors so that float32 checkpoints are not rounded through float16.
-    model.load_state_dict({k: v for k, v in state.items() if k not in _CLIP_META_KEYS})
+    wanted = model.state_dict().keys()
+    model.load_state_dict({k: v for k, v in state.items() if k in wanted and k not in _CLIP_META_KEYS})
     return ClipModel.from_model(model)

@@ -11,12 +11,17 @@ How :func:`download` keeps the user's files safe:
    ``Range: bytes=<size>-`` request. A server that ignores ``Range`` answers ``200`` with the whole
    file: the partial file is then truncated and the download restarts from byte 0. A partial file that
    cannot be a prefix (longer than the known size, or refused with ``416``) is deleted and restarted.
-3. When the body is complete, its SHA-256 (and byte size, when known) is checked. Only a verified file
-   is moved onto ``dest``, with :func:`os.replace` (atomic on one file system). An existing ``dest`` is
-   therefore never touched before a verified replacement exists.
+   A connection that closes early is resumed at once (``retries`` times); a server that stalls for
+   ``timeout`` seconds is not retried: the call fails, keeping the partial file for the next run.
+3. When the body is complete, its SHA-256 (and byte size, when known) is checked. A body whose length
+   was never announced (no ``Content-Length``, no known size) may have been cut: if it does not match,
+   the rest is asked for once before the file is judged. Only a verified file is moved onto ``dest``, with
+   :func:`os.replace` (atomic on one file system). An existing ``dest`` is therefore never touched before a
+   verified replacement exists.
 4. A failed check deletes nothing the user had: the bad bytes (which we downloaded) are renamed to
    ``<dest>.corrupt`` for inspection, replacing an older ``.corrupt`` file, so the next run starts from
-   scratch instead of resuming bad data. The error names the expected and actual hash and what to do.
+   scratch instead of resuming bad data; a later verified download removes it. The error names the
+   expected and actual hash and what to do.
 """
 
 from __future__ import annotations
@@ -33,9 +38,10 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 DEFAULT_CHUNK_SIZE = 1 << 20  # 1 MiB per read
-DEFAULT_TIMEOUT = 60.0  # seconds without data before a read fails
+DEFAULT_TIMEOUT = 30.0  # seconds without data before a read fails (a stalled server is not retried)
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+_CONTENT_RANGE_416 = re.compile(r"bytes\s+\*/(\d+)")
 
 
 class ChecksumError(ValueError):
@@ -53,6 +59,27 @@ def sha256_of(path: str | os.PathLike[str], chunk_size: int = DEFAULT_CHUNK_SIZE
         while block := handle.read(chunk_size):
             digest.update(block)
     return digest.hexdigest()
+
+
+_verified: dict[tuple[Path, str], tuple[int, int]] = {}  # (file, sha256) -> (size, mtime_ns) when it matched
+
+
+def verified_sha256(path: str | os.PathLike[str], sha256: str) -> str | None:
+    """Check ``path`` against ``sha256``: None if it matches, else the file's actual digest.
+
+    A match is remembered for the process (keyed by size and modification time), so a large file is hashed
+    once however often it is loaded.
+    """
+    path = Path(path).resolve()
+    stat = path.stat()
+    key = (path, sha256.lower())
+    if _verified.get(key) == (stat.st_size, stat.st_mtime_ns):
+        return None
+    actual = sha256_of(path)
+    if actual != key[1]:
+        return actual
+    _verified[key] = (stat.st_size, stat.st_mtime_ns)
+    return None
 
 
 def part_path(dest: Path) -> Path:
@@ -91,16 +118,31 @@ def _open(url: str, start: int, timeout: float):
     return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
 
 
-def _fetch_once(url: str, part: Path, *, chunk_size: int, timeout: float, progress: bool) -> None:
-    """Append the rest of ``url`` to ``part`` (resuming or restarting); raise if the body is cut short."""
+def _is_timeout(error: BaseException) -> bool:
+    """A read or connect timeout (the server stalled), however urllib wraps it."""
+    return isinstance(error, TimeoutError) or (
+        isinstance(error, urllib.error.URLError) and isinstance(error.reason, TimeoutError)
+    )
+
+
+def _fetch_once(url: str, part: Path, *, size: int | None, chunk_size: int, timeout: float, progress: bool) -> bool:
+    """Append the rest of ``url`` to ``part`` (resuming or restarting); raise if the body is cut short.
+
+    Returns True when the length of the whole file was known (``size``, or the server's Content-Length or
+    Content-Range), so that a cut was checked for; False when the body simply ended (no length announced).
+    """
     start = part.stat().st_size if part.exists() else 0
     try:
         response = _open(url, start, timeout)
     except urllib.error.HTTPError as error:
         if error.code != 416 or start == 0:
             raise
-        # 416 Range Not Satisfiable: the partial file is not a prefix of this resource (stale or
-        # oversized). It is a file we made, so we drop it and start again.
+        # 416 Range Not Satisfiable: nothing from byte `start` on. If the server says the file has exactly
+        # `start` bytes, the partial file is complete; otherwise it is not a prefix (stale or oversized): it is
+        # a file we made, so we drop it and start again.
+        match = _CONTENT_RANGE_416.fullmatch((error.headers.get("Content-Range") or "").strip())
+        if match is not None and int(match.group(1)) == start:
+            return True
         part.unlink()
         start = 0
         response = _open(url, 0, timeout)
@@ -121,6 +163,7 @@ def _fetch_once(url: str, part: Path, *, chunk_size: int, timeout: float, progre
             start = 0
             total = int(length) if length is not None else None
             mode = "wb"
+        total = total if total is not None else size
         received = 0
         with (
             open(part, mode) as out,
@@ -139,13 +182,12 @@ def _fetch_once(url: str, part: Path, *, chunk_size: int, timeout: float, progre
                 out.write(block)
                 received += len(block)
                 bar.update(len(block))
-    expected = None if length is None else int(length)
-    if expected is not None and received < expected:
+    if total is not None and start + received < total:
         raise IncompleteDownloadError(
-            f"connection to {url} closed after {start + received} bytes of "
-            f"{total if total is not None else '?'}; the partial file {part} is kept and the next "
-            "run resumes it"
+            f"connection to {url} closed after {start + received} bytes of {total}; the partial file {part} "
+            "is kept and the next run resumes it"
         )
+    return total is not None
 
 
 def download(
@@ -189,18 +231,25 @@ def download(
     part = part_path(dest)
     if size is not None and part.exists() and part.stat().st_size > size:
         part.unlink()  # longer than the file can be: not a prefix of it
+    fetch = dict(size=size, chunk_size=chunk_size, timeout=timeout, progress=progress)
+    length_known = size is not None
     for attempt in range(retries + 1):
         if size is not None and part.exists() and part.stat().st_size == size:
             break  # complete already (an earlier run stopped before verifying)
         try:
-            _fetch_once(url, part, chunk_size=chunk_size, timeout=timeout, progress=progress)
+            length_known = _fetch_once(url, part, **fetch)
             break
         except urllib.error.HTTPError:
             raise  # a definite answer from the server (404, 403, ...): retrying will not help
-        except (TimeoutError, ConnectionError, urllib.error.URLError, http.client.HTTPException):
-            if attempt == retries:
+        except (TimeoutError, ConnectionError, urllib.error.URLError, http.client.HTTPException) as error:
+            if attempt == retries or _is_timeout(error):  # a stalled server: fail now, the next run resumes
                 raise
     ok, actual, actual_size = _check_file(part, sha256, size)
+    if not ok and not length_known:
+        # No length was announced, so a cut connection looked like the end of the file: ask for the bytes after
+        # it. A server that has none (416 with this length, or an empty answer) confirms the file is complete.
+        _fetch_once(url, part, **fetch)
+        ok, actual, actual_size = _check_file(part, sha256, size)
     if not ok:
         bad = corrupt_path(dest)
         os.replace(part, bad)
@@ -213,6 +262,7 @@ def download(
             "you trust it, update the pinned checksum."
         )
     os.replace(part, dest)
+    corrupt_path(dest).unlink(missing_ok=True)  # bad bytes of an earlier attempt: a verified file replaced them
     if sha256 is None and progress:
         print(
             f"{dest.name}: sha256 {actual} ({actual_size} bytes) - no checksum is pinned for this "

@@ -28,6 +28,7 @@ from PIL import Image
 from bdlib.blend import edit_progressive
 from bdlib.clip_guidance import clip_distance, masked_clip_pixels
 from bdlib.imageio import ImageLike, load_image, load_mask
+from bdlib.memory import check_edit_memory
 from bdlib.method import MethodSettings
 from bdlib.randomness import SampleStreams, check_seed
 from bdlib.worlds.base import World
@@ -69,8 +70,10 @@ class PreparedEdit:
 
 
 def dilate_mask(mask: torch.Tensor, pixels: int) -> torch.Tensor:
-    """Grow a binary mask by ``pixels`` (a square structuring element)."""
-    if pixels <= 0:
+    """Grow a binary mask by ``pixels`` >= 0 (a square structuring element)."""
+    if isinstance(pixels, bool) or not isinstance(pixels, (int, np.integer)) or pixels < 0:
+        raise ValueError(f"dilate must be a whole number of pixels, 0 or more, got {pixels!r}")
+    if pixels == 0:
         return mask
     return F.max_pool2d(mask, 2 * pixels + 1, stride=1, padding=pixels)
 
@@ -172,6 +175,26 @@ def prepare_edit(
     return PreparedEdit(image_t, mask_t, init.to(world.device), mask_w.to(world.device), prompt, settings)
 
 
+class DivergedError(ValueError):
+    """The chain left float32's range (inf or NaN): the settings push it too hard."""
+
+
+def check_finite_step(record: dict[str, Any], settings: MethodSettings) -> None:
+    """Stop an edit whose chain produced a non-finite value, naming the step and what to lower."""
+    finite = torch.isfinite(record["sample"]).flatten(1).all(dim=1)  # (B,)
+    if bool(finite.all()):
+        return
+    bad = (~finite).nonzero().flatten().tolist()
+    weights = f"guidance scale {settings.guidance_scale:g}, range scale {settings.range_scale:g}"
+    if settings.algorithm == "local":
+        weights += f", λ {settings.background_weight:g}"
+    clamp = "" if settings.clamps_pred_x0 else " (x̂_0 is not clamped in this mode, so large weights feed back)"
+    raise DivergedError(
+        f"the edit diverged: sample(s) {bad} of the batch reached inf/NaN at t={int(record['t'])} with {weights}"
+        f"{clamp}: lower these weights"
+    )
+
+
 def draw_samples(
     world: World,
     prepared: PreparedEdit,
@@ -191,6 +214,7 @@ def draw_samples(
         world.unet, world.diffusion(settings.respacing), world.guidance_clip(settings.noise_aware), prepared.init,
         prepared.mask_world, text_embed, settings, streams, lpips=world.lpips,
     ):  # fmt: skip
+        check_finite_step(record, settings)
         if callback is not None:
             callback(record)
         final = record
@@ -204,6 +228,33 @@ def draw_samples(
     return result.float().cpu().clamp(-1, 1), distances
 
 
+def check_memory(world: World, prepared: PreparedEdit, samples: int, batch_size: int | None = None) -> None:
+    """Refuse ``samples`` drawn ``batch_size`` at a time if a batch cannot fit in memory (:mod:`bdlib.memory`)."""
+    step = min(batch_size or samples, samples)
+    views = max(1.0, prepared.settings.augmentations / 8)  # measured at 8 views; more views cost more
+    per_sample = int(world.sample_bytes_per_pixel * world.image_size**2 * views)
+    check_edit_memory(per_sample, samples, step, tuple(prepared.image.shape[-2:]), world.image_size, world.device)
+
+
+def draw_in_batches(
+    world: World,
+    prepared: PreparedEdit,
+    seed: int,
+    indices: Sequence[int],
+    batch_size: int | None = None,
+    callback: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`draw_samples` of ``indices``, ``batch_size`` at a time (default: all at once); the pieces concatenated."""
+    indices = list(indices)
+    size = prepared.init.shape[-1]
+    if not indices:
+        return torch.empty(0, 3, size, size), torch.empty(0)
+    step = batch_size or len(indices)
+    batches = [indices[i : i + step] for i in range(0, len(indices), step)]
+    pieces = [draw_samples(world, prepared, seed, batch, callback) for batch in batches]
+    return torch.cat([p[0] for p in pieces]), torch.cat([p[1] for p in pieces])
+
+
 def finish_edit(prepared: PreparedEdit, results: torch.Tensor, distances: torch.Tensor) -> EditResult:
     """Bring samples (drawn in order 0..N-1) back to the input's size, paste its background, rank (steps 3-4)."""
     image_t, mask_t = prepared.image, prepared.mask
@@ -211,7 +262,8 @@ def finish_edit(prepared: PreparedEdit, results: torch.Tensor, distances: torch.
         results = F.interpolate(results, size=image_t.shape[-2:], mode="bicubic", antialias=True).clamp(-1, 1)
     settings = prepared.settings
     if settings.algorithm == "blended" and settings.blending != "none":  # exact background at the input's size
-        results = results * mask_t + image_t * (1 - mask_t)
+        # a selection, not arithmetic (NaN * 0 is NaN): nothing in the results, not even NaN, reaches the background
+        results = torch.where(mask_t > 0.5, results, image_t)
     order = torch.argsort(distances, stable=True)  # NaN (no prompt) sorts last: the order drawn
     return EditResult(results[order], distances[order], order, image_t, mask_t, prepared.prompt, prepared.settings)
 
@@ -238,6 +290,11 @@ def edit(
     samples at once) only trades memory for speed: sample ``i`` is the same whatever the batches. ``callback``
     receives every step's record (``t``, ``x_t``, ``pred_x0``, ``fg``, ``bg``, ``mask``, ``sample``), batch
     after batch. ``prompt=""`` is plain inpainting by the prior (no CLIP guidance).
+
+    Everything is checked before the first step: the arguments, the inputs (NaN, infinities and empty pictures
+    are refused), the prompt, and the memory a batch needs (:func:`bdlib.memory.check_edit_memory`; the error
+    names a ``batch_size`` that fits). A chain that reaches inf/NaN stops with a :class:`DivergedError` naming
+    the weights to lower.
     """
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ValueError(f"samples must be a positive integer, got {samples!r}")
@@ -246,7 +303,5 @@ def edit(
     seed = check_seed(seed)
     settings = resolve_edit_settings(world, settings, **overrides)
     prepared = prepare_edit(world, image, mask, prompt, settings, invert_mask, dilate)
-    step = batch_size or samples
-    pieces = [draw_samples(world, prepared, seed, range(i, min(i + step, samples)), callback)
-              for i in range(0, samples, step)]  # fmt: skip
-    return finish_edit(prepared, torch.cat([p[0] for p in pieces]), torch.cat([p[1] for p in pieces]))
+    check_memory(world, prepared, samples, batch_size)
+    return finish_edit(prepared, *draw_in_batches(world, prepared, seed, range(samples), batch_size, callback))

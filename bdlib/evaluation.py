@@ -20,12 +20,15 @@ sampler runs, not one per task.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
+from bdlib import distributed
 from bdlib.applications import removal_start_index
 from bdlib.blend import edit_progressive
 from bdlib.edit import rank_distances
@@ -69,24 +72,37 @@ class SettingRun:
 
 
 def run_setting(
-    world: World, tasks: Sequence[EditTask], setting: Setting, batch_size: int = 64, seed: int = 0
-) -> SettingRun:
+    world: World,
+    tasks: Sequence[EditTask],
+    setting: Setting,
+    batch_size: int = 64,
+    seed: int = 0,
+    context: distributed.Context | None = None,
+) -> SettingRun | None:
     """Edit every task under ``setting``.
 
     Sample ``j`` of task ``i`` draws from its own stream ``(seed, i, j)`` and task ``i``'s shared draws from group
     ``i`` (:mod:`bdlib.randomness`), so a task's result does not depend on which tasks share its batch. Tasks
     with an empty prompt (removals: no CLIP term) run in batches of their own, with the row's removal recipe.
+    Under torchrun (``context``) the ranks share the batches and rank 0 gets the whole run (the others None).
     """
+    context = context or distributed.Context()
     start = time.time()
     per_batch = max(1, batch_size // setting.samples)
     with_prompt = [i for i, task in enumerate(tasks) if task.prompt.strip()]
     without = [i for i, task in enumerate(tasks) if not task.prompt.strip()]
-    done: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-    for group in (with_prompt, without):
-        for first in range(0, len(group), per_batch):
-            chunk = group[first : first + per_batch]
-            best = _run_batch(world, [tasks[i] for i in chunk], chunk, setting, seed)
-            done.update(zip(chunk, zip(*best, strict=True), strict=True))
+    chunks = [group[first : first + per_batch] for group in (with_prompt, without)
+              for first in range(0, len(group), per_batch)]  # fmt: skip
+
+    def work():
+        return [(chunk, _run_batch(world, [tasks[i] for i in chunk], chunk, setting, seed))
+                for chunk in context.shard(chunks)]  # fmt: skip
+
+    pieces = distributed.gather(context, distributed.run_everywhere(context, work))
+    if pieces is None:
+        return None
+    done = {i: parts for piece in pieces for chunk, best in piece
+            for i, parts in zip(chunk, zip(*best, strict=True), strict=True)}  # fmt: skip
     results, distances, unpasted = (torch.stack([done[i][part] for i in range(len(tasks))]) for part in range(3))
     return SettingRun(results, distances, unpasted, time.time() - start)
 
@@ -210,12 +226,16 @@ def run_benchmark(
     fast: bool = False,
     batch_size: int = 64,
     settings: Sequence[Setting] | None = None,
-) -> dict:
+    context: distributed.Context | None = None,
+) -> dict | None:
     """Run ``settings`` (default: :func:`bdlib.benchmark_rows.default_settings`) on ``n_tasks`` seeded tasks
     balanced over the kinds.
 
     A row whose settings and sample count equal an earlier row's (in the toy world the default is also ``k=18`` and
-    ``scale=1000 aug=8``) reuses that row's results and seconds: with the same seeds it would repeat them."""
+    ``scale=1000 aug=8``) reuses that row's results and seconds: with the same seeds it would repeat them.
+    Under torchrun (``context``) the ranks share each row's batches; rank 0 scores and returns the report, the
+    other ranks None."""
+    context = context or distributed.Context()
     all_tasks = generate_tasks(n_tasks, seed)
     report = {"world": world.name, "n_tasks": n_tasks, "seed": seed, "settings": []}
     done: dict[tuple, SettingRun] = {}  # rows with the same settings (e.g. the default and its k) run once
@@ -227,7 +247,9 @@ def run_benchmark(
         tasks = [t for t in all_tasks if setting.kinds is None or t.kind in setting.kinds]
         key = (setting.settings, setting.samples, setting.removal, setting.removal_k, setting.kinds)
         if key not in done:
-            done[key] = run_setting(world, tasks, setting, batch_size, seed)
+            done[key] = run_setting(world, tasks, setting, batch_size, seed, context)
+        if not context.is_main:
+            continue
         metrics = score(world, tasks, done[key])
         metrics["seconds_per_edit"] = round(done[key].seconds / len(tasks), 4)
         row = {"name": setting.name, "samples": setting.samples, "settings": asdict(setting.settings)}
@@ -236,4 +258,31 @@ def run_benchmark(
         report["settings"].append(row | metrics)
         print(f"{setting.name:28s} match={metrics['text_match']} clean={metrics['clean']} "
               f"bg_max={metrics['bg_max_abs']:.3f} s/edit={metrics['seconds_per_edit']}", flush=True)  # fmt: skip
-    return report
+    return report if context.is_main else None
+
+
+REPORT = Path(__file__).resolve().parent.parent / "figures" / "evaluation.json"  # the committed benchmark
+
+
+def load_report(path: str | Path = REPORT) -> dict:
+    """The benchmark's report (``python -m bdlib evaluate`` writes it; the repository ships one)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no benchmark report at {path}: run `python -m bdlib evaluate` (about an hour on CPU)")
+    return json.loads(path.read_text())
+
+
+def report_rows(report: dict, prefix: str | Sequence[str], keys: Sequence[str]) -> list[dict]:
+    """The rows whose name starts with ``prefix`` (or is one of the names), as ``{"setting": name, key: value}``
+    dicts for :func:`bdlib.viz.table`; ``"kind:KEY"`` picks a per-kind value, e.g. ``"add:text_match"``."""
+    def wanted(name: str) -> bool:
+        return name.startswith(prefix) if isinstance(prefix, str) else name in prefix
+
+    def value(row: dict, key: str):
+        if ":" in key:
+            kind, metric = key.split(":")
+            return row["per_kind"].get(kind, {}).get(metric)
+        return row.get(key)
+
+    return [{"setting": row["name"], **{key: value(row, key) for key in keys}}
+            for row in report["settings"] if wanted(row["name"])]  # fmt: skip

@@ -1,8 +1,16 @@
 """Reading images and masks from files, PIL images, arrays or tensors, and writing results.
 
 Images become (1, 3, H, W) float tensors in [-1, 1]; masks become (1, 1, H, W) tensors of exactly 0 and
-1 (1 = edit), thresholded at half of their value range (half of 255 for 8-bit files), never at "any
-non-zero pixel", so JPEG noise and anti-aliased edges do not leak into the mask.
+1 (1 = edit), thresholded at half of their value range (half of 255 for 8-bit files, of 65535 for 16-bit
+ones), never at "any non-zero pixel", so JPEG noise and anti-aliased edges do not leak into the mask.
+
+Every picture, from a file, a PIL image or an array, goes through one reading (:func:`picture_values`), so
+the same picture gives the same image and the same mask whichever way it comes in. Pillow's 8-bit modes
+(1-bit, grey, palette with or without transparency, RGB, RGBA, LA, CMYK, YCbCr, LAB, HSV, ...) are converted
+by Pillow; 16-bit greyscale (``I;16``, and ``I`` holding 0..65535, as older Pillow reads 16-bit PNGs) is
+divided by 65535 (Pillow's own conversion would clip it to white); 32-bit float pictures (``F``) are read
+when they hold values in [0, 1]. Whatever cannot be read faithfully is refused with a message. Pixels must
+be finite numbers, and a picture must have at least one pixel.
 """
 
 from __future__ import annotations
@@ -14,11 +22,20 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from bdlib.files import Writer, write_file
+
 ImageLike = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
+
+_GREY16 = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # "I": older Pillow's mode for 16-bit PNGs
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601-2, as Pillow's convert("L")
+_FIX = "save it as an 8-bit or 16-bit PNG"
 
 
 def _open(source: str | os.PathLike, what: str) -> Image.Image:
     path = Path(source)
+    if path.is_dir():
+        raise ValueError(f"{what} file {path} is a folder: give the path of a picture (PNG, JPEG, ...)")
     if not path.is_file():
         raise FileNotFoundError(f"{what} file {path} does not exist: check the path")
     try:
@@ -29,28 +46,95 @@ def _open(source: str | os.PathLike, what: str) -> Image.Image:
         raise ValueError(f"{what} file {path} is not an image PIL can read (PNG, JPEG, ...): {error}") from None
 
 
+def _check_size(height: int, width: int, what: str) -> None:
+    if height == 0 or width == 0:
+        raise ValueError(f"the {what} is {width}x{height} pixels (width x height): give a picture with pixels")
+
+
+def _picture_values(picture: Image.Image, what: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """A PIL image as float32 arrays in [0, 1]: colour (H, W, 3) and alpha (H, W), or None without one."""
+    mode = picture.mode
+    _check_size(picture.height, picture.width, what)
+    if mode in _GREY16:
+        grey = np.asarray(picture).astype(np.float32)
+        if grey.min() < 0 or grey.max() > 65535:
+            raise ValueError(f"the {what} is a 32-bit integer picture with values outside 0..65535: {_FIX}")
+        return np.repeat(grey[..., None] / np.float32(65535), 3, axis=2), None
+    if mode == "F":
+        grey = np.asarray(picture, dtype=np.float32)
+        if not np.isfinite(grey).all() or grey.min() < 0 or grey.max() > 1:
+            raise ValueError(f"the {what} is a floating-point picture with values outside [0, 1]: {_FIX}")
+        return np.repeat(grey[..., None], 3, axis=2), None
+    has_alpha = mode in _ALPHA_MODES or "transparency" in picture.info
+    try:
+        converted = picture.convert("RGBA" if has_alpha else "RGB")
+    except (ValueError, OSError) as error:
+        raise ValueError(
+            f"the {what} is in mode {mode}, which Pillow cannot convert to RGB ({error}): {_FIX}"
+        ) from None
+    array = np.asarray(converted).astype(np.float32) / np.float32(255)
+    return array[..., :3], (array[..., 3] if has_alpha else None)
+
+
+def _array_values(array: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """An array as float32 arrays in [0, 1]: colour (H, W, 3) and alpha (H, W), or None without one.
+
+    (H, W) and (H, W, 1) are grey, (H, W, 2) grey and alpha, (H, W, 3) RGB, (H, W, 4) RGBA. uint8 holds 0..255,
+    uint16 0..65535; any other type (bool, other integers, floats) must already hold values in [0, 1].
+    """
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4):
+        raise ValueError(f"the {what} must be (H, W), (H, W, 1), (H, W, 2), (H, W, 3) or (H, W, 4), got {array.shape}")
+    _check_size(array.shape[0], array.shape[1], what)
+    if array.dtype == np.uint8 or array.dtype == np.uint16:
+        values = array.astype(np.float32) / np.float32(np.iinfo(array.dtype).max)
+    elif array.dtype == bool or np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating):
+        values = array.astype(np.float32)
+        if not np.isfinite(values).all():
+            raise ValueError(f"the {what} holds NaN or infinite values: give finite numbers in [0, 1]")
+        if values.min() < 0 or values.max() > 1:
+            raise ValueError(
+                f"the {what} ({array.dtype}) must hold values in [0, 1] (or be uint8 for 0..255, uint16 for 0..65535), "
+                f"got {values.min():g}..{values.max():g}"
+            )
+    else:
+        raise ValueError(f"the {what} has dtype {array.dtype}: give uint8, uint16, bool or float values")
+    channels = values.shape[2]
+    colour = values[..., :3] if channels >= 3 else np.repeat(values[..., :1], 3, axis=2)
+    alpha = values[..., -1] if channels in (2, 4) else None
+    return colour, alpha
+
+
+def picture_values(source: Image.Image | np.ndarray, what: str = "image") -> tuple[np.ndarray, np.ndarray | None]:
+    """A PIL image or an array as float32 arrays in [0, 1]: colour (H, W, 3) and alpha (H, W) or None."""
+    if isinstance(source, Image.Image):
+        return _picture_values(source, what)
+    return _array_values(np.asarray(source), f"{what} array")
+
+
 def load_image(source: ImageLike) -> torch.Tensor:
     """An RGB image as a (1, 3, H, W) float tensor in [-1, 1].
 
-    Files and PIL images are converted to RGB (alpha dropped). Arrays are (H, W, 3) uint8 in [0, 255] or
-    float in [0, 1]; tensors are (3, H, W) or (1, 3, H, W) floats already in [-1, 1].
+    Files, PIL images and arrays are read by :func:`picture_values` (alpha dropped): arrays are (H, W) grey,
+    (H, W, 3) RGB or (H, W, 4) RGBA, uint8 in [0, 255], uint16 in [0, 65535] or floats in [0, 1]. Tensors are
+    (3, H, W) or (1, 3, H, W) floats already in [-1, 1]. NaN, infinities and empty pictures are refused.
     """
     if isinstance(source, (str, os.PathLike)):
         source = _open(source, "image")
-    if isinstance(source, Image.Image):
-        source = np.asarray(source.convert("RGB"))
-    if isinstance(source, np.ndarray):
-        if source.ndim != 3 or source.shape[2] not in (3, 4):
-            raise ValueError(f"an image array must be (H, W, 3) or (H, W, 4), got shape {source.shape}")
-        scale = 255.0 if source.dtype == np.uint8 else 1.0
-        source = torch.from_numpy(np.array(source[..., :3])).float().div(scale).permute(2, 0, 1) * 2 - 1
+    if isinstance(source, (Image.Image, np.ndarray)):
+        colour, _ = picture_values(source, "image")
+        source = torch.from_numpy(np.ascontiguousarray(colour)).permute(2, 0, 1) * 2 - 1
     if not isinstance(source, torch.Tensor):
         raise ValueError(f"cannot read an image from {type(source).__name__}: give a path, PIL image, array or tensor")
-    image = source.float()
+    image = source.detach().float().cpu()
     if image.ndim == 3:
         image = image[None]
     if image.ndim != 4 or image.shape[:2] != (1, 3):
         raise ValueError(f"an image tensor must be (3, H, W) or (1, 3, H, W), got shape {tuple(source.shape)}")
+    _check_size(image.shape[2], image.shape[3], "image")
+    if not torch.isfinite(image).all():
+        raise ValueError("the image tensor holds NaN or infinite values: give finite values in [-1, 1]")
     if image.min() < -1.001 or image.max() > 1.001:
         raise ValueError("image tensors must hold values in [-1, 1] (convert with x * 2 - 1 from [0, 1])")
     return image.clamp(-1, 1)
@@ -59,52 +143,46 @@ def load_image(source: ImageLike) -> torch.Tensor:
 def load_mask(source: ImageLike, invert: bool = False, official: bool = False) -> torch.Tensor:
     """A binary mask (1, 1, H, W) of 0/1 floats, 1 = edit; thresholded at half of the value range.
 
-    Files and PIL images are read as greyscale (or their alpha channel if they have one and it is not
-    constant); uint8 arrays are thresholded at 127.5, float arrays and tensors at 0.5. ``official=True`` reads
-    a mask as the official code does: the red channel (of the RGB picture), any value above 0.
+    Files, PIL images and arrays are read by :func:`picture_values`, the same way: their alpha channel if they
+    have one and it is not constant, else their luma (ITU-R 601-2), above one half (127.5 of 255). Tensors hold
+    one channel, (H, W) to (1, 1, H, W), thresholded at 0.5. ``official=True`` reads a mask as the official code
+    does: the red channel (of the RGB picture), any value above 0.
     """
     if isinstance(source, (str, os.PathLike)):
         source = _open(source, "mask")
-    if official:
-        return _official_mask(source, invert)
-    if isinstance(source, Image.Image):
-        alpha = np.asarray(source.getchannel("A")) if "A" in source.getbands() else None
-        source = alpha if alpha is not None and alpha.min() != alpha.max() else np.asarray(source.convert("L"))
-    if isinstance(source, np.ndarray):
-        array = source if source.ndim == 2 else source[..., 0]
-        half = 127.5 if array.dtype == np.uint8 else 0.5
-        mask = torch.from_numpy((array > half).astype(np.float32))
+    if isinstance(source, (Image.Image, np.ndarray)):
+        colour, alpha = picture_values(source, "mask")
+        if official:
+            values, half = colour[..., 0], 0.0
+        else:
+            use_alpha = alpha is not None and alpha.min() != alpha.max()
+            values, half = (alpha if use_alpha else colour @ _LUMA), 0.5
+        mask = torch.from_numpy((values > half).astype(np.float32))
     elif isinstance(source, torch.Tensor):
-        mask = (source.float() > 0.5).float()
-        mask = mask.reshape(mask.shape[-2:]) if mask.numel() == mask.shape[-1] * mask.shape[-2] else None
-        if mask is None:
+        values = source.detach().float().cpu()
+        if values.ndim < 2 or values.numel() != values.shape[-1] * values.shape[-2]:
             raise ValueError(f"a mask tensor must hold one channel, (H, W) to (1, 1, H, W); got {tuple(source.shape)}")
+        _check_size(values.shape[-2], values.shape[-1], "mask")
+        if not torch.isfinite(values).all():
+            raise ValueError("the mask tensor holds NaN or infinite values: give values in [0, 1]")
+        mask = (values.reshape(values.shape[-2:]) > (0 if official else 0.5)).float()
     else:
         raise ValueError(f"cannot read a mask from {type(source).__name__}: give a path, PIL image, array or tensor")
     mask = mask[None, None]
     return 1 - mask if invert else mask
 
 
-def _official_mask(source: Image.Image | np.ndarray | torch.Tensor, invert: bool) -> torch.Tensor:
-    """The official reading (image_editor.py:149-157): RGB picture, red channel, ``> 0``."""
-    if isinstance(source, Image.Image):
-        array = np.asarray(source.convert("RGB"))[..., 0]
-    elif isinstance(source, np.ndarray):
-        array = source if source.ndim == 2 else source[..., 0]
-    elif isinstance(source, torch.Tensor):
-        array = source.detach().float().cpu().reshape(-1, *source.shape[-2:])[0].numpy()
-    else:
-        raise ValueError(f"cannot read a mask from {type(source).__name__}: give a path, PIL image, array or tensor")
-    mask = torch.from_numpy((np.asarray(array) > 0).astype(np.float32))[None, None]
-    return 1 - mask if invert else mask
-
-
-def save_image(image: torch.Tensor, path: str | os.PathLike) -> Path:
-    """Write a (3, H, W) or (1, 3, H, W) image in [-1, 1] as an 8-bit PNG (creating the folder)."""
+def image_writer(image: torch.Tensor) -> Writer:
+    """A writer (:mod:`bdlib.files`) of a (3, H, W) or (1, 3, H, W) image in [-1, 1] as an 8-bit picture, in the
+    format of the path's extension (PNG for ``.png``)."""
     image = image.detach().float().cpu()
     image = image[0] if image.ndim == 4 else image
     array = ((image.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
-    return path
+    picture = Image.fromarray(array)
+    return lambda path: picture.save(path)
+
+
+def save_image(image: torch.Tensor, path: str | os.PathLike) -> Path:
+    """Write a (3, H, W) or (1, 3, H, W) image in [-1, 1] as an 8-bit PNG, atomically (creating the folder; an
+    existing file is replaced only by a complete one)."""
+    return write_file(path, image_writer(image))

@@ -96,6 +96,30 @@ class SampleStreams:
     def __len__(self) -> int:
         return len(self.generators)
 
+    def subset(self, rows: Sequence[int]) -> SampleStreams:
+        """The streams of ``rows`` only; they share their generators with this object (draws advance both)."""
+        return self._assemble(
+            [self.generators[i] for i in rows], [self.groups[i] for i in rows], self._group_generators, self.device
+        )
+
+    @classmethod
+    def stack(cls, parts: Sequence[SampleStreams]) -> SampleStreams:
+        """Several independent sets of streams as one batch (e.g. a grid of single-sample edits): each part keeps
+        its own samples and its own groups, even where their labels coincide."""
+        generators, groups, group_generators = [], [], {}
+        for n, part in enumerate(parts):
+            generators += part.generators
+            groups += [(n, g) for g in part.groups]
+            group_generators |= {(n, g): gen for g, gen in part._group_generators.items()}
+        return cls._assemble(generators, groups, group_generators, parts[0].device)
+
+    @classmethod
+    def _assemble(cls, generators, groups, group_generators, device) -> SampleStreams:
+        streams = object.__new__(cls)
+        streams.device, streams.generators, streams.groups = device, list(generators), list(groups)
+        streams._group_generators = {g: group_generators[g] for g in dict.fromkeys(streams.groups)}
+        return streams
+
     def randn(self, shape: Sequence[int]) -> torch.Tensor:
         """``(B, *shape)`` standard normal noise, row ``i`` from sample ``i``'s stream."""
         return torch.stack([torch.randn(tuple(shape), generator=g) for g in self.generators]).to(self.device)

@@ -8,6 +8,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.backend_bases import FigureCanvasBase
+
+from bdlib.files import Writer, write_file
 
 
 def to_numpy_image(image: torch.Tensor) -> np.ndarray:
@@ -22,17 +25,49 @@ def to_numpy_image(image: torch.Tensor) -> np.ndarray:
     return ((image.clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
 
 
+MIN_PIXELS = 128  # every image is drawn at least this many screen pixels wide (toy images are 32 px: 4x or more)
+DPI = 100  # the notebooks' and the saved figures' resolution
+MAX_WIDTH_INCHES = 9.6  # a JupyterLab cell: wider rows wrap
+
+
+def _wrap(rows, titles, row_labels, columns: int):
+    """Cut rows longer than ``columns`` into several rows (their titles with them; the label on the first piece)."""
+    out_rows, out_titles, out_labels = [], [], []
+    for r, row in enumerate(rows):
+        row_titles = list(titles[r]) if titles is not None and r < len(titles) else []
+        for first in range(0, max(len(row), 1), columns):
+            out_rows.append(list(row[first : first + columns]))
+            out_titles.append(row_titles[first : first + columns])
+            out_labels.append(row_labels[r] if row_labels is not None and first == 0 else "")
+    return out_rows, out_titles, out_labels
+
+
 def show_grid(
     rows: Sequence[Sequence[torch.Tensor]],
     titles: Sequence[Sequence[str]] | None = None,
     row_labels: Sequence[str] | None = None,
-    panel_inches: float = 1.1,
+    panel_inches: float = 1.6,
     suptitle: str | None = None,
+    max_width_inches: float = MAX_WIDTH_INCHES,
 ):
-    """A figure with one panel per image (nearest-neighbour, no smoothing: toy images are 32 px)."""
+    """A figure with one panel per image, nearest-neighbour (no smoothing: toy images are 32 px).
+
+    Each image is ``panel_inches`` wide at :data:`DPI` (at least :data:`MIN_PIXELS` screen pixels: a smaller panel is
+    refused); a row wider than ``max_width_inches`` wraps onto the next lines.
+    """
+    if panel_inches * DPI < MIN_PIXELS:
+        raise ValueError(
+            f"panel_inches={panel_inches} draws an image {panel_inches * DPI:.0f} px wide: use at least "
+            f"{MIN_PIXELS / DPI:g} in ({MIN_PIXELS} px), so that a 32-px image stays readable"
+        )
+    columns = max(1, int(max_width_inches // panel_inches))
+    rows, titles, row_labels = _wrap(rows, titles, row_labels, columns)
     n_rows, n_cols = len(rows), max(len(row) for row in rows)
+    has_titles = any(any(t) for t in titles)
+    height = panel_inches + (0.3 if has_titles else 0.05)
     fig, axes = plt.subplots(
-        n_rows, n_cols, figsize=(panel_inches * n_cols, panel_inches * n_rows + 0.3), squeeze=False
+        n_rows, n_cols, figsize=(panel_inches * n_cols, height * n_rows + (0.5 if suptitle else 0)), squeeze=False,
+        dpi=DPI,
     )
     for r, row in enumerate(rows):
         for c in range(n_cols):
@@ -44,20 +79,53 @@ def show_grid(
                 continue
             picture = to_numpy_image(row[c])
             ax.imshow(picture, interpolation="nearest", cmap="gray" if picture.ndim == 2 else None, vmin=0, vmax=1)
-            if titles is not None and c < len(titles[r]):
-                ax.set_title(titles[r][c], fontsize=7)
-        if row_labels is not None:
-            axes[r][0].set_ylabel(row_labels[r], fontsize=7)
+            if c < len(titles[r]) and titles[r][c]:
+                ax.set_title(titles[r][c], fontsize=9)
+        if row_labels[r]:
+            axes[r][0].set_ylabel(row_labels[r])
     if suptitle:
-        fig.suptitle(suptitle, fontsize=8)
+        fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
 
 
-def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
-    """Save ``fig`` (creating the folder) and close it."""
+def table(rows: Sequence[dict], digits: int = 3):
+    """``rows`` (dicts with the same keys) as a Markdown table for a notebook (``IPython.display.Markdown``)."""
+    from IPython.display import Markdown
+
+    if not rows:
+        return Markdown("(no rows)")
+    keys = list(rows[0])
+
+    def cell(value) -> str:
+        if not isinstance(value, float):
+            return str(value)
+        tiny_or_huge = abs(value) >= 1e4 or (value != 0 and abs(value) < 1e-3)
+        return f"{value:.{digits}g}" if tiny_or_huge else f"{value:.{digits}f}"
+
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(cell(row.get(key)) for key in keys) + " |" for row in rows]
+    return Markdown("\n".join(lines))
+
+
+def figure_writer(fig, dpi: int = 100) -> Writer:
+    """A writer (:mod:`bdlib.files`) that saves ``fig`` at ``dpi`` in the format of the path's extension."""
+    return lambda path: fig.savefig(path, dpi=dpi)
+
+
+def check_figure_path(path: str | Path) -> Path:
+    """Refuse a figure path whose extension matplotlib cannot write (before any work is done)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix.lower().lstrip(".") not in formats:
+        raise ValueError(f"cannot write a figure as {path.name}: use one of .{', .'.join(sorted(formats))}")
     return path
+
+
+def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
+    """Save ``fig`` atomically (creating the folder; an existing file is replaced only by a complete one) and
+    close it."""
+    try:
+        return write_file(path, figure_writer(fig, dpi))
+    finally:
+        plt.close(fig)

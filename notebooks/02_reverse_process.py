@@ -37,7 +37,7 @@
 
 # %% tags=["parameters"]
 FAST = True  # fast mode: small batches and short chains (full mode: more samples, 100-step chains)
-WORLD = "toy"  # this notebook always uses the toy DDPM (notebook 08 runs the paper's 256x256 model)
+WORLD = "toy"  # this notebook always uses the toy DDPM (notebook 09 runs the paper's 256x256 model)
 DEVICE = "cpu"  # "cuda" for a GPU
 SEED = 0
 
@@ -58,7 +58,7 @@ plt.rcParams["figure.dpi"] = 100
 torch.manual_seed(SEED)
 NOTEBOOK_START = time.perf_counter()
 if WORLD != "toy":
-    print(f"WORLD={WORLD!r}: this notebook teaches with the toy DDPM; see notebook 08 for the paper's models.")
+    print(f"WORLD={WORLD!r}: this notebook teaches with the toy DDPM; see notebook 09 for the paper's models.")
 N_SAMPLES = 8 if FAST else 16  # images generated in section 6
 SAMPLE_RESPACING = "25" if FAST else "100"
 

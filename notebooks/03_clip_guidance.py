@@ -36,7 +36,7 @@
 
 # %% tags=["parameters"]
 FAST = True  # fast mode: smaller evaluation sets, shorter optimisations and chains
-WORLD = "toy"  # this notebook always uses the toy CLIP (notebook 08 runs the paper's CLIP ViT-B/16)
+WORLD = "toy"  # this notebook always uses the toy CLIP (notebook 09 runs the paper's CLIP ViT-B/16)
 DEVICE = "cpu"  # "cuda" for a GPU
 SEED = 0
 
@@ -62,7 +62,7 @@ plt.rcParams["figure.dpi"] = 100
 torch.manual_seed(SEED)
 NOTEBOOK_START = time.perf_counter()
 if WORLD != "toy":
-    print(f"WORLD={WORLD!r}: this notebook teaches with the toy CLIP; see notebook 08 for the paper's models.")
+    print(f"WORLD={WORLD!r}: this notebook teaches with the toy CLIP; see notebook 09 for the paper's models.")
 N_EVAL = 420 if FAST else 2100  # scenes in the zero-shot evaluation
 ADV_STEPS = 150 if FAST else 400  # optimisation steps of the adversarial example
 GUIDED_BATCH, GUIDED_RESPACING = (4, "25") if FAST else (8, "50")

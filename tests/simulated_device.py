@@ -11,11 +11,13 @@ runs and gives numbers. Every operation checks its arguments the way a GPU would
   generator for CUDA tensors and the reverse), and a generator cannot be created on the device at all.
 
 "meta" is only the label: the values are computed on the CPU, and ``.cpu()`` or ``.item()`` read them back.
+``torch.tensor(data, device=...)``, which builds its tensor outside the dispatcher, is caught by a function mode.
 """
 
 from __future__ import annotations
 
 import torch
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 
@@ -88,8 +90,30 @@ def _unwrap(value):
     return value.values if _is_device(value) else value
 
 
-class SimulatedAccelerator(TorchDispatchMode):
-    """While active, ``DEVICE`` ("meta") behaves as a separate accelerator with real values (see the module)."""
-
+class _Dispatch(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         return _run(func, args, kwargs or {})
+
+
+class _Factories(TorchFunctionMode):
+    """``torch.tensor(data, device=...)`` builds its tensor outside the dispatcher: build it on the CPU, then move."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in (torch.tensor, torch.as_tensor) and _targets_device(kwargs.get("device")):
+            return func(*args, **{**kwargs, "device": "cpu"}).to(DEVICE)
+        return func(*args, **kwargs)
+
+
+class SimulatedAccelerator:
+    """While active, ``DEVICE`` ("meta") behaves as a separate accelerator with real values (see the module)."""
+
+    def __enter__(self) -> SimulatedAccelerator:
+        self._modes = [_Factories(), _Dispatch()]
+        for mode in self._modes:
+            mode.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for mode in reversed(self._modes):
+            mode.__exit__(*exc)

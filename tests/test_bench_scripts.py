@@ -193,3 +193,37 @@ def test_precision_tolerance_finds_the_unet_far_more_sensitive_than_clip(tmp_pat
     assert 0 < clip_only["grad_relative_l2"] < 0.05 < everything["grad_relative_l2"]
     with pytest.raises(SystemExit):
         script.main(["--indices", "30", "--out", str(out)])
+
+
+def test_gpu_check_dry_run_covers_every_section(tmp_path):
+    """``benchmarks/gpu_check.py --device cpu --smoke``: the GPU check's CPU dry run, so the script cannot rot."""
+    out = tmp_path / "gpu_check.json"
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "gpu_check.py"), "--device", "cpu", "--smoke",
+                           "--out", str(out)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)  # fmt: skip
+    report = json.loads(out.read_text())
+    statuses = {name: entry["status"] for name, entry in report["sections"].items()}
+    assert done.returncode == 0 and set(statuses.values()) == {"ok"}, (statuses, done.stdout[-2000:])
+    assert list(statuses) == list(load_script(REPO_ROOT / "benchmarks" / "gpu_check.py").SECTIONS)
+    edits = report["sections"]["device_edits"]["result"]
+    assert edits["blended ddpm"]["max_abs_diff"] == 0.0 and edits["blended ddpm"]["same_ranking"]  # CPU vs CPU
+
+
+def test_bench_distributed_runs_one_and_two_processes(tmp_path):
+    script = load_script(REPO_ROOT / "benchmarks" / "bench_distributed.py")
+    out = tmp_path / "distributed.json"
+    record = script.main(["--samples", "2", "--k", "3", "--processes", "1", "2", "--repeats", "1",
+                          "--estimate-step-seconds", "0.5", "--out", str(out)])  # fmt: skip
+    assert json.loads(out.read_text()) == json.loads(json.dumps(record))
+    assert [c["processes"] for c in record["configurations"]] == [1, 2]
+    assert all(c["samples_per_second"] > 0 and c["wall_seconds"] > c["edit_seconds"] for c in record["configurations"])
+    estimate = record["estimate"]
+    assert estimate["label"].startswith("ESTIMATE") and estimate["1_gpus"] > estimate["4_gpus"] > estimate["8_gpus"]
+
+
+def test_removal_recipes_script_scores_each_recipe(tmp_path):
+    script = load_script(REPO_ROOT / "benchmarks" / "removal_recipes.py")
+    out = tmp_path / "removal.json"
+    record = script.main(["--tasks", "10", "--only", "prior only, k=18", "RePaint 5 jumps, k=18",
+                          "away from object captions 300, k=18", "--out", str(out)])  # fmt: skip
+    assert record["tasks"] == 2 and json.loads(out.read_text()) == record
+    assert all(0 <= recipe["removed"] <= 1 for recipe in record["recipes"].values())

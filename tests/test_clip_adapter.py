@@ -10,6 +10,8 @@ that with a little margin. Torch's bicubic *without* antialias differs by up to 
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import warnings
 
 import numpy as np
@@ -168,3 +170,75 @@ def test_load_clip_from_a_local_file_is_exact(tmp_path, file_format: str) -> Non
     assert torch.equal(loaded.encode_text(prompts), tiny.encode_text(prompts))
     x = torch.rand(1, 3, 40, 40) * 2 - 1
     assert torch.equal(loaded.encode_image(x), tiny.encode_image(x))
+
+
+# ----------------------------------------------------------------------------- loading runs no code (issue 16)
+class _CodeInTheFile(torch.nn.Module):
+    """A module whose TorchScript ``__setstate__`` prints: torch.jit.load runs it while loading the file."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weight
+
+    @torch.jit.export
+    def __getstate__(self) -> tuple[torch.Tensor, bool]:
+        return (self.weight, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: tuple[torch.Tensor, bool]) -> None:
+        print("CODE FROM THE FILE RAN")
+        self.weight = state[0]
+        self.training = state[1]
+
+
+def _traced_tiny_clip(path) -> ClipModel:
+    tiny = random_clip(TINY, seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.trace(tiny.model, (torch.zeros(1, 3, 32, 32), tiny.tokenize(["a red circle"]))).save(str(path))
+    return tiny
+
+
+def _never(*args, **kwargs):
+    raise AssertionError("the file was deserialised")
+
+
+def test_load_clip_never_runs_code_stored_in_the_file(tmp_path, capfd) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.script(_CodeInTheFile()).save(str(tmp_path / "code.pt"))
+    with pytest.raises(ValueError, match=r"code\.pt (does not hold CLIP weights|lacks)"):
+        load_clip(tmp_path / "code.pt")
+    assert "CODE FROM THE FILE RAN" not in capfd.readouterr().out
+
+
+def test_the_cached_clip_is_checked_against_its_sha256_before_anything_reads_it(tmp_path, monkeypatch) -> None:
+    _traced_tiny_clip(tmp_path / "ViT-B-16.pt")  # a TorchScript file, but not OpenAI's
+    monkeypatch.setattr(torch.jit, "load", _never)
+    monkeypatch.setattr(torch, "load", _never)
+    monkeypatch.setattr("bdlib.clip_adapter.read_torchscript_tensors", _never, raising=False)
+    with pytest.raises(ValueError, match="is not the official CLIP ViT-B/16 file") as info:
+        load_clip("ViT-B/16", cache_dir=tmp_path)
+    assert f"{DOWNLOAD_COMMAND} --cache-dir {tmp_path}" in str(info.value)
+
+
+def test_the_pinned_archive_is_read_as_data(tmp_path, monkeypatch) -> None:
+    from bdlib.worlds import paper
+
+    tiny = _traced_tiny_clip(tmp_path / "ViT-B-16.pt")
+    digest = hashlib.sha256((tmp_path / "ViT-B-16.pt").read_bytes()).hexdigest()
+    monkeypatch.setitem(paper.PAPER_FILES, "clip", dataclasses.replace(paper.PAPER_FILES["clip"], sha256=digest))
+    monkeypatch.setattr(torch.jit, "load", _never)  # no TorchScript interpreter involved
+    loaded = load_clip("ViT-B/16", cache_dir=tmp_path)
+    assert torch.equal(loaded.encode_text(["a blue square"]), tiny.encode_text(["a blue square"]))
+
+
+def test_a_damaged_clip_archive_is_named(tmp_path) -> None:
+    _traced_tiny_clip(tmp_path / "clip.pt")
+    data = (tmp_path / "clip.pt").read_bytes()
+    (tmp_path / "clip.pt").write_bytes(data[: len(data) // 2])  # cut in half: the zip directory is gone
+    with pytest.raises(ValueError, match=r"clip\.pt"):
+        load_clip(tmp_path / "clip.pt")

@@ -14,6 +14,7 @@ import torch
 from simulated_device import DEVICE, DevicePlacementError, OnDevice, SimulatedAccelerator
 
 from bdlib.edit import edit
+from bdlib.grid import edit_grid
 from bdlib.worlds.toy.tasks import example_task
 
 CASES = {
@@ -66,3 +67,14 @@ def test_the_simulation_catches_what_a_gpu_refuses():
         with pytest.raises(RuntimeError):
             torch.Generator(device=DEVICE)  # no generator lives on the device
         assert float((x * torch.tensor(2.0)).sum()) == 12.0  # CPU scalars mix, as on CUDA
+
+
+@pytest.mark.parametrize("field,values,extra", [("k", [2, 5], {}), ("lam", [10.0, 1e3], {"algorithm": "local"})])
+def test_a_grid_runs_on_the_device(worlds, field, values, extra):
+    cpu, on_device = worlds
+    task = example_task()
+    with SimulatedAccelerator():
+        grid = edit_grid(on_device, task.image, task.mask, "a red circle", field, values, seed=1, **extra)
+    reference = edit_grid(cpu, task.image, task.mask, "a red circle", field, values, seed=1, **extra)
+    for a, b in zip(grid, reference, strict=True):
+        torch.testing.assert_close(a.images, b.images, rtol=0, atol=1e-4)

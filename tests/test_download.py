@@ -6,6 +6,7 @@ import hashlib
 import http.server
 import os
 import threading
+import time
 import urllib.error
 from pathlib import Path
 
@@ -56,8 +57,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         body = DATA[start:]
-        self.send_header("Content-Length", str(len(body)))
+        if not server.no_length:  # without it, the body ends when the connection closes (HTTP/1.0)
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        if server.stall:  # headers, then silence
+            time.sleep(server.stall)
+            return
         if server.cuts_left > 0:
             server.cuts_left -= 1
             self.wfile.write(body[: CUT_AT - start])  # promise everything, send half, hang up
@@ -69,13 +74,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def serve():
-    """Start a server; ``serve(honour_range=True, cuts=0, wrong_range=False)`` returns (url, server)."""
+    """Start a server; ``serve(honour_range=True, cuts=0, wrong_range=False, no_length=False, stall=0)`` returns
+    (url, server)."""
     servers = []
 
-    def start(honour_range: bool = True, cuts: int = 0, wrong_range: bool = False):
+    def start(honour_range: bool = True, cuts: int = 0, wrong_range: bool = False, no_length=False, stall=0.0):
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         server.honour_range, server.cuts_left, server.requests = honour_range, cuts, []
-        server.wrong_range = wrong_range
+        server.wrong_range, server.no_length, server.stall = wrong_range, no_length, stall
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
         servers.append(server)
         return f"http://127.0.0.1:{server.server_address[1]}/file", server
@@ -222,3 +228,60 @@ def test_missing_checkpoint_error_names_file_directory_and_command(tmp_path: Pat
 
     with pytest.raises(MissingCheckpointError, match=DOWNLOAD_COMMAND):
         load_unet_state_dict(tmp_path / "256x256_diffusion_uncond.pt")
+
+
+
+# ----------------------------------------------------------------------------- failures say what to do (issue 16)
+def test_a_cut_body_without_content_length_is_resumed_not_discarded(serve, tmp_path: Path) -> None:
+    url, server = serve(cuts=1, no_length=True)
+    dest = tmp_path / "model.pt"
+    assert download(url, dest, DATA_SHA, chunk_size=8192, progress=False) == dest
+    assert dest.read_bytes() == DATA and not corrupt_path(dest).exists()
+    assert server.requests == [None, f"bytes={CUT_AT}-"]  # the second request asked for the rest
+
+
+def test_a_wrong_body_without_content_length_is_judged_once_the_server_says_it_is_complete(serve, tmp_path) -> None:
+    url, server = serve(no_length=True)
+    dest = tmp_path / "model.pt"
+    with pytest.raises(ChecksumError):
+        download(url, dest, "0" * 64, progress=False)
+    assert corrupt_path(dest).read_bytes() == DATA
+    assert server.requests == [None, f"bytes={len(DATA)}-"]  # 416 for bytes past the end: the file was complete
+
+
+def test_a_stalled_server_fails_after_one_timeout(serve, tmp_path: Path) -> None:
+    url, server = serve(stall=3.0)
+    began = time.monotonic()
+    with pytest.raises((TimeoutError, urllib.error.URLError)):
+        download(url, tmp_path / "model.pt", DATA_SHA, timeout=0.5, retries=3, progress=False)
+    assert time.monotonic() - began < 1.4 and len(server.requests) == 1  # not 4 x the timeout
+
+
+def test_a_later_verified_download_removes_the_bad_bytes_of_an_earlier_one(serve, tmp_path: Path) -> None:
+    url, _ = serve()
+    dest = tmp_path / "model.pt"
+    corrupt_path(dest).write_bytes(b"bad bytes kept from an earlier attempt")
+    download(url, dest, DATA_SHA, progress=False)
+    assert dest.read_bytes() == DATA and not corrupt_path(dest).exists()
+
+
+def _download_cli(monkeypatch, url: str, cache) -> int:
+    from bdlib.__main__ import main
+    from bdlib.worlds import paper
+
+    fake = paper.PaperFile("256x256_diffusion_uncond.pt", url, DATA_SHA, len(DATA), "test")
+    monkeypatch.setitem(paper.PAPER_FILES, "unet", fake)
+    return main(["download", "paper", "--only", "unet", "--cache-dir", str(cache)])
+
+
+def test_the_download_command_says_what_to_do_for_each_failure(serve, tmp_path: Path, monkeypatch, capsys) -> None:
+    url, _ = serve()
+    assert _download_cli(monkeypatch, url.replace("/file", "/moved"), tmp_path / "cache") == 2
+    err = capsys.readouterr().err
+    assert "answered 404" in err and "will not help" in err and "resume" not in err
+    (tmp_path / "plain").write_text("a file, not a folder")
+    assert _download_cli(monkeypatch, url, tmp_path / "plain" / "cache") == 2
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "--cache-dir" in err and "resume" not in err and "Traceback" not in err
+    assert _download_cli(monkeypatch, url, tmp_path / "cache") == 0
+    assert (tmp_path / "cache" / "256x256_diffusion_uncond.pt").read_bytes() == DATA

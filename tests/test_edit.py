@@ -9,8 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from bdlib.edit import edit
+from bdlib.edit import PreparedEdit, edit, finish_edit
 from bdlib.imageio import load_mask, save_image
+from bdlib.method import MAX_WEIGHT, MethodSettings
+from bdlib.worlds.base import load_world
 from bdlib.worlds.toy.tasks import example_task
 from bdlib.worlds.toy.world import load_toy_world
 
@@ -89,6 +91,8 @@ def test_bad_prompt_k_and_files(random_toy_world, example, tmp_path):
         edit(random_toy_world, tmp_path / "notes.png", mask, "a red circle")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         edit(random_toy_world, tmp_path / "missing.png", mask, "a red circle")
+    with pytest.raises(ValueError, match="is a folder"):
+        edit(random_toy_world, tmp_path, mask, "a red circle")
 
 
 def test_bf16_networks_give_close_distances_and_an_exact_background(example):
@@ -140,3 +144,103 @@ def test_whole_edit_in_both_modes_ddim_and_ddpm(random_toy_world, example, offic
     torch.testing.assert_close(result.images, expected)
     if not ddim:  # a DDPM step at t = 0 ends at the guided mean, not at x̂_0: the two modes differ there
         assert not torch.equal(last["pred_x0"], last["fg"])
+
+
+# ----------------------------------------------------------------------------- bad input (issue 16)
+def test_non_finite_inputs_are_refused(random_toy_world, example):
+    image, mask = example
+    for value in (float("nan"), float("inf")):
+        bad = image.clone()
+        bad[0, 5, 5] = value
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            edit(random_toy_world, bad, mask, "a red circle")
+        array = ((image.permute(1, 2, 0).numpy() + 1) / 2).astype(np.float32)
+        array[3, 3, 1] = value
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            edit(random_toy_world, array, mask, "a red circle")
+        bad_mask = mask.clone()
+        bad_mask[0, 0, 0] = value
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            edit(random_toy_world, image, bad_mask, "a red circle")
+
+
+def test_the_final_paste_never_carries_nan_into_the_background(example):
+    image, mask = example
+    prepared = PreparedEdit(image[None], mask[None], image[None], mask[None], "a red circle", MethodSettings())
+    results = torch.full((2, 3, 32, 32), float("nan"))  # two samples gone wrong everywhere
+    finished = finish_edit(prepared, results, torch.zeros(2))
+    keep = (mask[None] == 0).expand_as(finished.images)
+    assert torch.equal(finished.images[keep], image[None].expand_as(finished.images)[keep])
+
+
+def test_a_diverging_chain_is_stopped_with_what_to_lower(example):
+    image, mask = example
+    world = load_toy_world()  # official mode does not clamp x̂_0: a range scale of 1e6 feeds back into inf/NaN
+    with pytest.raises(ValueError, match=r"the edit diverged.*range scale 1e\+06.*lower these weights"):
+        edit(world, image, mask, "a red circle", official=True, range_scale=1e6, seed=1)
+
+
+def test_the_largest_accepted_weights_stay_finite_in_the_toy_world(example):
+    image, mask = example
+    world = load_toy_world()  # x̂_0 clamped (the toy default): MAX_WEIGHT on every weight at once stays finite
+    big = dict(guidance_scale=MAX_WEIGHT, range_scale=MAX_WEIGHT, seed=1)
+    for extra in ({}, {"algorithm": "local", "lam": MAX_WEIGHT}):
+        result = edit(world, image, mask, "a red circle", **big, **extra)
+        assert torch.isfinite(result.images).all()
+    with pytest.raises(ValueError, match=r"guidance_scale must be in \[0, 1e\+12\]"):
+        edit(world, image, mask, "a red circle", guidance_scale=MAX_WEIGHT * 10)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"samples": True}, "samples must be a positive integer"),
+        ({"samples": 0}, "samples must be a positive integer"),
+        ({"batch_size": 0}, "batch_size must be a positive integer"),
+        ({"dilate": -5}, "dilate must be a whole number of pixels, 0 or more"),
+        ({"dilate": 1.5}, "dilate must be a whole number of pixels, 0 or more"),
+        ({"seed": -1}, r"seed must be in \[0, 2\*\*63\)"),
+        ({"seed": 2**64}, r"seed must be in \[0, 2\*\*63\)"),
+        ({"prompt": None}, "the prompt must be a string"),
+    ],
+)
+def test_bad_arguments_are_refused_with_their_name(random_toy_world, example, kwargs, match):
+    image, mask = example
+    arguments = {"prompt": "a red circle", **kwargs}
+    with pytest.raises(ValueError, match=match):
+        edit(random_toy_world, image, mask, **arguments)
+
+
+@pytest.mark.parametrize(
+    "empty", [torch.zeros(1, 3, 0, 0), np.zeros((0, 0, 3), np.uint8), Image.new("RGB", (0, 0)), torch.zeros(3, 32, 0)]
+)
+def test_an_image_without_pixels_is_refused(random_toy_world, empty):
+    with pytest.raises(ValueError, match="pixels"):
+        edit(random_toy_world, empty, torch.ones(1, 1, 4, 4), "a red circle")
+
+
+def test_seeds_equal_modulo_2_to_the_32_give_different_edits(random_toy_world, example):
+    image, mask = example
+    a = edit(random_toy_world, image, mask, "a red circle", seed=7, k=2).images
+    b = edit(random_toy_world, image, mask, "a red circle", seed=7 + 2**32, k=2).images
+    c = edit(random_toy_world, image, mask, "a red circle", seed=7 + 2**62, k=2).images
+    assert not torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_a_batch_that_cannot_fit_in_memory_is_refused_with_a_batch_size_that_fits(random_toy_world, example,
+                                                                                  monkeypatch):  # fmt: skip
+    image, mask = example
+    world = dataclasses.replace(random_toy_world, sample_bytes_per_pixel=40 * 2**10)  # 40 MiB per 32x32 sample
+    monkeypatch.setattr("bdlib.memory.available_memory", lambda: 100 * 2**20)  # 100 MiB free
+    with pytest.raises(ValueError, match=r"3 samples in one batch need about 0\.1 GiB.*batch_size=2"):
+        edit(world, image, mask, "a red circle", samples=3, k=1)
+    assert len(edit(world, image, mask, "a red circle", samples=3, batch_size=2, k=1).images) == 3
+    with pytest.raises(ValueError, match=r"100000 samples at 32x32 need about .* GiB .* for their results alone"):
+        edit(world, image, mask, "a red circle", samples=100_000)
+
+
+def test_a_device_this_machine_lacks_is_refused_before_loading():
+    with pytest.raises(ValueError, match="cuda:99"):
+        load_world("toy", device="cuda:99")
+    with pytest.raises(ValueError, match="unknown device 'gpu'"):
+        load_world("toy", device="gpu")

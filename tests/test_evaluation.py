@@ -30,7 +30,7 @@ def report(cheap_world):
     keep = {
         "alg2 default",
         "alg1 lam=0",
-        "alg1 lam=30000",
+        "alg1 lam=100000",
         "alg2 scale=1000 aug=1",
         "alg2 k=2",
         "alg2 top-1 of 4 ranked",
@@ -109,8 +109,6 @@ def test_only_reruns_the_named_rows_and_keeps_the_others(report, cheap_world, tm
 def test_only_refuses_unknown_rows_other_tasks_and_a_missing_file(cheap_world, report, tmp_path):
     out = tmp_path / "evaluation.json"
     args = argparse.Namespace(only=["alg2 default"], out=out, tasks=5, seed=0, fast=True, batch_size=8)
-    with pytest.raises(FileNotFoundError, match="run without --only"):
-        update_rows(cheap_world, args, time.time())
     out.write_text(json.dumps(report))
     with pytest.raises(ValueError, match="unknown row"):
         update_rows(cheap_world, argparse.Namespace(**{**vars(args), "only": ["alg2 turbo"]}), time.time())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import pickle
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import torch
 from torch import nn
 
 from bdlib.commands import download as download_command
+from bdlib.safe_load import DamagedFileError
 from bdlib.worlds import paper
 from bdlib.worlds.paper import (
     DOWNLOAD_COMMAND,
@@ -89,8 +89,9 @@ def test_weights_only_loading(tmp_path: Path) -> None:
     check_state_dict(small_model(), state)  # fits: no error
 
     torch.save({"weights": NotATensor()}, tmp_path / "evil.pt")
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(DamagedFileError, match="pickled Python objects besides tensors") as info:
         load_unet_state_dict(tmp_path / "evil.pt")
+    assert "weights_only=False" not in str(info.value)  # never the advice to run the file's code
 
     torch.save({"step": 3}, tmp_path / "not_a_state_dict.pt")
     with pytest.raises(ValueError, match="does not contain a state dict"):
@@ -150,7 +151,34 @@ def test_download_command_parses_and_runs(tmp_path: Path, monkeypatch, capsys) -
         raise ConnectionResetError("connection reset by peer")
 
     monkeypatch.setattr(paper, "download_paper_weights", offline)
-    assert args.func(args) == 1
-    assert "run the same command again" in capsys.readouterr().err
+    assert args.func(args) == 2
+    assert "connection reset by peer" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parser.parse_args(["download", "toy"])
+
+
+@pytest.mark.parametrize("content", [b"", b"\x80\x02}q\x00(X\x01\x00\x00\x00aq", b"PK\x03\x04 not a zip at all"])
+def test_an_empty_or_corrupt_unet_checkpoint_is_named_with_the_download_command(tmp_path: Path, content) -> None:
+    path = tmp_path / "256x256_diffusion_uncond.pt"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match="256x256_diffusion_uncond.pt cannot be read") as info:
+        load_unet_state_dict(path)
+    assert f"{DOWNLOAD_COMMAND} --cache-dir {tmp_path}" in str(info.value)
+    message = str(info.value).replace(str(tmp_path), "DIR")
+    assert "weights_only=False" not in message and len(message) < 300, message
+
+
+def _no_unet(*args, **kwargs):
+    raise AssertionError("the 552M-parameter UNet was built before the checkpoints were checked")
+
+
+def test_a_missing_or_cut_checkpoint_is_reported_before_the_unet_is_built(tmp_path: Path, monkeypatch) -> None:
+    from bdlib.worlds import paper_world
+
+    monkeypatch.setattr(paper_world, "paper_unet", _no_unet)
+    with pytest.raises(FileNotFoundError, match=f"256x256_diffusion_uncond.pt .* {DOWNLOAD_COMMAND}"):
+        paper_world.load_paper_world(cache_dir=tmp_path)
+    (tmp_path / "256x256_diffusion_uncond.pt").write_bytes(b"the first bytes of a download that was cut")
+    (tmp_path / "ViT-B-16.pt").write_bytes(b"a CLIP file")
+    with pytest.raises(ValueError, match=r"damaged or incomplete: 42 bytes instead of 2,211,383,297"):
+        paper_world.load_paper_world(cache_dir=tmp_path)

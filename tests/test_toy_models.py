@@ -7,12 +7,18 @@ file fails (never skips): the package must ship them.
 
 from __future__ import annotations
 
+import json
+import shutil
+
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from bdlib.clip_adapter import ClipModel, normalize01, random_clip
+from bdlib.download import sha256_of
 from bdlib.worlds.toy import tokenizer as tok
+from bdlib.worlds.toy import weights_io
 from bdlib.worlds.toy.clip_model import (
     CLASS_PROMPTS,
     build_toy_clip,
@@ -22,12 +28,13 @@ from bdlib.worlds.toy.clip_model import (
     zero_shot,
 )
 from bdlib.worlds.toy.corruptions import KINDS, make_examples
-from bdlib.worlds.toy.ddpm import toy_diffusion
+from bdlib.worlds.toy.ddpm import load_toy_ddpm, toy_diffusion
 from bdlib.worlds.toy.noisy_clip import build_toy_noisy_clip, load_toy_noisy_clip, toy_noisy_clip_step_fn
 from bdlib.worlds.toy.oracle import build_oracle, load_oracle, oracle_step_fn
 from bdlib.worlds.toy.region_views import box_masks, empty_regions, object_regions, random_warp
 from bdlib.worlds.toy.scenes import generate_scenes
 from bdlib.worlds.toy.trainer import step_generator
+from bdlib.worlds.toy.weight_checksums import SHIPPED_SHA256
 from bdlib.worlds.toy.weights_io import load_weights, weights_path
 
 TEST_SEED = 8_100_000_000  # disjoint from training seeds and from the evaluation seed of the model cards
@@ -251,3 +258,86 @@ def test_shipped_oracle_quality() -> None:
     assert checks["none"] >= 0.9 and checks["clean_objects"] >= 0.9 and checks["flags_noise"] >= 0.8, checks
     random = _oracle_checks(build_oracle().eval(), n=60)
     assert random["color"] < 0.5 and random["shape"] < 0.9 and min(random.values()) < 0.8
+
+
+# ----------------------------------------------------------------------------- shipped weights: checksums (issue 16)
+def test_every_shipped_weight_file_has_its_sha256_in_the_table_and_its_card() -> None:
+    names = sorted(path.stem for path in weights_io.WEIGHTS_DIR.glob("*.safetensors"))
+    assert names == sorted(SHIPPED_SHA256) == ["oracle", "toy_clip", "toy_ddpm", "toy_noisy_clip"]
+    for name in names:
+        digest = sha256_of(weights_path(name))
+        assert SHIPPED_SHA256[name] == digest, f"{name}: the table does not match the shipped file"
+        assert f"SHA-256 `{digest}`" in weights_io.model_card_path(name).read_text(), f"{name}: the model card"
+
+
+@pytest.fixture
+def package_copy(tmp_path, monkeypatch):
+    """The shipped weights and model cards (and the checksum table) copied to ``tmp_path``; the loader reads there."""
+    folder = tmp_path / "weights"
+    shutil.copytree(weights_io.WEIGHTS_DIR, folder)
+    monkeypatch.setattr(weights_io, "WEIGHTS_DIR", folder)
+    if hasattr(weights_io, "CHECKSUMS_FILE"):
+        shutil.copy(weights_io.CHECKSUMS_FILE, tmp_path / "weight_checksums.py")
+        monkeypatch.setattr(weights_io, "CHECKSUMS_FILE", tmp_path / "weight_checksums.py")
+        monkeypatch.setattr(weights_io, "SHIPPED_SHA256", dict(weights_io.SHIPPED_SHA256))
+    return folder
+
+
+def test_damaged_shipped_weights_are_refused_with_both_ways_to_restore_them(package_copy) -> None:
+    path = package_copy / "toy_ddpm.safetensors"
+    load_toy_ddpm()  # the intact copy loads (and is now known good in this process)
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 256 * 1024] = np.random.default_rng(0).bytes(256 * 1024)  # the header stays valid
+    path.write_bytes(bytes(data))
+    expected = r"toy_ddpm\.safetensors are damaged.*reinstall bdlib.*python -m bdlib train toy-ddpm --export"
+    with pytest.raises(ValueError, match=expected):
+        load_toy_ddpm()
+    header = package_copy / "toy_clip.safetensors"
+    data = bytearray(header.read_bytes())
+    data[8:40] = b"#" * 32  # the JSON header is no longer JSON
+    header.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"toy_clip\.safetensors are damaged.*train toy-clip --export"):
+        load_toy_clip()
+
+
+def test_a_damaged_weight_file_outside_the_package_is_named(tmp_path) -> None:
+    path = tmp_path / "mine.safetensors"
+    path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
+    with pytest.raises(ValueError, match=r"mine\.safetensors is damaged or not a safetensors file.*train oracle"):
+        load_weights(path, "python -m bdlib train oracle")
+
+
+def test_export_records_the_new_checksum_in_the_table_and_the_card(package_copy, tmp_path) -> None:
+    from bdlib.worlds.toy.oracle import export_oracle
+
+    trained = load_oracle().state_dict()
+    state = {key: value + 0.01 if value.is_floating_point() else value for key, value in trained.items()}
+    checkpoint = tmp_path / "oracle.pt"
+    meta = json.dumps({"seed": 0})
+    torch.save({"model": state, "ema": state, "step": 3, "elapsed_s": 60.0, "meta": meta}, checkpoint)
+    old = weights_io.SHIPPED_SHA256["oracle"]
+    path = export_oracle(checkpoint, {"score": 1.0})
+    digest = sha256_of(path)
+    assert path == package_copy / "oracle.safetensors" and digest != old
+    table = weights_io.CHECKSUMS_FILE.read_text()
+    assert f'"oracle": "{digest}"' in table and old not in table
+    card = (package_copy / "oracle.md").read_text()
+    assert f"SHA-256 `{digest}`" in card and old not in card
+    assert torch.equal(load_oracle().state_dict()["stem.0.weight"], state["stem.0.weight"])  # checked: the new hash
+
+
+def test_an_export_that_fails_midway_changes_no_file(package_copy, tmp_path, monkeypatch) -> None:
+    from bdlib.worlds.toy.oracle import export_oracle
+
+    trained = load_oracle().state_dict()
+    torch.save({"model": trained, "ema": None, "step": 1, "elapsed_s": 6.0, "meta": "{}"}, tmp_path / "oracle.pt")
+    before = {p.name: p.read_bytes() for p in [*package_copy.iterdir(), weights_io.CHECKSUMS_FILE]}
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(weights_io, "_card_with", full_disk)  # the last of the three files fails
+    with pytest.raises(ValueError, match="No space left on device"):
+        export_oracle(tmp_path / "oracle.pt", {})
+    assert {p.name: p.read_bytes() for p in [*package_copy.iterdir(), weights_io.CHECKSUMS_FILE]} == before

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from bdlib.worlds.toy.trainer import TrainConfig, learning_rate, train
+from bdlib.worlds.toy.trainer import TrainConfig, learning_rate, step_generator, train
 
 
 def _config(tmp_path, **overrides) -> TrainConfig:
@@ -100,3 +100,40 @@ def test_a_new_run_can_start_from_trained_weights(tmp_path, kind) -> None:
     assert json.loads(resumed["meta"])["init_from"] == str(source)  # provenance survives a resume
     with pytest.raises(FileNotFoundError, match="does not exist"):
         train(nn.Linear(3, 1), _regression_step, _config(tmp_path / "third", init_from=tmp_path / "missing.pt"))
+
+
+def test_a_stopped_run_says_which_signal_stopped_it(tmp_path) -> None:
+    def step_fn(model, step, generator):
+        if step == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        return _regression_step(model, step, generator)
+
+    assert train(nn.Linear(3, 1), step_fn, _config(tmp_path, max_steps=50))["stopped_by"] == signal.SIGINT
+    assert train(nn.Linear(3, 1), _regression_step, _config(tmp_path / "b", max_steps=2))["stopped_by"] is None
+
+
+def test_seeds_up_to_2_to_the_63_give_distinct_step_data() -> None:
+    big = 2**63 - 1
+    assert torch.rand(3, generator=step_generator(big, 5)).shape == (3,)  # no overflow
+    draws = [torch.rand(3, generator=step_generator(seed, 5)) for seed in (big, big - 1)]
+    assert not torch.equal(*draws)
+    same_as_before = torch.Generator().manual_seed(3 * 1_000_003 + 7)  # small seeds keep their data (resumable runs)
+    assert torch.equal(torch.rand(2, generator=step_generator(3, 7)), torch.rand(2, generator=same_as_before))
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63])
+def test_a_seed_out_of_range_is_refused(tmp_path, seed) -> None:
+    with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*63\)"):
+        train(nn.Linear(3, 1), _regression_step, _config(tmp_path, seed=seed, max_steps=1))
+    assert not (tmp_path / "tiny.pt").exists()
+
+
+def test_damaged_checkpoints_and_initial_weights_are_named(tmp_path) -> None:
+    checkpoint = tmp_path / "tiny.pt"
+    checkpoint.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ValueError, match=r"tiny\.pt cannot be read.*delete it \(or pass another --checkpoint\)"):
+        train(nn.Linear(3, 1), _regression_step, _config(tmp_path, max_steps=1))
+    for name, data in (("w.safetensors", b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}"), ("w.pt", b"")):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ValueError, match=f"{name} (cannot be read|is damaged)"):
+            train(nn.Linear(3, 1), _regression_step, _config(tmp_path / "new", max_steps=1, init_from=tmp_path / name))

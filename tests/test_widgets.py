@@ -230,3 +230,12 @@ def test_an_executed_notebook_carries_the_panel_into_the_page():
     assert len(to_stack) == 1 and to_stack[0]["source"][1] == "index"
     output = notebook.cells[0].outputs[-1]["data"]
     assert output["application/vnd.jupyter.widget-view+json"]["model_id"] in models and "image/png" in output
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63])
+def test_panels_and_cached_edits_refuse_a_bad_seed_up_front(random_toy_world, task, cache, seed):
+    for make in (bw.lambda_panel, bw.k_panel):
+        with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*63\)"):
+            make(random_toy_world, task, precompute=False, cache=cache, seed=seed, **FAST)
+    with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*63\)"):
+        bw.cached_edit(random_toy_world, task, seed=seed, cache=cache)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 
+from bdlib.commands import arguments
+from bdlib.files import check_writable
 from bdlib.sampling import sample_progressive
-from bdlib.viz import save_figure, show_grid
+from bdlib.viz import check_figure_path, save_figure, show_grid
 from bdlib.worlds.toy.ddpm import build_toy_ddpm, toy_diffusion
 from bdlib.worlds.toy.tasks import example_task
 from bdlib.worlds.toy.weights_io import load_weights, weights_path
@@ -18,9 +21,9 @@ NOISE_LEVELS = (0, 50, 100, 200, 400, 600, 800, 999)
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("demo", help="draw forward noising and a reverse chain (CPU, seconds)")
-    parser.add_argument("--out", default="figures/demo.png", help="where to write the figure")
-    parser.add_argument("--steps", type=int, default=50, help="respaced reverse steps (default 50)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("figures/demo.png"), help="where to write the figure")
+    parser.add_argument("--steps", type=arguments.positive_int, default=50, help="respaced reverse steps (default 50)")
+    parser.add_argument("--seed", type=arguments.seed, default=0, help="an integer in [0, 2**63) (default 0)")
     parser.set_defaults(func=run)
 
 
@@ -38,6 +41,9 @@ def _toy_ddpm() -> tuple[torch.nn.Module, str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_writable(check_figure_path(args.out), "figure")
+    if args.steps > 1000:
+        raise ValueError(f"--steps must be at most 1000 (the toy DDPM's chain), got {args.steps}")
     start = time.time()
     torch.manual_seed(args.seed)
     image = example_task().image[None]  # (1, 3, 32, 32)
@@ -59,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
         [forward, chain, pred],
         titles=[[f"t={t}" for t in NOISE_LEVELS], chain_titles, pred_titles],
         row_labels=["q(x_t | x_0)", "reverse x_t", "predicted x̂_0"],
-        panel_inches=0.5,
+        panel_inches=1.3,  # 130 px per 32-px image
+        max_width_inches=1.3 * len(NOISE_LEVELS),
         suptitle=f"Forward noising of a toy scene,\nand {args.steps} reverse DDPM steps of the {label}",
     )
     path = save_figure(fig, args.out)

@@ -1,49 +1,67 @@
 """``python -m bdlib edit``: blended diffusion (or Algorithm 1) on an image file, from the command line.
 
 ``--out OUT.png`` receives the best-ranked result at the input's size. The other ranked samples go next
-to it as ``OUT_rank2.png``, ``OUT_rank3.png``, ... and a side-by-side figure (input, mask, results) as
-``OUT_figure.png``. Everything is checked before anything is written.
+to it as ``OUT_rank2.png``, ``OUT_rank3.png``, ... and a side-by-side figure (input, mask, the best results)
+as ``OUT_figure.png``. Everything is checked before the work starts: the arguments, the inputs, the prompt,
+the memory, and that the outputs can be written and replace no input. The outputs are then written
+atomically (:mod:`bdlib.files`): all of them or none, never half a file. ``OUT_rankN.png`` files left by an
+earlier run with more samples are removed once the new results are in place.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
 
-from bdlib.applications import removal_start_index, remove_object
-from bdlib.edit import edit, resolve_edit_settings
-from bdlib.imageio import save_image
-from bdlib.viz import save_figure, show_grid
-from bdlib.worlds.base import WORLDS, load_world
+from bdlib import distributed
+from bdlib.applications import removal_input, removal_start_index
+from bdlib.commands import arguments
+from bdlib.edit import resolve_edit_settings
+from bdlib.files import OutputError, check_writable, refuse_overwriting, same_file, write_files
+from bdlib.imageio import image_writer
+from bdlib.method import check_weight
+from bdlib.viz import figure_writer, show_grid
+from bdlib.worlds.base import load_world
+
+FIGURE_RESULTS = 8  # the figure shows at most this many results (the best ones); every result gets its own file
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("edit", help="edit the masked region of an image to match a text prompt")
-    parser.add_argument("--world", choices=WORLDS, default="toy")
-    parser.add_argument("--image", required=True, help="input image file")
-    parser.add_argument("--mask", required=True, help="mask file: white = edit (thresholded at half range)")
+    parser.add_argument("--world", choices=("toy", "paper"), default="toy")
+    parser.add_argument("--image", required=True, type=Path, help="input image file")
+    parser.add_argument("--mask", required=True, type=Path, help="mask file: white = edit (thresholded at half range)")
     parser.add_argument("--prompt", required=True,
                         help='what the region should show; "" removes what the mask covers (the removal recipe: a '
                              "smooth fill from the border, then blended diffusion from a low k)")  # fmt: skip
     parser.add_argument("--out", required=True, type=Path, help="where to write the best result (.png)")
-    parser.add_argument("--k", type=int, default=None, help="start index k (respaced; default: the world's)")
-    parser.add_argument("--lam", type=float, default=None, help="λ, background-loss weight (Algorithm 1)")
-    parser.add_argument("--aug", type=int, default=None, help="number of CLIP views (1 = no augmentation)")
+    parser.add_argument("--k", type=arguments.non_negative_int, default=None,
+                        help="start index k (respaced; default: the world's)")  # fmt: skip
+    parser.add_argument("--lam", type=arguments.finite_float, default=None,
+                        help="λ, background-loss weight (Algorithm 1)")  # fmt: skip
+    parser.add_argument("--aug", type=arguments.positive_int, default=None,
+                        help="number of CLIP views (1 = no augmentation)")  # fmt: skip
     parser.add_argument("--steps", default=None, help='respacing of the diffusion, e.g. "100" (default: the world\'s)')
-    parser.add_argument("--scale", type=float, default=None, help="CLIP guidance scale")
+    parser.add_argument("--scale", type=arguments.finite_float, default=None, help="CLIP guidance scale")
     parser.add_argument("--ddim", action="store_true", help="DDIM steps instead of DDPM")
     parser.add_argument("--local", action="store_true", help="Algorithm 1 (local CLIP guidance) instead of 2")
     parser.add_argument("--noise-aware", action="store_true", help="guide with the noise-aware CLIP (toy world)")
     parser.add_argument("--official", action="store_true", help="the official code's choices instead of the paper's")
-    parser.add_argument("--samples", type=int, default=1, help="samples to draw and rank (default 1)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--samples", type=arguments.positive_int, default=1,
+                        help="samples to draw and rank (default 1)")  # fmt: skip
+    parser.add_argument("--batch-size", type=arguments.positive_int, default=None,
+                        help="draw the samples this many at a time (default: all at once; the samples do not depend "
+                             "on it, only the memory an edit needs)")  # fmt: skip
+    parser.add_argument("--seed", type=arguments.seed, default=0, help="an integer in [0, 2**63) (default 0)")
     parser.add_argument("--invert-mask", action="store_true", help="edit what the mask leaves black")
-    parser.add_argument("--dilate", type=int, default=0, help="grow the mask by this many pixels")
+    parser.add_argument("--dilate", type=arguments.non_negative_int, default=0,
+                        help="grow the mask by this many pixels")  # fmt: skip
     parser.add_argument("--no-fill", action="store_true",
                         help='with --prompt "": the paper\'s plain recipe (no fill: the prior alone, default k)')
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", type=arguments.device, default="cpu")
     parser.add_argument("--cache-dir", default=None, help="paper world: where the checkpoints are")
     parser.add_argument("--random-weights", action="store_true",
                         help="paper world: the exact networks with RANDOM weights, no download (tries the pipeline "
@@ -52,6 +70,9 @@ def register(subparsers) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> dict:
+    for flag, value in (("--scale", args.scale), ("--lam", args.lam)):
+        if value is not None:
+            check_weight(flag, value)
     chosen = {
         "start_index": args.k,
         "lam": args.lam,
@@ -67,20 +88,71 @@ def _overrides(args: argparse.Namespace) -> dict:
     return out
 
 
-def run(args: argparse.Namespace) -> int:
+def output_paths(out: Path, samples: int) -> list[Path]:
+    """Every file an edit of ``samples`` writes: ``OUT.png``, ``OUT_rank2.png``, ..., ``OUT_figure.png``."""
+    ranks = [out.with_name(f"{out.stem}_rank{rank}.png") for rank in range(2, samples + 1)]
+    return [out, *ranks, out.with_name(f"{out.stem}_figure.png")]
+
+
+def stale_rank_files(out: Path, samples: int) -> list[Path]:
+    """``OUT_rankN.png`` files with ``N > samples``: results of an earlier run with more samples."""
+    pattern = re.compile(re.escape(out.stem) + r"_rank(\d+)\.png")
+    if not out.parent.is_dir():
+        return []
+    return sorted(
+        path for path in out.parent.iterdir()
+        if (match := pattern.fullmatch(path.name)) and int(match.group(1)) > samples and path.is_file()
+    )  # fmt: skip
+
+
+def check_outputs(args: argparse.Namespace) -> list[Path]:
+    """Check, before any work, that every output can be written and replaces no input; return the outputs."""
     if args.out.suffix.lower() != ".png":
         raise ValueError(f"--out must name a .png file, got {args.out}")
+    outputs = output_paths(args.out, args.samples)
+    refuse_overwriting(outputs, {"--image": args.image, "--mask": args.mask})
+    for path in outputs:
+        if path.is_dir():
+            raise OutputError(f"the output {path} is a folder: choose another --out")
+    check_writable(args.out, "output")  # the others go to the same folder
+    return outputs
+
+
+def _figure(result, prompt: str, label: str):
+    shown = min(len(result.images), FIGURE_RESULTS)
+    if prompt.strip():
+        titles = [f"#{i + 1} d={d:.3f}" for i, d in enumerate(result.distances[:shown].tolist())]
+    else:  # nothing to rank by: the samples in the order drawn
+        titles = [f"sample {int(i) + 1}" for i in result.order[:shown]]
+    more = f" (best {shown} of {len(result.images)})" if shown < len(result.images) else ""
+    suptitle = (f'"{prompt}"' if prompt.strip() else "removal (no prompt)") + more + (label and f"\n{label}")
+    return show_grid([[result.image, result.mask, *result.images[:shown]]], titles=[["input", "mask", *titles]],
+                     panel_inches=1.4, max_width_inches=8.4, suptitle=suptitle)  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    outputs = check_outputs(args)
     overrides = _overrides(args)
-    kwargs = {"device": args.device}
+    context = distributed.init(args.device)
+    try:
+        return _run(args, overrides, outputs, context)
+    finally:
+        distributed.close(context)
+
+
+def _run(args: argparse.Namespace, overrides: dict, outputs: list[Path], context: distributed.Context) -> int:
+    kwargs = {"device": context.device(args.device)}
     if args.random_weights and args.world != "paper":
         raise ValueError("--random-weights is for --world paper (the toy world ships its trained weights)")
     if args.world == "paper":
         kwargs.update(cache_dir=args.cache_dir, random_weights=args.random_weights)
     world = load_world(args.world, **kwargs)
+    world.check_prompt(args.prompt)
     label = ""
     if "random_weights" in world.capabilities:
         label = "RANDOM WEIGHTS: a pipeline and timing check, not an edit"
-        print(f"{label} (python -m bdlib download paper fetches the real checkpoints)", file=sys.stderr)
+        if context.is_main:
+            print(f"{label} (python -m bdlib download paper fetches the real checkpoints)", file=sys.stderr)
     start = time.time()
     from tqdm import tqdm
 
@@ -88,30 +160,42 @@ def run(args: argparse.Namespace) -> int:
     if removing and "start_index" not in overrides:
         overrides["start_index"] = removal_start_index(world, overrides.get("respacing"))
     settings = resolve_edit_settings(world, **overrides)
-    common = dict(samples=args.samples, seed=args.seed, invert_mask=args.invert_mask, dilate=args.dilate,
-                  settings=settings)  # fmt: skip
-    with tqdm(total=settings.start_index + 1, desc="editing", unit="step") as bar:  # all samples in one batch
+    image = removal_input(args.image, args.mask, args.invert_mask, args.dilate) if removing else args.image
+    size = args.batch_size or -(-args.samples // context.size)  # default: one batch per process
+    batches = len(context.shard(distributed.batches(args.samples, size)))
+    bars = []  # rank 0's bar, started with the first step so that every refusal comes before it
 
-        def progress(_record: dict) -> None:
-            bar.update(1)
+    def progress(_record: dict) -> None:
+        if not context.is_main:
+            return
+        if not bars:
+            bars.append(tqdm(total=(settings.start_index + 1) * batches, desc="editing", unit="step"))
+        bars[0].update(1)
 
-        if removing:
-            result = remove_object(world, args.image, args.mask, callback=progress, **common)
-        else:
-            result = edit(world, args.image, args.mask, args.prompt, callback=progress, **common)
+    try:
+        result = distributed.sharded_edit(
+            context, world, image, args.mask, args.prompt, samples=args.samples, seed=args.seed, settings=settings,
+            batch_size=args.batch_size, invert_mask=args.invert_mask, dilate=args.dilate, callback=progress,
+        )  # fmt: skip
+    finally:
+        for bar in bars:
+            bar.close()
+    if result is None:  # a rank other than 0: rank 0 writes
+        return 0
     seconds = time.time() - start
-    save_image(result.images[0], args.out)
-    written = [args.out]
-    for rank in range(1, len(result.images)):
-        written.append(save_image(result.images[rank], args.out.with_name(f"{args.out.stem}_rank{rank + 1}.png")))
-    if args.prompt.strip():
-        titles = ["input", "mask"] + [f"#{i + 1} d={d:.3f}" for i, d in enumerate(result.distances.tolist())]
-    else:  # nothing to rank by: the samples in the order drawn
-        titles = ["input", "mask"] + [f"sample {int(i) + 1}" for i in result.order]
-    fig = show_grid(
-        [[result.image, result.mask, *result.images]], titles=[titles], panel_inches=0.65,
-        suptitle=(f'"{args.prompt}"' if args.prompt.strip() else "removal (no prompt)") + (label and f"\n{label}"),
-    )  # fmt: skip
-    written.append(save_figure(fig, args.out.with_name(f"{args.out.stem}_figure.png")))
-    print(f"edited in {seconds:.2f} s; wrote " + ", ".join(str(p) for p in written))
+    writers = {path: image_writer(image) for path, image in zip(outputs[:-1], result.images, strict=True)}
+    fig = _figure(result, args.prompt, label)
+    try:
+        writers[outputs[-1]] = figure_writer(fig)
+        written = write_files(writers)
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    inputs = (args.image, args.mask)
+    for stale in stale_rank_files(args.out, args.samples):
+        if not any(same_file(stale, source) for source in inputs):
+            stale.unlink()
+    processes = f" in {context.size} processes" if context.distributed else ""
+    print(f"edited in {seconds:.2f} s{processes}; wrote " + ", ".join(str(p) for p in written))
     return 0

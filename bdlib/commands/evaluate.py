@@ -9,22 +9,26 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
+from bdlib import distributed
 from bdlib.benchmark_rows import default_settings
+from bdlib.commands import arguments
 from bdlib.evaluation import run_benchmark
-from bdlib.viz import save_figure
+from bdlib.files import check_writable, write_files
+from bdlib.viz import figure_writer
 from bdlib.worlds.base import load_world
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("evaluate", help="run the toy editing benchmark (oracle-judged)")
-    parser.add_argument("--tasks", type=int, default=200, help="number of seeded tasks (default 200)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tasks", type=arguments.positive_int, default=200,
+                        help="number of seeded tasks (default 200)")  # fmt: skip
+    parser.add_argument("--seed", type=arguments.seed, default=0, help="an integer in [0, 2**63) (default 0)")
     parser.add_argument("--fast", action="store_true", help="fewer settings (for a quick look)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=arguments.positive_int, default=64)
+    parser.add_argument("--device", type=arguments.device, default="cpu")
     parser.add_argument("--out", type=Path, default=Path("figures/evaluation.json"))
     parser.add_argument("--only", nargs="+", metavar="ROW", default=None,
-                        help="run only these rows (names as in the table), updating them in --out")  # fmt: skip
+                        help="run only these rows (names as in the table), updating them in --out (or starting it)")
     parser.set_defaults(func=run)
 
 
@@ -127,11 +131,31 @@ def results_table(report: dict) -> str:
     )
 
 
-def update_rows(world, args: argparse.Namespace, start: float) -> dict:
-    """Run the rows named in ``args.only`` and put them into the report in ``args.out`` (same tasks and seed)."""
-    if not args.out.exists():
-        raise FileNotFoundError(f"--only updates an existing report, and {args.out} does not exist: run without --only")
-    report = json.loads(args.out.read_text())
+def read_report(path: Path) -> dict:
+    """A report written by this command (``--only`` updates one; ``figures`` draws one); a missing or damaged
+    one raises an error that says how to make a new one."""
+    if not path.exists():
+        raise FileNotFoundError(f"no report at {path}: make one with python -m bdlib evaluate")
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+        report["n_tasks"], report["seed"], report["settings"]  # noqa: B018 (the keys --only relies on)
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
+        raise ValueError(
+            f"{path} is not a bdlib evaluation report ({type(error).__name__}: {error}): make a new one with "
+            "python -m bdlib evaluate (without --only)"
+        ) from None
+    return report
+
+
+def update_rows(
+    world, args: argparse.Namespace, start: float, context: distributed.Context | None = None
+) -> dict | None:
+    """Run the rows named in ``args.only`` and put them into the report in ``args.out`` (same tasks and seed), or
+    into a new report of those rows alone when ``args.out`` does not exist yet."""
+    if args.out.exists():
+        report = read_report(args.out)
+    else:
+        report = {"world": world.name, "n_tasks": args.tasks, "seed": args.seed, "settings": [], "minutes": 0.0}
     if (report["n_tasks"], report["seed"]) != (args.tasks, args.seed):
         raise ValueError(
             f"{args.out} holds {report['n_tasks']} tasks with seed {report['seed']}, not {args.tasks} with seed "
@@ -142,7 +166,10 @@ def update_rows(world, args: argparse.Namespace, start: float) -> dict:
     if unknown:
         raise ValueError(f"unknown row(s) {unknown}: the rows are {[row.name for row in rows]}")
     fresh = run_benchmark(world, args.tasks, args.seed, batch_size=args.batch_size,
-                          settings=[row for row in rows if row.name in args.only])["settings"]  # fmt: skip
+                          settings=[row for row in rows if row.name in args.only], context=context)  # fmt: skip
+    if fresh is None:  # not rank 0
+        return None
+    fresh = fresh["settings"]
     by_name = {row["name"]: row for row in report["settings"]} | {row["name"]: row for row in fresh}
     order = [row.name for row in rows] + [row["name"] for row in report["settings"]]  # then rows no longer listed
     report["settings"] = [by_name[name] for name in dict.fromkeys(order) if name in by_name]
@@ -155,17 +182,37 @@ def update_rows(world, args: argparse.Namespace, start: float) -> dict:
 def run(args: argparse.Namespace) -> int:
     if args.tasks < 5:
         raise ValueError(f"--tasks must be at least 5 (one per task kind), got {args.tasks}")
-    world = load_world("toy", device=args.device)
-    start = time.time()
-    if args.only:
-        report = update_rows(world, args, start)
-    else:
-        report = run_benchmark(world, args.tasks, args.seed, args.fast, args.batch_size)
-        report["minutes"] = round((time.time() - start) / 60, 2)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    figure = save_figure(tradeoff_figure(report), args.out.with_suffix(".png"))
-    table = args.out.with_suffix(".md")
-    table.write_text(results_table(report))
+    if args.out.suffix != ".json":
+        raise ValueError(f"--out must name a .json file (the .md table and .png figure go next to it), got {args.out}")
+    figure, table = args.out.with_suffix(".png"), args.out.with_suffix(".md")
+    for path in (args.out, figure, table):  # before the long run, not after it
+        check_writable(path, "report")
+    if args.only and args.out.exists():
+        read_report(args.out)
+    context = distributed.init(args.device)
+    try:
+        world = load_world("toy", device=context.device(args.device))
+        start = time.time()
+        if args.only:
+            report = update_rows(world, args, start, context)
+        else:
+            report = run_benchmark(world, args.tasks, args.seed, args.fast, args.batch_size, context=context)
+            if report is not None:
+                report["minutes"] = round((time.time() - start) / 60, 2)
+    finally:
+        distributed.close(context)
+    if report is None:  # a rank other than 0: rank 0 writes
+        return 0
+    if context.distributed:
+        report["processes"] = context.size
+    fig = tradeoff_figure(report)
+    try:
+        write_files({
+            args.out: lambda tmp: tmp.write_text(json.dumps(report, indent=2), encoding="utf-8"),
+            table: lambda tmp: tmp.write_text(results_table(report), encoding="utf-8"),
+            figure: figure_writer(fig),
+        })  # fmt: skip
+    finally:
+        plt.close(fig)
     print(f"wrote {args.out}, {table} and {figure} in {report['minutes']} min")
     return 0

@@ -1,12 +1,13 @@
 """``python -m bdlib figures``: regenerate every key figure of the README and the notebooks, on CPU.
 
-Writes into ``--out`` (default ``figures/``), each figure at most about 400 px wide:
+Writes into ``--out`` (default ``figures/``), each image at least 128 px wide and each figure at most about
+1000 px wide:
 
 - ``demo.png``: forward noising and a reverse chain of the toy DDPM (``python -m bdlib demo``);
 - ``edit_example*.png``: the README's blended edit, four ranked samples (``python -m bdlib edit``);
-- ``lambda_sweep.png``: Algorithm 1 on the example at five λ around its stability bound;
-- ``k_sweep.png``: Algorithm 2 on the example from four start indices k;
-- ``augmentations.png``: guidance scale 10000 with one CLIP view vs eight (extending augmentations);
+- ``lambda_sweep.png``: Algorithm 1 on the example over λ (0 to the unstable end), at Algorithm 1's defaults;
+- ``k_sweep.png``: Algorithm 2 on the example across the transition of the start index k;
+- ``augmentations.png``: one CLIP view against eight, at the default guidance scale and at ten times it;
 - ``evaluation.png``: the benchmark's trade-off curves, re-drawn from ``evaluation.json`` when it exists
   (``python -m bdlib evaluate`` makes it; it takes tens of minutes, so it is not re-run here).
 """
@@ -14,63 +15,71 @@ Writes into ``--out`` (default ``figures/``), each figure at most about 400 px w
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
 
+from bdlib.benchmark_rows import k_values, lam_values
+from bdlib.commands import arguments
+from bdlib.files import check_folder_writable
+from bdlib.grid import edit_grid
 from bdlib.viz import save_figure, show_grid
-from bdlib.widgets import background_error, cached_edit, diff_picture, lambda_grid, region_change
+from bdlib.widgets import background_error, cached_edit, diff_picture, region_change
 from bdlib.worlds.base import World, load_world
 from bdlib.worlds.toy.tasks import example_task
 
-PANEL_INCHES = 0.75  # at 100 dpi: five panels ≈ 375 px
+PANEL_INCHES = 1.4  # 140 px per 32-px image
+MAX_WIDTH = 8.4  # inches: at most six images a row, 840 px
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("figures", help="regenerate the README's and notebooks' figures (CPU, ~1 min)")
     parser.add_argument("--out", type=Path, default=Path("figures"), help="output folder (default figures/)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=arguments.seed, default=0, help="an integer in [0, 2**63) (default 0)")
     parser.set_defaults(func=run)
 
 
 def lambda_sweep(world: World, seed: int):
-    """Results and ``|Δ|`` of Algorithm 1 for λ in :func:`bdlib.widgets.lambda_grid`."""
+    """Results and ``|Δ|`` of Algorithm 1 (the world's Algorithm 1 defaults) over :func:`bdlib.widgets.lambda_grid`,
+    all λ in one batch (:func:`bdlib.grid.edit_grid`)."""
     task = example_task()
-    results, diffs, titles = [], [], []
-    for lam in lambda_grid(world):
-        best = cached_edit(world, task, seed=seed, algorithm="local", lam=lam).result.best
-        results.append(best[0])
-        diffs.append(diff_picture(best[0], task.image))
-        titles.append(f"λ={lam:g}\nbg err {float(background_error(best, task.image[None], task.mask[None])[0]):.3f}")
+    values = lam_values(fast=True)
+    grid = edit_grid(world, task.image, task.mask, task.prompt, "lam", values, seed=seed, algorithm="local")
+    results = [result.best[0] for result in grid]
+    diffs = [diff_picture(image, task.image) for image in results]
+    titles = [f"λ={lam:g}\nbg {float(background_error(r.best, task.image[None], task.mask[None])[0]):.3f}"
+              for lam, r in zip(values, grid, strict=True)]  # fmt: skip
     return show_grid([results, diffs], titles=[titles, [""] * len(diffs)], row_labels=["result", "|Δ|×4"],
-                     panel_inches=PANEL_INCHES, suptitle=f"Algorithm 1: {task.prompt!r}")  # fmt: skip
+                     panel_inches=PANEL_INCHES, max_width_inches=MAX_WIDTH,
+                     suptitle=f"Algorithm 1: {task.prompt!r}")  # fmt: skip
 
 
 def k_sweep(world: World, seed: int):
-    """Algorithm 2 from four start indices: the later the start, the freer the edit."""
+    """Algorithm 2 across the transition of k (:func:`bdlib.benchmark_rows.k_values`, fast), in one batch."""
     task = example_task()
-    last = world.diffusion().num_steps - 1
+    values = k_values(world, fast=True)
+    grid = edit_grid(world, task.image, task.mask, task.prompt, "k", values, seed=seed)
     row, titles = [task.image], ["input"]
-    for k in sorted({round(last * f) for f in (0.25, 0.5, 0.75, 1.0)}):
-        done = cached_edit(world, task, seed=seed, k=k)
-        change = float(region_change(done.result.best, task.image[None], task.mask[None])[0])
-        row.append(done.result.best[0])
-        titles.append(f"k={k} (t={done.timestep})\nchange {change:.2f}")
-    return show_grid([row], titles=[titles], panel_inches=PANEL_INCHES, suptitle=f"Algorithm 2: {task.prompt!r}")
+    for k, result in zip(values, grid, strict=True):
+        change = float(region_change(result.best, task.image[None], task.mask[None])[0])
+        row.append(result.best[0])
+        titles.append(f"k={k}\nchange {change:.2f}")
+    return show_grid([row], titles=[titles], panel_inches=PANEL_INCHES, max_width_inches=PANEL_INCHES * len(row),
+                     suptitle=f"Algorithm 2: {task.prompt!r}")  # fmt: skip
 
 
-def augmentation_figure(world: World, seed: int, scale: float = 10000.0):
-    """Four samples at a high guidance scale with 1 view (adversarial) and 8 views (extending augmentations)."""
+def augmentation_figure(world: World, seed: int, scales: tuple[float, ...] = (1000.0, 10000.0)):
+    """Four samples with 1 CLIP view and with 8 (extending augmentations), at the default and a 10x scale."""
     task = example_task()
     rows, labels = [], []
-    for views in (1, 8):
-        done = cached_edit(world, task, seed=seed, samples=4, guidance_scale=scale, augmentations=views)
-        rows.append(list(done.result.images))
-        labels.append(f"{views} view{'s' if views > 1 else ''}")
-    return show_grid(rows, row_labels=labels, panel_inches=PANEL_INCHES,
-                     suptitle=f"guidance scale {scale:g}: {task.prompt!r}")  # fmt: skip
+    for scale in scales:
+        for views in (1, 8):
+            done = cached_edit(world, task, seed=seed, samples=4, guidance_scale=scale, augmentations=views)
+            rows.append(list(done.result.images))
+            labels.append(f"{scale:g}, {views} view{'s' if views > 1 else ''}")
+    return show_grid(rows, row_labels=labels, panel_inches=PANEL_INCHES, max_width_inches=MAX_WIDTH,
+                     suptitle=f"guidance scale and CLIP views: {task.prompt!r}")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,22 +87,28 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.time()
     out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file: give a folder for the figures")
+    check_folder_writable(out, f"the figures into {out}")
+    examples = Path(__file__).resolve().parent.parent / "examples"
     written = []
-    if bdlib_main(["demo", "--out", str(out / "demo.png"), "--seed", str(args.seed)]) != 0:
-        return 2
-    if bdlib_main(["edit", "--world", "toy", "--image", "bdlib/examples/scene.png", "--mask",
-                   "bdlib/examples/scene_mask.png", "--prompt", "a red circle", "--samples", "4",
-                   "--seed", str(args.seed), "--out", str(out / "edit_example.png")]) != 0:  # fmt: skip
-        return 2
+    code = bdlib_main(["demo", "--out", str(out / "demo.png"), "--seed", str(args.seed)])
+    if code != 0:
+        return code  # the sub-command printed why (or was stopped)
+    code = bdlib_main(["edit", "--world", "toy", "--image", str(examples / "scene.png"), "--mask",
+                       str(examples / "scene_mask.png"), "--prompt", "a red circle", "--samples", "4",
+                       "--seed", str(args.seed), "--out", str(out / "edit_example.png")])  # fmt: skip
+    if code != 0:
+        return code
     torch.manual_seed(args.seed)
     world = load_world("toy")
     for name, make in (("lambda_sweep", lambda_sweep), ("k_sweep", k_sweep), ("augmentations", augmentation_figure)):
         written.append(save_figure(make(world, args.seed), out / f"{name}.png"))
     report = out / "evaluation.json"
     if report.exists():
-        from bdlib.commands.evaluate import tradeoff_figure
+        from bdlib.commands.evaluate import read_report, tradeoff_figure
 
-        written.append(save_figure(tradeoff_figure(json.loads(report.read_text())), out / "evaluation.png"))
+        written.append(save_figure(tradeoff_figure(read_report(report)), out / "evaluation.png"))
     else:
         print(f"no {report}: run `python -m bdlib evaluate` to make the benchmark and its figure")
     print(f"wrote {', '.join(str(p) for p in written)} in {time.time() - start:.0f} s")

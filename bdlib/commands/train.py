@@ -3,7 +3,10 @@
 Training draws fresh procedural scenes every step, runs under bf16 autocast on CPU, keeps an EMA of the
 weights and saves a resumable checkpoint every few minutes (``runs/NAME.pt`` by default): run the same
 command again to continue. ``--export`` evaluates the EMA weights and writes them into the package
-(``bdlib/worlds/toy/weights/NAME.safetensors``) with their metrics.
+(``bdlib/worlds/toy/weights/NAME.safetensors``) with their metrics, and records the new file's SHA-256 in
+``bdlib/worlds/toy/weight_checksums.py`` and in the model card (``NAME.md``), which the loader checks.
+
+A run stopped by Ctrl-C or SIGTERM saves its checkpoint, exports nothing and exits with 130 or 143.
 """
 
 from __future__ import annotations
@@ -11,10 +14,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from bdlib.commands import arguments
+from bdlib.files import check_writable
+from bdlib.worlds.toy.weights_io import CHECKSUMS_FILE, model_card_path, weights_path
 
 
 @dataclass(frozen=True)
@@ -53,17 +62,20 @@ TRAINABLES: dict[str, Trainable] = {
 def register(subparsers) -> None:
     parser = subparsers.add_parser("train", help="train or resume a toy model (CPU or GPU)")
     parser.add_argument("model", choices=sorted(TRAINABLES), help="which toy model")
-    parser.add_argument("--minutes", type=float, default=30.0, help="wall-clock budget of this run (default 30)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
+    parser.add_argument("--minutes", type=arguments.finite_float, default=30.0,
+                        help="wall-clock budget of this run (default 30)")  # fmt: skip
+    parser.add_argument("--device", type=arguments.device, default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
     parser.add_argument(
-        "--seed", type=int, default=None,
+        "--seed", type=arguments.seed, default=None,
         help="seeds the initial weights and every step's data (default: the model's recommended seed, as shipped)",
     )  # fmt: skip
     parser.add_argument("--checkpoint", type=Path, default=None, help="resumable checkpoint (default runs/NAME.pt)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
-    parser.add_argument("--max-steps", type=int, default=None, help="stop at this total step count (default: none)")
+    parser.add_argument("--threads", type=arguments.positive_int, default=None,
+                        help="CPU threads for torch (default: torch's choice)")  # fmt: skip
+    parser.add_argument("--max-steps", type=arguments.positive_int, default=None,
+                        help="stop at this total step count (default: none)")  # fmt: skip
     parser.add_argument(
-        "--anneal-from", type=int, default=None,
+        "--anneal-from", type=arguments.non_negative_int, default=None,
         help="decay the learning rate along a half cosine from this step to --max-steps (default: constant)",
     )  # fmt: skip
     parser.add_argument(
@@ -77,10 +89,13 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {args.device} asked for a GPU but torch sees none: use --device cpu")
     spec = TRAINABLES[args.model]
     checkpoint = args.checkpoint or Path("runs") / f"{args.model.replace('-', '_')}.pt"
+    check_writable(checkpoint, "checkpoint")
+    if args.export:  # the package folder must take the weights (and their recorded checksum) once trained
+        name = args.model.replace("-", "_")
+        for path in (weights_path(name), CHECKSUMS_FILE, model_card_path(name)):
+            check_writable(path, "exported file")
     overrides = {} if args.seed is None else {"seed": args.seed}
     config = spec.get("config")(
         checkpoint, args.minutes, device=args.device, max_steps=args.max_steps, anneal_from=args.anneal_from,
@@ -92,6 +107,14 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(config.seed)
     model = spec.get("build")()
     final = train(model, spec.get("step_fn")(device=args.device), config)
+    if final["stopped_by"] is not None:
+        how = "Ctrl-C" if final["stopped_by"] == signal.SIGINT else f"signal {final['stopped_by']}"
+        print(
+            f"stopped by {how} at step {final['step']}: checkpoint {checkpoint} saved (run the same command again "
+            f"to resume){'; nothing exported' if args.export else ''}",
+            file=sys.stderr,
+        )
+        return 128 + final["stopped_by"]
     print(f"trained {args.model} to step {final['step']} ({final['elapsed_s'] / 60:.1f} min); checkpoint {checkpoint}")
     if args.export:
         trained = spec.get("build")()

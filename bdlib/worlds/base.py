@@ -14,10 +14,11 @@ from functools import lru_cache
 import torch
 from torch import nn
 
+from bdlib.devices import check_device
 from bdlib.diffusion import Diffusion
 from bdlib.method import MethodSettings
 
-WORLDS = ("toy", "paper")
+WORLDS = ("toy", "paper", "paper-random")
 
 
 @dataclass(eq=False)
@@ -37,6 +38,9 @@ class World:
     oracle: nn.Module | None = None
     description: str = ""
     capabilities: frozenset[str] = field(default_factory=frozenset)
+    # working memory of one sample in flight on the CPU, per pixel of the world's images, at 8 CLIP views (a
+    # measurement; 0: unknown, not checked). bdlib.edit scales it by the pixels and by views / 8 above 8 views
+    sample_bytes_per_pixel: int = 0
 
     def __post_init__(self) -> None:
         self._diffusion = lru_cache(maxsize=8)(self.make_diffusion)
@@ -94,18 +98,23 @@ class World:
 
 
 def load_world(name: str, **kwargs) -> World:
-    """Load a world by name: ``"toy"`` (shipped weights, offline) or ``"paper"`` (downloaded checkpoints).
+    """Load a world by name: ``"toy"`` (shipped weights, offline), ``"paper"`` (downloaded checkpoints) or
+    ``"paper-random"`` (the paper's networks with random weights: no download, for pipeline and timing checks).
 
     Keyword arguments go to the world's loader: ``bdlib.worlds.toy.world.load_toy_world`` or
     ``bdlib.worlds.paper_world.load_paper_world`` (``device``, and for the paper ``cache_dir``,
-    ``random_weights``).
+    ``random_weights``). A device this machine does not have is refused before anything is loaded.
     """
+    if "device" in kwargs:
+        check_device(kwargs["device"])
     if name == "toy":
         from bdlib.worlds.toy.world import load_toy_world
 
         return load_toy_world(**kwargs)
-    if name == "paper":
+    if name in ("paper", "paper-random"):
         from bdlib.worlds.paper_world import load_paper_world
 
+        if name == "paper-random":
+            kwargs["random_weights"] = True
         return load_paper_world(**kwargs)
     raise ValueError(f"unknown world {name!r}: the worlds are {', '.join(WORLDS)}")

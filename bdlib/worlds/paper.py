@@ -12,7 +12,8 @@ Blended Diffusion (Avrahami et al., CVPR 2022) uses three pretrained networks:
 Nothing here downloads unless :func:`download_paper_weights` is called (``python -m bdlib download
 paper``). Files live in one cache directory: the ``cache_dir`` argument, else ``$BDLIB_CACHE``, else
 ``~/.cache/bdlib``. A missing file raises :class:`MissingCheckpointError`, a ``FileNotFoundError``
-whose message names the file, the directory searched and the command that fetches it.
+whose message names the file, the directory searched and the command that fetches it; a damaged one
+raises :class:`bdlib.safe_load.DamagedFileError` (a ``ValueError``) with the same command.
 
 Checksums. CLIP's SHA-256 is part of its official URL (the ``clip`` package checks it the same way).
 OpenAI publishes no checksum for the guided-diffusion file; the SHA-256 and byte size pinned below are
@@ -33,6 +34,7 @@ import torch
 from torch import nn
 
 from bdlib.download import download
+from bdlib.safe_load import DamagedFileError, load_torch_file
 
 CACHE_ENV = "BDLIB_CACHE"
 DEFAULT_CACHE = Path("~/.cache/bdlib")
@@ -161,11 +163,28 @@ def download_paper_weights(
     return result
 
 
+def refetch_hint(path: Path) -> str:
+    """What to do about a damaged official file: fetch it again (the download replaces it once verified)."""
+    return f"fetch the official file again with: {fetch_command(path.parent)}"
+
+
+def check_official_size(name: str, path: Path) -> None:
+    """Refuse an official file whose size is not the pinned one (a cheap check for a cut or damaged file)."""
+    entry = _lookup(name)[1]
+    size = path.stat().st_size
+    if entry.size is not None and size != entry.size:
+        raise DamagedFileError(
+            f"{path} is damaged or incomplete: {size:,} bytes instead of {entry.size:,}; {refetch_hint(path)}"
+        )
+
+
 def load_unet_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Load a guided-diffusion UNet ``state_dict`` on the CPU with ``weights_only=True`` (no pickled code).
 
     Raises:
         MissingCheckpointError: if ``path`` does not exist (with the download command).
+        DamagedFileError: (a ValueError) if the file cannot be read as tensors (empty, cut short, overwritten, or
+            holding pickled objects besides tensors): the message names the file and the download command.
         ValueError: if the file does not hold a mapping of names to tensors.
     """
     path = Path(path).expanduser()
@@ -174,9 +193,9 @@ def load_unet_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
             f"UNet checkpoint {path.name} was not found in {path.parent}. Fetch the official one "
             f"with: {fetch_command(path.parent)}"
         )
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_torch_file(path, "the UNet checkpoint", refetch_hint(path))
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path} does not contain a state dict (a mapping of names to tensors)")
+        raise ValueError(f"{path} does not contain a state dict (a mapping of names to tensors); {refetch_hint(path)}")
     return dict(state)
 
 

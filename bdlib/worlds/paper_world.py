@@ -13,15 +13,19 @@ import os
 
 import torch
 
-from bdlib.clip_adapter import count_tokens, load_clip, random_clip
+from bdlib.clip_adapter import count_tokens, load_clip, random_clip, verify_official_clip
 from bdlib.diffusion import create_diffusion
 from bdlib.lpips_adapter import load_lpips
 from bdlib.method import MethodSettings
 from bdlib.unet import paper_unet
 from bdlib.worlds.base import World
-from bdlib.worlds.paper import check_state_dict, checkpoint_path, load_unet_state_dict
+from bdlib.worlds.paper import check_official_size, check_state_dict, checkpoint_path, load_unet_state_dict
 
 CLIP_CONTEXT = 77
+#: Working memory of one sample of an edit in flight on the CPU, per pixel: benchmarks/results/edit_paper_cpu_1step.json
+#: measured a peak of 9.9 GB (process RSS, 256x256, batch 1, float32, 8 views) of which about 3.5 GB are the weights
+#: and the runtime: about 6 GiB for 65,536 pixels.
+PAPER_SAMPLE_BYTES_PER_PIXEL = 6 * 2**30 // (256 * 256)
 
 
 def check_clip_prompt(prompt: str) -> None:
@@ -42,12 +46,16 @@ def load_paper_world(
     seed: int = 0,
 ) -> World:
     """The paper's models on ``device``, from the cache (or with random weights, clearly labelled)."""
+    if not random_weights:  # missing or cut files are reported before the 552M-parameter UNet is built
+        unet_path, clip_path = checkpoint_path("unet", cache_dir), checkpoint_path("clip", cache_dir)
+        check_official_size("unet", unet_path)
+        verify_official_clip(clip_path)
     torch.manual_seed(seed)
     unet, _ = paper_unet("100")
     if random_weights:
         clip_model = random_clip("ViT-B/16", seed=seed)
     else:
-        state = load_unet_state_dict(checkpoint_path("unet", cache_dir))
+        state = load_unet_state_dict(unet_path)
         check_state_dict(unet, state)
         unet.load_state_dict(state)
         clip_model = load_clip("ViT-B/16", device="cpu", cache_dir=cache_dir)
@@ -64,5 +72,6 @@ def load_paper_world(
         lpips=lpips_model,
         description=f"guided-diffusion 256x256 uncond + CLIP ViT-B/16 + LPIPS-VGG, {label}",
         capabilities=frozenset({"lpips"} if with_lpips else set()) | ({"random_weights"} if random_weights else set()),
+        sample_bytes_per_pixel=PAPER_SAMPLE_BYTES_PER_PIXEL,
     )
     return world.to(device)

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .vocab import COLORS, SHAPES, parse_prompt
+from .vocab import COLORS, SHAPES, parse_prompt, shorten
 
 PAD, END = "<pad>", "<end>"
 GLUE_WORDS: tuple[str, ...] = ("a", "an", "and", ",")
@@ -50,7 +50,7 @@ def encode(prompt: str, context_length: int = CONTEXT_LENGTH) -> list[int]:
     ids = [TOKEN_IDS[w] for w in split_words(prompt)] + [END_ID]
     if len(ids) > context_length:
         raise ValueError(
-            f"prompt {prompt!r} has {len(ids)} tokens (end token included) but the toy CLIP reads at most "
+            f"prompt {shorten(prompt)} has {len(ids)} tokens (end token included) but the toy CLIP reads at most "
             f"{context_length}; the toy world describes at most 3 objects"
         )
     return ids

@@ -14,7 +14,6 @@ import contextlib
 import copy
 import json
 import math
-import os
 import signal
 import time
 from collections.abc import Callable
@@ -24,6 +23,10 @@ from pathlib import Path
 import torch
 from torch import nn
 from tqdm import tqdm
+
+from bdlib.files import write_file
+from bdlib.randomness import check_seed
+from bdlib.safe_load import load_safetensors, load_torch_file
 
 # A step function: (model, step index, generator seeded for that step) -> {"loss": scalar, ...metrics}
 StepFn = Callable[[nn.Module, int, torch.Generator], dict[str, torch.Tensor]]
@@ -68,8 +71,9 @@ class TrainConfig:
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:
-    """The generator for one step's data: a function of ``(seed, step)`` only."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+    """The generator for one step's data: a function of ``(seed, step)`` only, ``seed · 1_000_003 + step`` taken
+    modulo 2**64 (the generator's range; 1_000_003 is odd, so distinct seeds below 2**63 stay distinct)."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) % 2**64)
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
@@ -82,7 +86,10 @@ def learning_rate(config: TrainConfig, step: int) -> float:
 
 
 def check_config(config: TrainConfig) -> None:
-    """Raise a ValueError naming a budget or schedule that cannot work."""
+    """Raise a ValueError naming a seed, budget or schedule that cannot work."""
+    check_seed(config.seed)
+    if not math.isfinite(config.minutes):
+        raise ValueError(f"minutes must be a finite number, got {config.minutes}")
     if config.minutes <= 0:
         raise ValueError(f"minutes must be positive, got {config.minutes}")
     if config.max_steps is not None and config.max_steps < 1:
@@ -101,6 +108,7 @@ class _StopRequest:
 
     def __init__(self) -> None:
         self.requested = False
+        self.signum: int | None = None  # the signal that asked to stop
         self._previous: dict = {}
 
     def __enter__(self) -> _StopRequest:
@@ -113,6 +121,7 @@ class _StopRequest:
 
     def _handle(self, signum, frame) -> None:
         self.requested = True
+        self.signum = int(signum)
 
     def __exit__(self, *exc) -> None:
         for sig, previous in self._previous.items():
@@ -125,18 +134,15 @@ def initial_weights(path: Path) -> dict[str, torch.Tensor]:
     if not path.exists():
         raise FileNotFoundError(f"init_from {path} does not exist: give a trainer checkpoint (.pt) or .safetensors")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
+        return load_safetensors(path, "init_from weights", "give another file")[0]
+    state = load_torch_file(path, "init_from checkpoint", "give another file")
+    if not isinstance(state, dict) or not ({"ema", "model"} & set(state)):
+        raise ValueError(f"init_from {path} is not a bdlib training checkpoint (no 'ema' or 'model' weights)")
     return state.get("ema") or state["model"]
 
 
 def _save_atomically(payload: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    write_file(path, lambda tmp: torch.save(payload, tmp))
 
 
 def train(model: nn.Module, step_fn: StepFn, config: TrainConfig) -> dict:
@@ -144,7 +150,8 @@ def train(model: nn.Module, step_fn: StepFn, config: TrainConfig) -> dict:
 
     Ctrl-C or SIGTERM stops the run after the current step and saves the checkpoint first.
 
-    Returns the final checkpoint payload: ``{"model", "ema", "optimizer", "step", "elapsed_s", "history", "meta"}``.
+    Returns the final checkpoint payload: ``{"model", "ema", "optimizer", "step", "elapsed_s", "history", "meta"}``,
+    plus ``"stopped_by"`` (not saved): the number of the signal that stopped the run, or None when it ran its budget.
     """
     check_config(config)
     device = torch.device(config.device)
@@ -154,7 +161,8 @@ def train(model: nn.Module, step_fn: StepFn, config: TrainConfig) -> dict:
     step, elapsed, history = 0, 0.0, []
     init_from = None if config.init_from is None else str(config.init_from)
     if config.checkpoint.exists():
-        state = torch.load(config.checkpoint, map_location=device, weights_only=True)
+        fix = "delete it (or pass another --checkpoint) to start a new run"
+        state = load_torch_file(config.checkpoint, "the training checkpoint", fix)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if ema is not None and state.get("ema") is not None:
@@ -231,4 +239,4 @@ def train(model: nn.Module, step_fn: StepFn, config: TrainConfig) -> dict:
     elapsed += time.time() - start
     final = payload()
     _save_atomically(final, config.checkpoint)
-    return final
+    return {**final, "stopped_by": stop.signum}

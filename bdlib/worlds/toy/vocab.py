@@ -81,6 +81,18 @@ def vocabulary_help() -> str:
     return f"colours: {', '.join(COLORS)}; shapes: {', '.join(SHAPES)}"
 
 
+def shorten(text: str, limit: int = 60) -> str:
+    """``repr(text)``, cut to about ``limit`` characters (error messages quote prompts, which may be long)."""
+    return repr(text) if len(text) <= limit else f"{text[: limit - 3]!r}... ({len(text)} characters)"
+
+
+def _listed(words: Sequence[str], most: int = 5) -> str:
+    """The distinct ``words``, quoted, at most ``most`` of them."""
+    distinct = list(dict.fromkeys(words))
+    more = f" and {len(distinct) - most} more" if len(distinct) > most else ""
+    return ", ".join(shorten(w, 20) for w in distinct[:most]) + more
+
+
 def parse_prompt(prompt: str) -> list[tuple[str, str]]:
     """Parse a toy-world prompt into a list of (colour, shape) pairs.
 
@@ -103,14 +115,13 @@ def parse_prompt(prompt: str) -> list[tuple[str, str]]:
             words = words[1:]
         unknown = [w for w in words if w not in COLORS and w not in SHAPES and w not in ("and", *_ARTICLES)]
         if unknown:
-            names = ", ".join(repr(w) for w in unknown)
             raise ValueError(
-                f"prompt {prompt!r}: unknown word(s) {names}; the toy world only knows {vocabulary_help()} "
-                f'(write prompts like "a red circle" or "a red circle and a blue square")'
+                f"prompt {shorten(prompt)}: unknown word(s) {_listed(unknown)}; the toy world only knows "
+                f'{vocabulary_help()} (write prompts like "a red circle" or "a red circle and a blue square")'
             )
         if len(words) != 2 or words[0] not in COLORS or words[1] not in SHAPES:
             raise ValueError(
-                f"prompt {prompt!r}: cannot read {phrase!r}; each object must be written "
+                f"prompt {shorten(prompt)}: cannot read {shorten(phrase)}; each object must be written "
                 f'"a COLOUR SHAPE" ({vocabulary_help()}), objects joined by "," and "and"'
             )
         parsed.append((words[0], words[1]))

@@ -13,7 +13,7 @@
 # ---
 
 # %% [markdown]
-# # 08 · The paper's models: the same edit at 256x256
+# # 09 · The paper's models: the same edit at 256x256
 #
 # Notebooks 01–07 ran in the toy world. Everything there was written once against a `World`, so the
 # paper's own networks plug into the same code: guided-diffusion's unconditional 256x256 ImageNet UNet

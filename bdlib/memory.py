@@ -1,0 +1,66 @@
+"""The memory an edit needs, checked before it starts, and out-of-memory errors turned into advice.
+
+An edit holds one batch of samples in flight (its working memory grows with the batch: activations of the
+UNet and of CLIP's views kept for the backward pass) and every finished result on the CPU (at the world's size
+and at the input's). :func:`check_edit_memory` compares an estimate of both with the free memory and refuses,
+with the numbers and a batch size that fits, what cannot fit. The working memory is checked on the CPU only,
+where running out gets the process killed without a word (the per-sample estimates are CPU measurements,
+``World.sample_bytes_per_pixel``); on a GPU, PyTorch raises ``OutOfMemoryError``, which the command line
+reports with the same advice (:func:`is_out_of_memory`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+GIB = 2**30
+_RESULT_COPIES = 3  # results at the world's size, at the input's size, and the ranked copy
+
+
+def available_memory() -> int:
+    """Bytes free for tensors on the CPU: free RAM plus free swap."""
+    import psutil
+
+    return int(psutil.virtual_memory().available + psutil.swap_memory().free)
+
+
+def result_bytes(samples: int, input_hw: tuple[int, int], world_size: int) -> int:
+    """Bytes that ``samples`` finished float32 RGB results take, at the input's size and at the world's."""
+    height, width = input_hw
+    return samples * 3 * 4 * (height * width + world_size * world_size) * _RESULT_COPIES
+
+
+def check_edit_memory(
+    sample_bytes: int, samples: int, batch: int, input_hw: tuple[int, int], world_size: int, device
+) -> None:
+    """Raise a ValueError if ``samples`` results (on the CPU) plus, on a CPU ``device``, a batch of ``batch`` samples
+    in flight (``sample_bytes`` each; 0: unknown) cannot fit in the free memory."""
+    free = available_memory()
+    results = result_bytes(samples, input_hw, world_size)
+    if results > free:
+        raise ValueError(
+            f"{samples} samples at {input_hw[1]}x{input_hw[0]} need about {results / GIB:.1f} GiB of memory for "
+            f"their results alone, and {free / GIB:.1f} GiB are free: ask for fewer samples"
+        )
+    need = results + batch * sample_bytes
+    if need <= free or torch.device(device).type != "cpu":
+        return
+    fits = (free - results) // sample_bytes if sample_bytes else batch
+    if fits < 1:
+        raise ValueError(
+            f"one sample needs about {sample_bytes / GIB:.1f} GiB of memory on {device} and {free / GIB:.1f} GiB are "
+            "free: close other programs, or use a device with more memory"
+        )
+    raise ValueError(
+        f"{batch} samples in one batch need about {need / GIB:.1f} GiB of memory on {device} and "
+        f"{free / GIB:.1f} GiB are free: draw them in batches of {fits} or fewer (batch_size={fits}, or "
+        f"--batch-size {fits} on the command line; the samples do not depend on the batch size)"
+    )
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for PyTorch's out-of-memory errors (CUDA, MPS, or the CPU allocator failing)."""
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
