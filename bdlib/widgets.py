@@ -39,6 +39,7 @@ from bdlib.viz import show_grid
 from bdlib.worlds.base import World
 
 DIFF_GAIN = 4.0  # |result - input| is drawn ×4 so that small background drift is visible
+PANEL_INCHES = 1.6  # each of a figure's four images: 160 px for a 32 px toy image (nearest-neighbour)
 
 
 @dataclass(frozen=True)
@@ -277,7 +278,7 @@ def render_lambda(
     augmentations: int | None = None,
     settings: MethodSettings | None = None,
     cache: ResultCache | None = None,
-    panel_inches: float = 0.9,
+    panel_inches: float = PANEL_INCHES,
     **overrides: Any,
 ):
     """Algorithm 1 at background weight ``lam``: input, mask, result and ``4·|result - input|``.
@@ -312,7 +313,7 @@ def render_k(
     augmentations: int | None = None,
     settings: MethodSettings | None = None,
     cache: ResultCache | None = None,
-    panel_inches: float = 0.9,
+    panel_inches: float = PANEL_INCHES,
     **overrides: Any,
 ):
     """Algorithm 2 started at respaced index ``k``: input, x_k, result and ``4·|result - input|``.
@@ -340,9 +341,6 @@ def render_k(
 
 
 # ----------------------------------------------------------------------------------------------- panels
-
-PANEL_INCHES = 1.6  # each of a panel picture's four images: 160 px for a 32 px toy image (nearest-neighbour)
-
 
 def _controls(base: MethodSettings, seed: int, prompt: str) -> dict[str, Any]:
     """Dropdowns for guidance scale, augmentations and seed (starting at ``base``), a text box for the prompt."""

@@ -8,7 +8,8 @@ the path of the site's ``index.html`` as its last line.
 
 - **Full mode.** Each lesson is read with ``FAST = False`` injected after its ``parameters`` cell (papermill's
   convention: a cell tagged ``injected-parameters``), so the site shows the course's full-mode outputs.
-  ``--fast`` builds a fast-mode site into ``notebooks/_build/book-fast`` instead (for quick checks).
+  ``--fast`` builds a fast-mode site into ``notebooks/_build/book-fast`` instead, and ``--only 04 05`` builds
+  some lessons only (both for quick checks).
 - **Cached outputs.** myst-nb executes through jupyter-cache (``notebooks/_build/book/jupyter_cache``), keyed by
   the lessons' code cells: after a change of prose only, a rebuild reuses every output and takes seconds.
 - **Offline.** Everything a page loads is served by the site itself: ipywidgets' HTML manager (which draws the
@@ -16,7 +17,7 @@ the path of the site's ``index.html`` as its last line.
   registry by ``make book`` into ``notebooks/_build/book-assets`` (``--assets``).
 
 Exit status: 0 when the site was built; 1 when Sphinx failed (a lesson's cell raised, a link points at a page
-that does not exist, ...); 2 when something the build needs is missing.
+that does not exist, any other warning: every one is printed); 2 when something the build needs is missing.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,9 @@ BUILD_ROOT = NOTEBOOK_DIR / "_build"
 ASSETS = BUILD_ROOT / "book-assets"  # html-manager/ and mathjax/, from `make book-assets`
 REQUIRED_ASSETS = ("html-manager/embed.js", "mathjax/tex-chtml.js")
 FAST_ENV = "BDLIB_BOOK_FAST"  # "1": the reader injects FAST = True (the fast-mode site)
+ONLY_ENV = "BDLIB_BOOK_ONLY"  # lesson numbers to build ("04 05"); empty: all of them
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")  # targets of Markdown links
+LESSON_NAME = re.compile(r"`(\d\d_[A-Za-z0-9_]+)(?:\.py)?`")  # a lesson named in code style: `05_blended_diffusion`
 
 
 def build_dir(fast: bool) -> Path:
@@ -64,21 +68,25 @@ def read_lesson(text: str) -> Any:
 
 
 def guide_problems(guide: Path) -> list[str]:
-    """Pages the teacher's guide links to (relative links to ``.py``/``.md``/``.ipynb`` files) that do not exist."""
+    """Pages the teacher's guide lists that do not exist: relative links to ``.py``/``.md``/``.ipynb`` files, and
+    lessons named in code style (`` `05_blended_diffusion` `` must be ``notebooks/05_blended_diffusion.py``)."""
     if not guide.exists():
         return []
+    text = guide.read_text(encoding="utf-8")
     problems = []
-    for target in LINK.findall(guide.read_text(encoding="utf-8")):
-        if "://" in target or not target.endswith((".py", ".md", ".ipynb")):
-            continue
-        if not (guide.parent / target).exists():
+    for target in LINK.findall(text):
+        if "://" not in target and target.endswith((".py", ".md", ".ipynb")) and not (guide.parent / target).exists():
             problems.append(f"{guide.name} links to {target}, which does not exist")
+    for name in dict.fromkeys(LESSON_NAME.findall(text)):
+        if not (guide.parent / f"{name}.py").exists():
+            problems.append(f"{guide.name} lists the lesson {name}, but there is no {name}.py")
     return problems
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fast", action="store_true", help="fast-mode lessons, into notebooks/_build/book-fast")
+    parser.add_argument("--only", nargs="+", metavar="NN", help="only these lessons (by number), e.g. --only 04 05")
     parser.add_argument("--clean", action="store_true", help="forget Sphinx's state (the execution cache is kept)")
     parser.add_argument("--quiet", action="store_true", help="only warnings and errors from Sphinx")
     args = parser.parse_args(argv)
@@ -100,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     if threads is not None:
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     os.environ[FAST_ENV] = "1" if args.fast else "0"
+    os.environ[ONLY_ENV] = " ".join(args.only or [])
     html = out / "html"
+    shutil.rmtree(html, ignore_errors=True)  # no page of a renamed or removed lesson survives (rewriting takes seconds)
     options = ["-b", "html", "-W", "--keep-going", "-d", str(out / "doctrees"), "-j", "1"]
     options += ["-q"] if args.quiet else []
     options += ["-E"] if args.clean else []

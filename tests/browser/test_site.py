@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from panel_checks import PageWatch, broken_images, check_panel_follows_slider, serve
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 LESSONS_WITH_PANELS = ("04_local_clip_guidance.html", "05_blended_diffusion.html")
 
 
@@ -21,7 +22,9 @@ def pages(site_dir: Path) -> list[str]:
 def test_every_page_loads_offline_without_errors_or_missing_images(page, site_dir, site_url):
     names = pages(site_dir)
     lessons = [n for n in names if re.match(r"\d\d_", n)]
-    assert len(lessons) == 8 and {"index.html", "benchmarks.html"} <= set(names), names
+    sources = sorted(p.stem for p in (REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
+    assert [n.removesuffix(".html") for n in lessons] == sources, "a page per lesson"
+    assert {"index.html", "benchmarks.html", "README.html"} <= set(names), names
     problems = {}
     for name in names:
         tab = page.context.new_page()  # a fresh tab per page: each has its own listeners
@@ -77,3 +80,23 @@ def test_the_check_fails_when_a_panels_picture_does_not_change(page, site_dir, t
             check_panel_follows_slider(page, panel)
     finally:
         server.shutdown()
+
+
+def test_animations_play_and_stay_small(page, site_dir, site_url):
+    """Every animated image of the lessons: a GIF or WebP of several frames, under 2 MB, shown ≥ 128 px wide."""
+    from PIL import Image
+
+    found = []
+    for name in [n for n in pages(site_dir) if re.match(r"\d\d_", n)]:
+        page.goto(site_url + name, wait_until="networkidle")
+        for src, width in page.evaluate(
+            "() => Array.from(document.images).filter(i => /\\.(gif|webp)$/.test(i.src)).map(i => [i.src, i.naturalWidth])"
+        ):
+            path = site_dir / src.removeprefix(site_url)
+            with Image.open(path) as animation:
+                frames = getattr(animation, "n_frames", 1)
+            found.append((name, path.name, frames, path.stat().st_size, width))
+            assert frames > 1 and width >= 128, f"{name}: {path.name} has {frames} frame(s), {width} px"
+            assert path.stat().st_size < 2 * 1024 * 1024, f"{name}: {path.name} is {path.stat().st_size} bytes"
+    assert found, "no lesson shows an animation"
+    print("\n".join(f"{n}: {f} {k} frames, {s / 1024:.0f} KiB, {w} px wide" for n, f, k, s, w in found))
