@@ -12,6 +12,7 @@ import pytest
 from panel_checks import PageWatch, broken_images, check_panel_follows_slider, serve
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+ANIMATIONS_JS = "() => Array.from(document.images).filter(i => /[.](gif|webp)$/.test(i.src)).map(i => [i.src, i.naturalWidth])"
 LESSONS_WITH_PANELS = ("04_local_clip_guidance.html", "05_blended_diffusion.html")
 
 
@@ -89,9 +90,7 @@ def test_animations_play_and_stay_small(page, site_dir, site_url):
     found = []
     for name in [n for n in pages(site_dir) if re.match(r"\d\d_", n)]:
         page.goto(site_url + name, wait_until="networkidle")
-        for src, width in page.evaluate(
-            "() => Array.from(document.images).filter(i => /\\.(gif|webp)$/.test(i.src)).map(i => [i.src, i.naturalWidth])"
-        ):
+        for src, width in page.evaluate(ANIMATIONS_JS):
             path = site_dir / src.removeprefix(site_url)
             with Image.open(path) as animation:
                 frames = getattr(animation, "n_frames", 1)
