@@ -12,7 +12,8 @@ import pytest
 from panel_checks import PageWatch, broken_images, check_panel_follows_slider, serve
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-ANIMATIONS_JS = "() => Array.from(document.images).filter(i => /[.](gif|webp)$/.test(i.src)).map(i => [i.src, i.naturalWidth])"
+ANIMATIONS_JS = """() => Array.from(document.images)
+  .filter(i => /[.](gif|webp)$/.test(i.src)).map(i => [i.src, i.naturalWidth])"""
 LESSONS_WITH_PANELS = ("04_local_clip_guidance.html", "05_blended_diffusion.html")
 
 
