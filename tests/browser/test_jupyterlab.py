@@ -1,11 +1,13 @@
 """Notebook 05 in a live JupyterLab on 127.0.0.1, driven with the mouse and the keyboard: Run All Cells from the
 menu, drag the k slider (the picture changes), change the seed (the panel says "computing …" while the old
-picture is still up, then shows a new one), type a word the toy world does not know (the panel says so)."""
+picture is still up, then shows a new one), type a word the toy world does not know (the panel says so), then shut
+the kernel down from the menu: the slider still swaps the pictures."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -33,7 +35,7 @@ WATCH_STATUS_JS = """(panel) => {
 SAW_COMPUTING_THEN_READY_JS = """() => {
   const seen = window.__bdlibStatus;
   const computing = seen.findIndex(s => s.text.includes('computing'));
-  return computing >= 0 && seen.slice(computing).some(s => s.text.includes('ready'));
+  return computing >= 0 && seen.slice(computing).some(s => /all \\d+ values .* ready/.test(s.text));
 }"""
 
 
@@ -115,10 +117,12 @@ def run_all_cells(page) -> float:
     start = time.monotonic()
     page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
     page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-    page.wait_for_function(
+    page.wait_for_function(  # every shown prompt has its number (a folded cell shows none), and the kernel is idle
         """() => {
-          const prompts = Array.from(document.querySelectorAll('.jp-CodeCell .jp-InputPrompt'));
-          return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
+          const prompts = Array.from(document.querySelectorAll('.jp-CodeCell .jp-InputPrompt'))
+            .map(p => p.textContent.trim()).filter(t => t.length > 0);
+          const idle = /\\|\\s*Idle/.test(document.querySelector('#jp-main-statusbar')?.innerText || '');
+          return idle && prompts.length > 0 && prompts.every(t => /\\[\\d+\\]/.test(t));
         }""",
         timeout=RUN_ALL_TIMEOUT_S * 1000,
         polling=500,
@@ -160,11 +164,13 @@ def check_notebook_05(page, lab) -> None:
     computing = [s for s in statuses if "computing" in s["text"]]
     assert computing, f"the panel never said it was computing: {[s['text'] for s in statuses]}"
     assert computing[0]["picture"] == before, "'computing …' came only after the picture had already changed"
-    ready = [s for s in statuses if "ready" in s["text"] and s["t"] > computing[0]["t"]]
+    ready = [s for s in statuses if re.search(r"all \d+ values .* ready", s["text"]) and s["t"] > computing[0]["t"]]
     assert ready and after != before, f"no new picture after the seed change: {[s['text'] for s in statuses]}"
+    redrawn = next(s for s in statuses if s["picture"] != before)
     start = statuses[0]["t"]
-    said, done = computing[0]["t"] - start, ready[-1]["t"] - start
-    print(f"seed change: 'computing' after {said:.0f} ms, ready after {done:.0f} ms")
+    said, current, done = (x["t"] - start for x in (computing[0], redrawn, ready[-1]))
+    print(f"seed change: 'computing' after {said:.0f} ms, the current value redrawn after {current:.0f} ms, "
+          f"the whole grid after {done:.0f} ms")
 
     # a word the toy world does not know: the panel says so, in words
     prompt = panel.locator("input[type=text]").first
@@ -176,3 +182,11 @@ def check_notebook_05(page, lab) -> None:
     status.filter(has_text="unknown word").wait_for(timeout=60000)
     assert "squa" in status.inner_text()
     assert prompt.evaluate("e => e.scrollWidth <= e.clientWidth"), "the prompt box cuts its text off"
+
+    # the kernel stopped (Kernel > Shut Down Kernel): the slider still swaps the pictures, in the browser alone
+    page.locator(".lm-MenuBar-itemLabel", has_text="Kernel").first.click()
+    page.locator(".lm-Menu-itemLabel", has_text="Shut Down Kernel").first.click()
+    no_kernel = "() => /No Kernel/.test(document.querySelector('#jp-main-statusbar')?.innerText || '')"
+    page.wait_for_function(no_kernel, timeout=60000)
+    for move in check_panel_follows_slider(page, panel):
+        print("kernel stopped:", move)
