@@ -93,13 +93,16 @@ $(ASSETS_STAMP):
 	rm -rf $(BOOK_ASSETS)/npm
 	touch $@
 
-## Real-browser tests (Playwright for Python driving Debian's chromium; installed with apt when missing): the built
-## site's pages and panels without a kernel, and notebook 05's panel in a live JupyterLab on 127.0.0.1.
+## Real-browser tests (Playwright for Python driving Debian's chromium, installed with apt when missing): every page
+## of the built site loads offline with no console error and no missing image, and the λ and k panels change their
+## picture when dragged or arrow-keyed, with no kernel; notebook 05 in a live JupyterLab on 127.0.0.1. BOOK picks the
+## site: book (full mode, the default) or book-fast (fast mode, what CI builds to stay within its time).
 CHROMIUM ?= /usr/bin/chromium
-test-browser: setup-browser book
+BOOK ?= book
+test-browser: setup-browser $(BOOK)
 	@test -x $(CHROMIUM) || { echo "installing chromium (apt)"; apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
-	BDLIB_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q tests/browser $(ARGS)
+	BDLIB_CHROMIUM=$(CHROMIUM) BDLIB_SITE=notebooks/_build/$(BOOK)/html $(PY) -m pytest -q tests/browser $(TEST_ARGS)
 
 ## On a machine with a CUDA GPU: tests, every notebook on the GPU (toy, and the paper world with random weights),
 ## the paper-configuration benchmarks; one results file (benchmarks/gpu_check.py; its CPU dry run is a test).
