@@ -66,10 +66,11 @@ def build_panel(kind: str, world, smoke: bool, cache):
 
 def measure(kind: str, strategy: str, world, repeats: int, smoke: bool) -> list[dict]:
     """Build one panel, then change each control ``repeats`` times; one row per change."""
+    import bdlib.edit_cache as edit_cache
     import bdlib.widgets as bw
 
-    original = bw.edit_grid
-    bw.edit_grid = sequential_grid if strategy == "sequential" else original
+    original = edit_cache.edit_grid
+    edit_cache.edit_grid = sequential_grid if strategy == "sequential" else original
     rows = []
     try:
         cache = bw.ResultCache()
@@ -93,7 +94,7 @@ def measure(kind: str, strategy: str, world, repeats: int, smoke: bool) -> list[
                 print(f"  {kind:6s} {strategy:10s} {name:15s} -> {value!r:20}: current {current:5.2f} s, "
                       f"grid of {len(panel.grid)} {grid:5.2f} s", flush=True)
     finally:
-        bw.edit_grid = original
+        edit_cache.edit_grid = original
     return rows
 
 

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
+import bdlib.edit_cache as edit_cache
 import bdlib.widgets as bw
 from bdlib.worlds.toy.tasks import example_task
 
@@ -39,13 +40,13 @@ def cache():
 
 def _count_edits(monkeypatch) -> list[int]:
     calls: list[int] = []
-    real = bw.edit
+    real = edit_cache.edit
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(bw, "edit", counting)
+    monkeypatch.setattr(edit_cache, "edit", counting)
     return calls
 
 
@@ -103,13 +104,13 @@ def test_chain_start_is_the_samplers_x_k(random_toy_world, task, cache):
 
 def test_grid_edits_runs_the_missing_values_in_one_call(random_toy_world, task, cache, monkeypatch):
     calls: list[list] = []
-    real = bw.edit_grid
+    real = edit_cache.edit_grid
 
     def counting(*args, **kwargs):
         calls.append(list(args[5]))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(bw, "edit_grid", counting)
+    monkeypatch.setattr(edit_cache, "edit_grid", counting)
     bw.cached_edit(random_toy_world, task, cache=cache, algorithm="blended", k=3, **FAST)
     done = bw.grid_edits(random_toy_world, task, "k", [3, 5, 7], cache=cache, algorithm="blended", **FAST)
     assert calls == [[5, 7]]  # k = 3 was cached; the rest in one call
