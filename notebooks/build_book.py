@@ -11,7 +11,9 @@ the path of the site's ``index.html`` as its last line.
   ``--fast`` builds a fast-mode site into ``notebooks/_build/book-fast`` instead, and ``--only 04 05`` builds
   some lessons only (both for quick checks).
 - **Cached outputs.** myst-nb executes through jupyter-cache (``notebooks/_build/book/jupyter_cache``), keyed by
-  the lessons' code cells: after a change of prose only, a rebuild reuses every output and takes seconds.
+  the lessons' code cells and a digest of ``bdlib`` (code and weights): after a change of prose only, a rebuild
+  reuses every output and takes seconds; a lesson whose code changed, or any lesson after the library changed,
+  runs again.
 - **Offline.** Everything a page loads is served by the site itself: ipywidgets' HTML manager (which draws the
   λ and k panels from the widget state saved in the executed lessons) and MathJax, both fetched from the npm
   registry by ``make book`` into ``notebooks/_build/book-assets`` (``--assets``).
@@ -23,6 +25,8 @@ that does not exist, any other warning: every one is printed); 2 when something 
 from __future__ import annotations
 
 import argparse
+import functools
+import hashlib
 import os
 import re
 import shutil
@@ -47,9 +51,22 @@ def build_dir(fast: bool) -> Path:
     return BUILD_ROOT / ("book-fast" if fast else "book")
 
 
+@functools.cache
+def library_digest() -> str:
+    """A short digest of the ``bdlib`` package (its code and shipped weights): part of every lesson's cache key, so
+    a change of the library re-runs the lessons while a change of a lesson's prose does not."""
+    package = NOTEBOOK_DIR.parent / "bdlib"
+    digest = hashlib.sha256()
+    for path in sorted(p for p in package.rglob("*") if p.is_file() and p.suffix in (".py", ".safetensors")):
+        digest.update(str(path.relative_to(package)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def read_lesson(text: str) -> Any:
     """myst-nb's reader for a lesson (jupytext py:percent): the notebook, run on the project's kernel, with the
-    mode of this build injected after the cell tagged ``parameters`` (``FAST = False`` unless a fast build)."""
+    mode of this build injected after the cell tagged ``parameters`` (``FAST = False`` unless a fast build) and the
+    library's digest in a comment (jupyter-cache keys a notebook by its code cells)."""
     import jupytext
     import nbformat
 
@@ -58,8 +75,9 @@ def read_lesson(text: str) -> Any:
     tagged = [i for i, cell in enumerate(notebook.cells) if "parameters" in cell.metadata.get("tags", [])]
     if len(tagged) != 1:
         raise ValueError(f"a lesson needs exactly one cell tagged 'parameters', found {len(tagged)}")
+    mode = "fast" if fast else "full"
     injected = nbformat.v4.new_code_cell(
-        f"# Injected by the course book: this page ran in {'fast' if fast else 'full'} mode\nFAST = {fast}",
+        f"# Injected by the course book: this page ran in {mode} mode, with bdlib {library_digest()}\nFAST = {fast}",
         metadata={"tags": ["injected-parameters"]},
     )
     notebook.cells.insert(tagged[0] + 1, injected)
