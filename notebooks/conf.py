@@ -14,9 +14,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # build_book.read_lesson, run_notebooks
 
-from build_book import ASSETS, FAST_ENV, ONLY_ENV, build_dir  # noqa: E402
+from build_book import ASSETS, FAST_ENV, ONLY_ENV, build_dir, library_digest  # noqa: E402
 
 FAST = os.environ.get(FAST_ENV) == "1"
+bdlib_digest = library_digest()  # a changed library changes the config: Sphinx re-reads every page (the lessons re-run)
 GUIDE = (HERE / "README.md").exists()
 
 project = "bdlib: Blended Diffusion, step by step"
@@ -69,5 +70,6 @@ def _teachers_guide(app, docname: str, source: list[str]) -> None:
 
 
 def setup(app) -> dict[str, bool]:
+    app.add_config_value("bdlib_digest", "", "env")
     app.connect("source-read", _teachers_guide)
     return {"parallel_read_safe": False}
