@@ -7,7 +7,8 @@
 - replace the background: the object's mask *inverted*, a prompt for the new background;
 - scribble-guided editing: paint a rough coloured scribble into the input, then edit its region starting
   from a lower noise level so the scribble's colour and layout survive;
-- text-guided extrapolation (outpainting): shift the image, and edit the empty strip that appears.
+- text-guided extrapolation (outpainting): shift the image, fill the strip that appears smoothly from the
+  picture's edge, and edit it.
 """
 
 from __future__ import annotations
@@ -104,7 +105,8 @@ def extend_canvas(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Shift the image by ``fraction`` of its size away from ``direction``; return it and the mask of the new strip.
 
-    The canvas keeps its size (the world works at one size); the strip that appears is mid-grey and masked.
+    The canvas keeps its size (the world works at one size); the strip that appears is masked and filled smoothly
+    from the picture's edge (:func:`bdlib.inpaint.smooth_fill`), a placeholder that the edit redraws from ``x_k``.
     """
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
@@ -122,7 +124,7 @@ def extend_canvas(
         mask[..., strip, :] = 1
     else:
         mask[..., strip] = 1
-    return shifted * (1 - mask), mask
+    return smooth_fill(shifted * (1 - mask), mask), mask
 
 
 def extrapolate(

@@ -60,7 +60,7 @@ def show_grid(
             f"panel_inches={panel_inches} draws an image {panel_inches * DPI:.0f} px wide: use at least "
             f"{MIN_PIXELS / DPI:g} in ({MIN_PIXELS} px), so that a 32-px image stays readable"
         )
-    columns = max(1, int(max_width_inches // panel_inches))
+    columns = max(1, int(max_width_inches / panel_inches + 1e-9))  # 9.6 // 1.6 is 5.0 in floating point
     rows, titles, row_labels = _wrap(rows, titles, row_labels, columns)
     n_rows, n_cols = len(rows), max(len(row) for row in rows)
     has_titles = any(any(t) for t in titles)

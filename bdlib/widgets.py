@@ -42,7 +42,7 @@ from bdlib.viz import show_grid
 from bdlib.worlds.base import World
 
 DIFF_GAIN = 4.0  # |result - input| is drawn ×4 so that small background drift is visible
-PANEL_INCHES = 1.6  # each of a figure's four images: 160 px for a 32 px toy image (nearest-neighbour)
+PANEL_INCHES = 1.4  # each of a figure's four images: 140 px for a 32 px toy image (nearest-neighbour)
 
 
 def background_error(images: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -60,11 +60,13 @@ def oracle_scores(
     world: World, images: torch.Tensor, mask: torch.Tensor, prompt: str
 ) -> dict[str, torch.Tensor] | None:
     """The oracle's verdict on the masked region of each image (``match``, ``score``, ``clean`` ...), or None
-    when the world has no oracle. The empty prompt asks for "nothing" (a removal)."""
+    when the world has no oracle. ``prompt`` is one prompt for all images or one per image; the empty prompt asks for
+    "nothing" (a removal)."""
     if world.oracle is None:
         return None
     masks = mask.expand(images.shape[0], 1, *mask.shape[-2:]).to(images)
-    return world.oracle.judge_text_match(images.float(), masks, [prompt or None] * images.shape[0])
+    targets = list(prompt) if isinstance(prompt, (list, tuple)) else [prompt] * images.shape[0]
+    return world.oracle.judge_text_match(images.float(), masks, [target or None for target in targets])
 
 
 def lambda_bound(world: World, settings: MethodSettings | None = None, index: int | None = None, **overrides) -> float:

@@ -68,8 +68,8 @@ fig = show_grid([list(views[:4]), list(views[4:])], titles=[["clean"] + [f"view 
                                                             [f"view {i}" for i in range(4, 8)]], panel_inches=2.0)
 
 # %% [markdown]
-# Some views are rotated or shifted, some are squeezed in perspective, some (probability $0.3 \times 0.3$) are
-# untouched; the border pixels are repeated where a warp uncovers the edge.
+# The views are rotated, shifted or squeezed in perspective (a view escapes both warps with probability
+# $0.3 \times 0.3 = 0.09$); where a warp uncovers the edge, the border pixels are repeated.
 #
 # ## 2. One view against eight
 #
@@ -137,9 +137,11 @@ for row in gaps:
 table(gaps)
 
 # %% [markdown]
-# With one view the clean-view distance is pushed lowest and the gap under warps is largest; eight views shrink the
-# gap: the sampler had to lower the loss of warped copies as well. At the high scale the guiding CLIP still reports
-# small clean-view distances for regions the oracle rejects: do not let the network that guided an edit judge it.
+# The clean-view distances of one and eight views are close, but the *gap* is not: with one view the warped views
+# score clearly worse than the clean one, with eight views hardly (the sampler had to lower the loss of warped copies
+# as well). At ten times the scale, the one-view results have by far the largest gap: a pattern for one viewpoint.
+# Note also that the clean-view distance rises much less from the default scale to ten times it than the oracle's
+# clean score falls (section 2): do not let the network that guided an edit judge it.
 #
 # ## 4. The pixel range and the range loss
 #
@@ -176,7 +178,8 @@ fig.tight_layout()
 
 # %% [markdown]
 # Clamped, the guess never leaves $[-1, 1]$ and the range loss is 0 at every step. Not clamped, the guess leaves the
-# range at high noise (the left end of the curve), and the range loss is what pulls it back; the results:
+# range far during the first steps (the left end of the curves: high noise, strong guidance) and comes back, pulled by
+# the range loss and by the chain itself, to end within it. The two results:
 
 # %%
 fig = show_grid([[task.image, ranges[True]["result"][0], ranges[False]["result"][0]]],
@@ -242,8 +245,14 @@ answers
 
 # %% tags=["checks"] jupyter={"source_hidden": true}
 assert torch.equal(views[0], tasks[0].image), "§1: view 0 is the clean image"
-one, eight = gaps[0], gaps[1]
-assert one["gap"] > eight["gap"], "§3: eight views shrink the gap between the clean view and warped views"
+for scale in SCALES:
+    one, eight = (next(r for r in gaps if (r["scale"], r["views"]) == (scale, v)) for v in (1, 8))
+    assert one["gap"] > 2 * eight["gap"], f"§3: eight views shrink the gap (scale {scale:g})"
+    assert abs(one["clean view"] - eight["clean view"]) < 0.05, f"§3: the clean-view distances are close ({scale:g})"
+high = [r for r in gaps if r["scale"] == SCALES[1] and r["views"] == 1][0]
+assert high["gap"] == max(r["gap"] for r in gaps), "§3: one view at ten times the scale has the largest gap"
+assert scores[(SCALES[1], 1)]["clean"] < scores[(SCALES[0], 1)]["clean"], "§3: the oracle's clean score falls"
 assert max(ranges[True]["max |x̂_0|"]) <= 1.0 and max(ranges[True]["range loss"]) == 0.0, "§4: clamped, no range loss"
 assert max(ranges[False]["max |x̂_0|"]) > 1.0 and max(ranges[False]["range loss"]) > 0, "§4: unclamped, out of range"
+assert ranges[False]["max |x̂_0|"][-1] < 1.1, "§4: the unclamped guess ends (nearly) within the range"
 assert answers["4: largest difference between the views"] == 0.0, "exercise 4"

@@ -319,3 +319,28 @@ def test_an_internal_error_is_exit_1_with_a_short_note(inputs, monkeypatch, caps
     monkeypatch.setenv("BDLIB_DEBUG", "1")
     assert cli(*args) == 1
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_random_weights_are_labelled_loudly(tmp_path, capsys, monkeypatch, random_toy_world):
+    """--random-weights (paper world; here a random toy world stands in for the 552M UNet) says so in stderr and in
+    the figure, and is refused for the toy world, which ships trained weights."""
+    import dataclasses
+
+    import bdlib.commands.edit as edit_command
+
+    labelled = dataclasses.replace(random_toy_world, capabilities=frozenset({"random_weights"}))
+    seen = {}
+
+    def fake_load_world(name, **kwargs):
+        seen.update(name=name, **kwargs)
+        return labelled
+
+    monkeypatch.setattr(edit_command, "load_world", fake_load_world)
+    out = tmp_path / "paper.png"
+    args = ["edit", "--world", "paper", "--random-weights", "--image", "bdlib/examples/scene.png", "--mask",
+            "bdlib/examples/scene_mask.png", "--prompt", "a red circle", "--k", "2", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    assert seen["name"] == "paper" and seen["random_weights"] is True
+    assert "RANDOM WEIGHTS" in capsys.readouterr().err and (tmp_path / "paper_figure.png").exists()
+    args[2] = "toy"
+    assert main(args) == 2 and "--random-weights is for --world paper" in capsys.readouterr().err

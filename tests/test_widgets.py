@@ -57,7 +57,7 @@ def test_render_lambda_figure_and_cache(random_toy_world, task, cache, monkeypat
     assert "λ = 1000" in title and "background error" in title
     assert len(fig.axes) == 4 and all(len(ax.images) == 1 for ax in fig.axes)
     width, height = fig.get_size_inches() * fig.dpi
-    assert 4 * 160 <= width <= 700 and height <= 320  # four images of 160 px (32 px toy images at x5), one row
+    assert width <= 4 * 1.4 * 100 + 20 and height <= 260  # four images of 140 px each
     error = fig.bdlib_values["background_error"]
     assert error > 0 and f"{error:.4f}" in title  # Algorithm 1 never keeps the background exactly
     assert calls == [1] and (cache.hits, cache.misses) == (0, 1)

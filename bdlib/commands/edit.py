@@ -150,9 +150,10 @@ def _run(args: argparse.Namespace, overrides: dict, outputs: list[Path], context
     world.check_prompt(args.prompt)
     label = ""
     if "random_weights" in world.capabilities:
-        label = "RANDOM WEIGHTS: a pipeline and timing check, not an edit"
+        label = "RANDOM WEIGHTS:\nnot an edit"  # in the figure, where space is short
         if context.is_main:
-            print(f"{label} (python -m bdlib download paper fetches the real checkpoints)", file=sys.stderr)
+            print("RANDOM WEIGHTS: a pipeline and timing check, not an edit (python -m bdlib download paper fetches "
+                  "the real checkpoints)", file=sys.stderr)  # fmt: skip
     start = time.time()
     from tqdm import tqdm
 
