@@ -192,9 +192,9 @@ class SweepPanel(ipywidgets.VBox):
         self.button.layout.display = "none" if all(f is not None for f in self.frames) else None
 
     def _on_slider(self, change: dict[str, Any]) -> None:
-        """The browser already shows the picture (jslink); the kernel draws a value only when it is missing."""
+        """The browser already shows the picture (the link runs there: the kernel does not set the stack, which
+        would race a fast drag); the kernel draws a value only when it is missing."""
         index = change["new"]
-        self.stack.selected_index = index
         if self.frames[index] is None:
             self._say(f"computing {self.label} = {value_label(self.grid[index])} …")
             try:
