@@ -66,11 +66,12 @@ notebooks-full: setup
 ## The course website: every lesson executed in full mode on CPU (outputs cached by jupyter-cache: a rebuild
 ## after a change of prose takes seconds), built by Sphinx + myst-nb into notebooks/_build/book/html. Prints the
 ## path of the site's index.html last. `make book-fast` builds the fast-mode site (notebooks/_build/book-fast).
+## Lessons that `make notebooks` (fast) or `make notebooks-full` already ran from the same code are not run again.
 book: setup-book book-assets
-	$(PY) notebooks/build_book.py $(ARGS)
+	$(PY) notebooks/build_book.py --reuse $(ARGS)
 
 book-fast: setup-book book-assets
-	$(PY) notebooks/build_book.py --fast $(ARGS)
+	$(PY) notebooks/build_book.py --fast --reuse $(ARGS)
 
 ## What the pages load, served by the site itself (no CDN): ipywidgets' HTML manager (draws the panels from the
 ## saved widget state) and MathJax, fetched once from the npm registry (needs npm).

@@ -13,7 +13,8 @@ the path of the site's ``index.html`` as its last line.
 - **Cached outputs.** myst-nb executes through jupyter-cache (``notebooks/_build/book/jupyter_cache``), keyed by
   the lessons' code cells and a digest of ``bdlib`` (code and weights): after a change of prose only, a rebuild
   reuses every output and takes seconds; a lesson whose code changed, or any lesson after the library changed,
-  runs again.
+  runs again. ``--reuse`` first takes the lessons that ``run_notebooks.py`` already executed with the same code,
+  library and parameters (``make notebooks`` then ``make book-fast``: nothing runs twice; see ``book_cache.py``).
 - **Offline.** Everything a page loads is served by the site itself: ipywidgets' HTML manager (which draws the
   λ and k panels from the widget state saved in the executed lessons) and MathJax, both fetched from the npm
   registry by ``make book`` into ``notebooks/_build/book-assets`` (``--assets``).
@@ -25,8 +26,6 @@ that does not exist, any other warning: every one is printed); 2 when something 
 from __future__ import annotations
 
 import argparse
-import functools
-import hashlib
 import os
 import re
 import shutil
@@ -34,7 +33,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from run_notebooks import KERNEL_NAME, choose_threads, install_kernel_spec
+from book_cache import library_digest, seed_cache
+from run_notebooks import BUILD_DIR, KERNEL_NAME, choose_threads, install_kernel_spec
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent
 BUILD_ROOT = NOTEBOOK_DIR / "_build"
@@ -49,18 +49,6 @@ LESSON_NAME = re.compile(r"`(\d\d_[A-Za-z0-9_]+)(?:\.py)?`")  # a lesson named i
 def build_dir(fast: bool) -> Path:
     """Where a site and its caches go: ``notebooks/_build/book`` (full mode) or ``book-fast``."""
     return BUILD_ROOT / ("book-fast" if fast else "book")
-
-
-@functools.cache
-def library_digest() -> str:
-    """A short digest of the ``bdlib`` package (its code and shipped weights): part of every lesson's cache key, so
-    a change of the library re-runs the lessons while a change of a lesson's prose does not."""
-    package = NOTEBOOK_DIR.parent / "bdlib"
-    digest = hashlib.sha256()
-    for path in sorted(p for p in package.rglob("*") if p.is_file() and p.suffix in (".py", ".safetensors")):
-        digest.update(str(path.relative_to(package)).encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
 
 
 def read_lesson(text: str) -> Any:
@@ -106,6 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fast", action="store_true", help="fast-mode lessons, into notebooks/_build/book-fast")
     parser.add_argument("--only", nargs="+", metavar="NN", help="only these lessons (by number), e.g. --only 04 05")
     parser.add_argument("--clean", action="store_true", help="forget Sphinx's state (the execution cache is kept)")
+    parser.add_argument(
+        "--reuse",
+        nargs="?",
+        const=str(BUILD_DIR),
+        metavar="DIR",
+        help="take lessons that run_notebooks.py executed (DIR, default notebooks/_build) when they match this build",
+    )
     parser.add_argument("--quiet", action="store_true", help="only warnings and errors from Sphinx")
     args = parser.parse_args(argv)
 
@@ -121,6 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     from sphinx.cmd.build import build_main
 
     out = build_dir(args.fast)
+    if args.reuse:
+        wanted = [p.stem for p in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.py"))]
+        wanted = [n for n in wanted if not args.only or n[:2] in args.only]
+        os.environ[FAST_ENV] = "1" if args.fast else "0"  # the reader builds the notebook as this build runs it
+        report = seed_cache(out / "jupyter_cache", Path(args.reuse), args.fast, read_lesson, wanted)
+        for name, verdict in report.items():
+            print(f"  {name}: {'output of run_notebooks.py reused' if verdict == 'reused' else 'executed: ' + verdict}")
     install_kernel_spec(out)  # the lessons run on this interpreter's kernel, never another python3
     threads = choose_threads("auto")
     if threads is not None:

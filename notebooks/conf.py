@@ -14,7 +14,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # build_book.read_lesson, run_notebooks
 
-from build_book import ASSETS, FAST_ENV, ONLY_ENV, build_dir, library_digest  # noqa: E402
+from book_cache import library_digest  # noqa: E402
+from build_book import ASSETS, FAST_ENV, ONLY_ENV, build_dir  # noqa: E402
 
 FAST = os.environ.get(FAST_ENV) == "1"
 bdlib_digest = library_digest()  # a changed library changes the config: Sphinx re-reads every page (the lessons re-run)
