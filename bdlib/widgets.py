@@ -7,143 +7,42 @@ Two sweeps teach the two knobs of the paper:
 - :func:`render_k` / :func:`k_panel`: Algorithm 2 (blended diffusion) started at respaced index k, i.e. from
   ``x_k = √ᾱ_k x + √(1-ᾱ_k) ε``; the title prints how far the region moved from the input.
 
-A render function returns a matplotlib ``Figure`` and nothing else happens: its edit comes from a
-:class:`ResultCache` keyed by every setting that changes the result (world, input, prompt, seed, samples and
-the full :class:`~bdlib.method.MethodSettings`), so revisiting a value never reruns the sampler. A panel is an
-``ipywidgets.VBox`` with a slider over a fixed grid of values (``continuous_update=False``: one render per
-release, not per tick), optional controls for guidance scale, augmentations, seed and prompt, and a button
-that fills the cache for the whole grid. Without a live front-end (papermill, a static page) a notebook
-simply shows the render function's figure for the default value.
+A render function returns a matplotlib ``Figure`` and nothing else happens: its edit comes from the cache of
+:mod:`bdlib.edit_cache` (:func:`cached_edit`, re-exported here with :func:`grid_edits`, which fills a whole grid of
+λ or k in one call to the sampler), so revisiting a value never reruns the sampler.
+
+A panel (:class:`~bdlib.sweep_panel.SweepPanel`) is an ``ipywidgets.VBox`` with a slider over a fixed grid of
+values, controls for guidance scale, views, seed and prompt, a status line and one picture per grid value. The
+pictures travel with the notebook's widget state and the slider swaps them in the browser, so a panel works in
+a built site or with the kernel stopped; with a kernel, a new setting is computed (and says so while it is).
 """
 
 from __future__ import annotations
 
-import hashlib
-import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import ipywidgets
-import matplotlib.pyplot as plt
 import torch
-from IPython.display import display
 
-from bdlib.edit import EditResult, edit, resolve_edit_settings
+from bdlib.edit import resolve_edit_settings
+from bdlib.edit_cache import (  # noqa: F401 (the notebooks import the cache from here)
+    DEFAULT_CACHE,
+    CachedEdit,
+    EditInput,
+    ResultCache,
+    as_input,
+    cached_edit,
+    chain_start,
+    grid_edits,
+)
 from bdlib.method import MethodSettings
+from bdlib.sweep_panel import Frame, SweepPanel, figure_png, png_size, text_width  # noqa: F401
 from bdlib.viz import show_grid
 from bdlib.worlds.base import World
 
 DIFF_GAIN = 4.0  # |result - input| is drawn ×4 so that small background drift is visible
-
-
-@dataclass(frozen=True)
-class EditInput:
-    """An image (1, 3, H, W) in [-1, 1], its mask (1, 1, H, W) (1 = edit) and a prompt, with a content key."""
-
-    image: torch.Tensor
-    mask: torch.Tensor
-    prompt: str
-    key: str
-
-
-def as_input(task: Any, prompt: str | None = None) -> EditInput:
-    """An :class:`EditInput` from a toy ``EditTask`` (``.image``, ``.mask``, ``.prompt``), a ``(image, mask,
-    prompt)`` tuple, or an ``EditInput``; ``prompt`` replaces the task's prompt."""
-    if isinstance(task, EditInput):
-        image, mask, text = task.image, task.mask, task.prompt
-    elif isinstance(task, tuple) and len(task) == 3:
-        image, mask, text = task
-    else:
-        image, mask, text = task.image, task.mask, task.prompt
-    image = image[None] if image.ndim == 3 else image  # (1, 3, H, W)
-    mask = mask.reshape(1, 1, *mask.shape[-2:]).float()  # (1, 1, H, W)
-    text = text if prompt is None else prompt
-    digest = hashlib.sha1(image.detach().float().cpu().numpy().tobytes())
-    digest.update(mask.detach().cpu().numpy().tobytes())
-    return EditInput(image.detach().float().cpu(), mask.detach().cpu(), text, digest.hexdigest()[:16])
-
-
-@dataclass
-class CachedEdit:
-    """A finished edit: the ranked result, the chain's start x_k and raw end (both in the order drawn, at the
-    world's size; ``raw`` is not clamped to [-1, 1]: it is what the guidance optimised), and its run time."""
-
-    result: EditResult
-    start: torch.Tensor  # (samples, 3, S, S) x_k
-    raw: torch.Tensor  # (samples, 3, S, S) the last step's result before clamping
-    timestep: int  # original (unrespaced) timestep of the start index
-    seconds: float
-
-
-class ResultCache:
-    """A bounded dict of finished edits; ``hits`` and ``misses`` count lookups (a miss runs the sampler)."""
-
-    def __init__(self, maxsize: int = 256) -> None:
-        self.maxsize = maxsize
-        self._store: OrderedDict[tuple, CachedEdit] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
-
-    def __len__(self) -> int:
-        return len(self._store)
-
-    def __contains__(self, key: tuple) -> bool:
-        return key in self._store
-
-    def get_or_run(self, key: tuple, run: Callable[[], CachedEdit]) -> CachedEdit:
-        if key in self._store:
-            self.hits += 1
-            self._store.move_to_end(key)
-            return self._store[key]
-        self.misses += 1
-        value = run()
-        self._store[key] = value
-        while len(self._store) > self.maxsize:
-            self._store.popitem(last=False)
-        return value
-
-    def clear(self) -> None:
-        self._store.clear()
-        self.hits = self.misses = 0
-
-
-DEFAULT_CACHE = ResultCache()
-
-
-def cached_edit(
-    world: World,
-    task: Any,
-    *,
-    prompt: str | None = None,
-    seed: int = 0,
-    samples: int = 1,
-    settings: MethodSettings | None = None,
-    cache: ResultCache | None = None,
-    **overrides: Any,
-) -> CachedEdit:
-    """:func:`bdlib.edit.edit` of ``task`` behind a cache: the same arguments never run the sampler twice."""
-    cache = DEFAULT_CACHE if cache is None else cache
-    inp = as_input(task, prompt)
-    full = resolve_edit_settings(world, settings, **overrides)
-    key = (world, inp.key, inp.prompt, seed, samples, full)
-
-    def run() -> CachedEdit:
-        first: dict[str, Any] = {}
-
-        def keep_start(record: dict[str, Any]) -> None:
-            if not first:
-                first.update(x_t=record["x_t"].detach().float().cpu(), timestep=record["timestep"])
-            if "result" in record:
-                first["raw"] = record["result"].detach().float().cpu()
-
-        start = time.perf_counter()
-        result = edit(world, inp.image, inp.mask, inp.prompt, samples=samples, seed=seed, settings=full,
-                      callback=keep_start)  # fmt: skip
-        return CachedEdit(result, first["x_t"], first["raw"], first["timestep"], time.perf_counter() - start)
-
-    return cache.get_or_run(key, run)
+PANEL_INCHES = 1.4  # each of a figure's four images: 140 px for a 32 px toy image (nearest-neighbour)
 
 
 def background_error(images: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -217,7 +116,7 @@ def render_lambda(
     augmentations: int | None = None,
     settings: MethodSettings | None = None,
     cache: ResultCache | None = None,
-    panel_inches: float = 1.4,
+    panel_inches: float = PANEL_INCHES,
     **overrides: Any,
 ):
     """Algorithm 1 at background weight ``lam``: input, mask, result and ``4·|result - input|``.
@@ -252,7 +151,7 @@ def render_k(
     augmentations: int | None = None,
     settings: MethodSettings | None = None,
     cache: ResultCache | None = None,
-    panel_inches: float = 1.4,
+    panel_inches: float = PANEL_INCHES,
     **overrides: Any,
 ):
     """Algorithm 2 started at respaced index ``k``: input, x_k, result and ``4·|result - input|``.
@@ -281,69 +180,6 @@ def render_k(
 
 # ----------------------------------------------------------------------------------------------- panels
 
-
-class SweepPanel(ipywidgets.VBox):
-    """An ipywidgets ``VBox``: a slider over a fixed grid of values, controls, a status line and the figure of
-    ``render(value, **options)``.
-
-    ``slider``, ``controls`` (name -> widget), ``output``, ``figure`` (the last figure) and ``title`` (its
-    title text) are attributes for code and tests: ``panel.slider.value = v`` renders ``v`` as a user would.
-    """
-
-    def __init__(
-        self,
-        render: Callable[..., Any],
-        values: Sequence[Any],
-        value: Any,
-        label: str,
-        controls: dict[str, Any],
-        precompute: bool,
-    ) -> None:
-        w = ipywidgets
-        self.render, self.grid = render, list(values)
-        self.slider = w.SelectionSlider(options=self.grid, value=value, description=label, continuous_update=False)
-        self.controls = controls
-        self.output = w.Output()
-        self.status = w.Label()
-        self.button = w.Button(description="compute all values", tooltip="fill the cache for every slider value")
-        self.figure = None
-        self.title = ""
-        super().__init__(
-            [w.HBox([self.slider, self.button]), w.HBox(list(controls.values())), self.status, self.output]
-        )
-        self.slider.observe(lambda _: self.refresh(), names="value")
-        for control in controls.values():
-            control.observe(lambda _: self.refresh(), names="value")
-        self.button.on_click(lambda _: self.precompute())
-        if precompute:
-            self.precompute()
-        self.refresh()
-
-    def options(self) -> dict[str, Any]:
-        """The current values of the controls, as keyword arguments of the render function."""
-        return {name: control.value for name, control in self.controls.items()}
-
-    def precompute(self) -> None:
-        """Run every slider value for the current controls (a cache hit for those already done)."""
-        start = time.perf_counter()
-        for value in self.grid:
-            self.status.value = f"computing {self.slider.description} = {value} ..."
-            plt.close(self.render(value, **self.options()))
-        self.status.value = f"all {len(self.grid)} values ready ({time.perf_counter() - start:.1f} s)"
-
-    def refresh(self) -> None:
-        """Render the slider's value with the current controls into the output."""
-        start = time.perf_counter()
-        fig = self.render(self.slider.value, **self.options())
-        self.figure = fig
-        self.title = figure_title(fig)
-        self.output.clear_output(wait=True)
-        with self.output:
-            display(fig)
-        plt.close(fig)
-        self.status.value = f"{self.slider.description} = {self.slider.value} ({time.perf_counter() - start:.2f} s)"
-
-
 def _controls(base: MethodSettings, seed: int, prompt: str) -> dict[str, Any]:
     """Dropdowns for guidance scale, augmentations and seed (starting at ``base``), a text box for the prompt."""
     w = ipywidgets
@@ -358,8 +194,37 @@ def _controls(base: MethodSettings, seed: int, prompt: str) -> dict[str, Any]:
         ),
         "augmentations": w.Dropdown(options=sorted({1, 4, 8, augs}), value=augs, description="views", layout=layout),
         "seed": w.Dropdown(options=sorted({0, 1, 2, 3, seed}), value=seed, description="seed", layout=layout),
-        "prompt": w.Text(value=prompt, description="prompt", continuous_update=False, layout=layout),
+        "prompt": w.Text(
+            value=prompt, description="prompt", continuous_update=False, layout=w.Layout(width=text_width(prompt))
+        ),
     }
+
+
+def _sweep_panel(
+    world: World,
+    task: Any,
+    field: str,
+    render: Callable[..., Any],
+    values: Sequence[Any],
+    start: Any,
+    base: MethodSettings,
+    seed: int,
+    precompute: bool,
+    cache: ResultCache | None,
+) -> SweepPanel:
+    """A :class:`SweepPanel` over ``render(world, task, value, ...)``; missing grids come from :func:`grid_edits`."""
+
+    def draw(value: Any, options: dict[str, Any]) -> Frame:
+        fig = render(world, task, value, settings=base, cache=cache, panel_inches=PANEL_INCHES, **options)
+        return Frame(figure_png(fig), figure_title(fig), dict(fig.bdlib_values))
+
+    def draw_many(grid: Sequence[Any], options: dict[str, Any]) -> list[Frame]:
+        grid_edits(world, task, field, grid, settings=base, cache=cache, **options)
+        return [draw(value, options) for value in grid]
+
+    controls = _controls(base, seed, as_input(task).prompt)
+    label = "λ" if field == "lam" else field
+    return SweepPanel(values, start, label, controls, draw, draw_many, precompute=precompute)
 
 
 def lambda_panel(
@@ -375,16 +240,13 @@ def lambda_panel(
     **overrides: Any,
 ) -> SweepPanel:
     """A λ slider over :func:`render_lambda` (Algorithm 1), by default over :func:`lambda_grid`, with controls
-    for guidance scale, views, seed and prompt. The grid is computed up front (``precompute``), so moving the
-    slider only draws; ``overrides`` change single settings (``respacing="25"``, ``guidance_scale=3000``...)."""
+    for guidance scale, views, seed and prompt. The grid is computed up front in one batch (``precompute``;
+    values already in the cache are reused), so moving the slider only swaps pictures, with or without a
+    kernel; ``overrides`` change single settings (``respacing="25"``, ``guidance_scale=3000``...)."""
     base = resolve_edit_settings(world, settings, algorithm="local", **overrides)
-    values = list(lambda_grid(world, base) if values is None else values)
-
-    def render(lam, **options):
-        return render_lambda(world, task, lam, settings=base, cache=cache, **options)
-
-    start = value if value is not None else values[len(values) // 2]
-    return SweepPanel(render, values, start, "λ", _controls(base, seed, as_input(task).prompt), precompute)
+    values = [float(v) for v in (lambda_grid(world, base) if values is None else values)]
+    start = float(value) if value is not None else values[len(values) // 2]
+    return _sweep_panel(world, task, "lam", render_lambda, values, start, base, seed, precompute, cache)
 
 
 def k_panel(
@@ -405,9 +267,6 @@ def k_panel(
     steps = world.diffusion(base.respacing).num_steps
     if values is None:
         values = sorted({round(steps * f) - 1 for f in (0.25, 0.4, 0.55, 0.7, 0.85, 1.0)})
-
-    def render(k, **options):
-        return render_k(world, task, k, settings=base, cache=cache, **options)
-
-    start = value if value is not None else min(values, key=lambda v: abs(v - base.start_index))
-    return SweepPanel(render, values, start, "k", _controls(base, seed, as_input(task).prompt), precompute)
+    values = [int(v) for v in values]
+    start = int(value) if value is not None else min(values, key=lambda v: abs(v - base.start_index))
+    return _sweep_panel(world, task, "k", render_k, values, start, base, seed, precompute, cache)

@@ -82,12 +82,14 @@ def choose_threads(requested: str) -> int | None:
 def convert(source: Path, build_dir: Path) -> Path:
     """jupytext ``source`` (py:percent) -> ``build_dir/<name>.ipynb`` (no outputs)."""
     import jupytext
+    from book_cache import library_digest
 
     notebook = jupytext.read(source)
     tagged = [cell for cell in notebook.cells if "parameters" in cell.get("metadata", {}).get("tags", [])]
     if len(tagged) != 1:
         raise ValueError(f"{source.name} must have exactly one cell tagged 'parameters', found {len(tagged)}")
     notebook.metadata["kernelspec"] = {"name": KERNEL_NAME, "display_name": "bdlib", "language": "python"}
+    notebook.metadata["bdlib"] = {"library": library_digest()}  # lets the course book reuse this run (book_cache.py)
     target = build_dir / f"{source.stem}.ipynb"
     jupytext.write(notebook, target, fmt="ipynb")
     return target

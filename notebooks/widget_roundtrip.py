@@ -28,7 +28,12 @@ import jupytext
 from jupyter_client.manager import start_new_kernel
 
 NOTEBOOKS = Path(__file__).resolve().parent
-PANEL = "panel"  # the variable that holds the live panel in notebooks 04 (λ) and 05 (k)
+PANEL = "_bdlib_live_panel"  # the kernel variable this script binds to the notebook's last panel (04: λ, 05: k)
+FIND_PANEL = (
+    "import gc as _gc\n"
+    "from bdlib.sweep_panel import SweepPanel as _SweepPanel\n"
+    f"{PANEL} = [_o for _o in _gc.get_objects() if isinstance(_o, _SweepPanel)][-1]"
+)
 
 
 def code_cells(notebook: Path) -> list[str]:
@@ -68,6 +73,7 @@ def run(notebook: Path, timeout: float) -> dict:
         sliders = {cid: m for cid, m in opened.items() if m["state"].get("_model_name") == "SelectionSliderModel"}
         if not sliders:
             raise RuntimeError("the kernel opened no SelectionSlider widget model: nothing for JupyterLab to draw")
+        client.execute_interactive(FIND_PANEL, timeout=timeout, output_hook=lambda msg: None)  # however it was shown
         before = evaluate(client, f"[str({PANEL}.slider.value), {PANEL}.title, {PANEL}.slider.model_id]", timeout)
         comm_id = before[2]
         if comm_id not in sliders:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -10,6 +12,7 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
+import bdlib.edit_cache as edit_cache
 import bdlib.widgets as bw
 from bdlib.worlds.toy.tasks import example_task
 
@@ -37,13 +40,13 @@ def cache():
 
 def _count_edits(monkeypatch) -> list[int]:
     calls: list[int] = []
-    real = bw.edit
+    real = edit_cache.edit
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(bw, "edit", counting)
+    monkeypatch.setattr(edit_cache, "edit", counting)
     return calls
 
 
@@ -92,26 +95,79 @@ def test_metrics():
     assert torch.allclose(bw.region_change(result, image, mask), torch.tensor([0.5]))
 
 
-def test_lambda_panel_round_trip(random_toy_world, task, cache):
+def test_chain_start_is_the_samplers_x_k(random_toy_world, task, cache):
+    done = bw.cached_edit(random_toy_world, task, cache=cache, algorithm="blended", k=5, **FAST)
+    settings = bw.resolve_edit_settings(random_toy_world, None, algorithm="blended", k=5, **FAST)
+    x_k, timestep = bw.chain_start(random_toy_world, bw.as_input(task), 0, settings)
+    assert torch.equal(x_k, done.start) and timestep == done.timestep
+
+
+def test_grid_edits_runs_the_missing_values_in_one_call(random_toy_world, task, cache, monkeypatch):
+    calls: list[list] = []
+    real = edit_cache.edit_grid
+
+    def counting(*args, **kwargs):
+        calls.append(list(args[5]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(edit_cache, "edit_grid", counting)
+    bw.cached_edit(random_toy_world, task, cache=cache, algorithm="blended", k=3, **FAST)
+    done = bw.grid_edits(random_toy_world, task, "k", [3, 5, 7], cache=cache, algorithm="blended", **FAST)
+    assert calls == [[5, 7]]  # k = 3 was cached; the rest in one call
+    assert [d.result.settings.start_index for d in done] == [3, 5, 7]
+    alone = bw.cached_edit(random_toy_world, task, cache=bw.ResultCache(), algorithm="blended", k=7, **FAST)
+    assert torch.allclose(done[2].result.images, alone.result.images, atol=1e-5)  # as edit() of one value
+    assert torch.equal(done[2].start, alone.start) and done[2].raw is None
+    again = bw.grid_edits(random_toy_world, task, "k", [3, 5, 7], cache=cache, algorithm="blended", **FAST)
+    assert calls == [[5, 7]] and [a.result for a in again] == [d.result for d in done]
+
+
+def test_lambda_panel_carries_a_picture_per_value(random_toy_world, task, cache):
     panel = bw.lambda_panel(random_toy_world, task, values=(0.0, 1000.0), value=0.0, cache=cache, **FAST)
     assert isinstance(panel, bw.ipywidgets.VBox)
     assert cache.misses == 2 and "λ = 0:" in panel.title  # the grid was precomputed
+    assert all(bytes(image.value).startswith(b"\x89PNG") for image in panel.images)
+    assert len({bytes(image.value) for image in panel.images}) == 2 and panel.stack.children == tuple(panel.images)
+    # the browser swaps pictures without Python: the slider's index drives the stack's selected index
+    assert (panel.link.source, panel.link.target) == ((panel.slider, "index"), (panel.stack, "selected_index"))
     before = panel.title
     panel.slider.value = 1000.0  # what a user's slider release does
-    assert cache.misses == 2  # rendered from the cache
-    assert panel.title != before and "λ = 1000:" in panel.title
-    assert panel.figure.bdlib_values["lam"] == 1000.0
+    assert cache.misses == 2  # from the pictures already there (the browser's link shows picture 1)
+    assert panel.title != before and "λ = 1000:" in panel.title and panel.values["lam"] == 1000.0
+    bundle = panel._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle and "image/png" in bundle  # a still for plain viewers
+    assert bundle["text/plain"].startswith("λ panel: 2 of 2 pictures")
 
 
-def test_k_panel_round_trip_and_controls(random_toy_world, task, cache):
+def test_a_new_setting_says_computing_first_then_redraws(random_toy_world, task, cache):
+    panel = bw.k_panel(random_toy_world, task, values=(3, 6), value=6, cache=cache, **FAST)
+    shown = {i: image.value for i, image in enumerate(panel.images)}
+    messages: list[tuple[str, bool]] = []
+    panel.status.observe(lambda c: messages.append((c["new"], panel.images[1].value == shown[1])), names="value")
+    panel.controls["seed"].value = 1  # another seed: a new grid
+    assert "computing k = 6 for seed = 1" in messages[0][0] and messages[0][1]  # said before the picture changed
+    assert "ready" in messages[-1][0] and cache.misses == 4
+    assert panel.images[1].value != shown[1] and panel.images[0].value != shown[0]
+    assert set(panel.timings) == {"current", "grid"} and panel.timings["current"] <= panel.timings["grid"]
+
+
+def test_an_error_is_shown_in_the_panel(random_toy_world, task, cache):
+    panel = bw.k_panel(random_toy_world, task, values=(3, 6), value=6, cache=cache, **FAST)
+    pictures = [image.value for image in panel.images]
+    panel.controls["prompt"].value = "a blue squa"  # not a toy-world word
+    assert "unknown word" in panel.status.value and "squa" in panel.status.value and "#b00020" in panel.status.value
+    assert [image.value for image in panel.images] == pictures  # the last good pictures stay
+    panel.controls["prompt"].value = "a blue square and a red circle"
+    assert "ready" in panel.status.value and "'a blue square and a red circle'" in panel.title
+    width = panel.controls["prompt"].layout.width
+    assert width.startswith("calc(") and int(width[5:].split("ch")[0]) >= len("a blue square and a red circle")
+
+
+def test_a_panel_without_precompute_draws_on_demand(random_toy_world, task, cache):
     panel = bw.k_panel(random_toy_world, task, values=(3, 6), value=6, precompute=False, cache=cache, **FAST)
-    assert panel.slider.options == (3, 6) and "k = 6" in panel.title and cache.misses == 1
-    panel.slider.value = 3
-    assert "k = 3" in panel.title and cache.misses == 2
-    panel.controls["seed"].value = 1  # another seed: a new edit
-    assert cache.misses == 3 and "k = 3" in panel.title
-    panel.controls["prompt"].value = "a blue square"
-    assert "'a blue square'" in panel.title
+    assert panel.frames[0] is None and cache.misses == 1 and panel.button.layout.display is None
+    panel.slider.value = 3  # with a kernel, a missing value is computed when the slider reaches it
+    assert "k = 3" in panel.title and cache.misses == 2 and panel.button.layout.display == "none"
 
 
 def test_oracle_scores(random_toy_world, task):
@@ -140,6 +196,41 @@ def test_a_slider_moved_by_the_frontend_redraws_the_panel():
     result = roundtrip.run(script.parent / "05_blended_diffusion.py", timeout=600)
     assert result["ok"] and result["slider_after"] != result["slider_before"]
     assert result["title_after"] != result["title_before"] and result["state_updates_from_kernel"] > 0
+
+
+def test_an_executed_notebook_carries_the_panel_into_the_page():
+    """What a kernel-less page needs: the executed notebook's widget state holds one PNG per grid value, a stack
+    that shows them, and a link from the slider's index to the stack's selected index (run in the browser)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    code = (
+        "from bdlib import load_world\n"
+        "from bdlib.widgets import k_panel\n"
+        "from bdlib.worlds.toy.tasks import example_task\n"
+        "panel = k_panel(load_world('toy'), example_task(), values=(3, 6), value=6, respacing='10', augmentations=1)\n"
+        "panel"
+    )
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    NotebookClient(notebook, kernel_name="python3", timeout=600).execute()
+    state = notebook.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    models = {model_id: m for model_id, m in state.items()}
+    by_name = {}
+    for model_id, m in models.items():
+        by_name.setdefault(m["model_name"], []).append(model_id)
+    (stack_id,) = by_name["StackModel"]
+    stack = models[stack_id]["state"]
+    assert stack["selected_index"] == 1 and len(stack["children"]) == 2
+    for child in stack["children"]:
+        image = models[child.removeprefix("IPY_MODEL_")]
+        assert image["model_name"] == "ImageModel"
+        (buffer,) = image["buffers"]
+        assert buffer["path"] == ["value"] and base64.b64decode(buffer["data"]).startswith(b"\x89PNG")
+    links = [models[i]["state"] for i in by_name["LinkModel"]]
+    to_stack = [link for link in links if link["target"] == [f"IPY_MODEL_{stack_id}", "selected_index"]]
+    assert len(to_stack) == 1 and to_stack[0]["source"][1] == "index"
+    output = notebook.cells[0].outputs[-1]["data"]
+    assert output["application/vnd.jupyter.widget-view+json"]["model_id"] in models and "image/png" in output
 
 
 @pytest.mark.parametrize("seed", [-1, 2**63])
