@@ -11,8 +11,8 @@ recorded, not hidden, and does not stop the others):
 - ``device_edits``: whole toy edits on the device (both algorithms, DDPM and DDIM, official, noise-aware,
   x̂_0 gradient, 4 samples ranked, augmentations on) against the same edits on the CPU: the same seed gives
   the same noise on every device, so only float rounding differs (largest difference reported);
-- ``notebooks_toy_fast``, ``notebooks_toy_full``: every notebook on the device, toy world;
-- ``notebooks_paper_fast``: every notebook on the device, paper world with random weights;
+- ``notebooks_fast``, ``notebooks_full``: every lesson on the device, fast and full mode (lessons 01-08 use the
+  toy world, 09 the paper's networks: the official checkpoints when downloaded, else random weights);
 - ``bench_edit_paper``: whole paper-configuration edits at batch 1 and 4, fp32/bf16/fp16, with the official
   two-pass step in the same run (``benchmarks/bench_edit.py``);
 - ``bench_guided_step``: one guided step of the paper configuration per precision and batch.
@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("environment", "tests", "device_edits", "notebooks_toy_fast", "notebooks_toy_full",
-            "notebooks_paper_fast", "bench_edit_paper", "bench_guided_step")  # fmt: skip
+SECTIONS = ("environment", "tests", "device_edits", "notebooks_fast", "notebooks_full", "bench_edit_paper",
+            "bench_guided_step")  # fmt: skip
 TAIL = 3000  # characters of output kept per section
 
 
@@ -45,10 +45,8 @@ def commands(device: str, smoke: bool, out_dir: Path) -> dict[str, list[str]]:
         return {
             "tests": [py, "-m", "pytest", "-q", "-x", "tests/test_randomness.py", "-k", "batching"],
             "device_edits": [py, __file__, "--device-edits", device, "--smoke"],
-            "notebooks_toy_fast": [*notebooks, "--only", "01", "--build-dir", str(out_dir / "nb_fast")],
-            "notebooks_toy_full": [*notebooks, "--only", "01", "--full", "--build-dir", str(out_dir / "nb_full")],
-            "notebooks_paper_fast": [*notebooks, "--only", "01", "--world", "paper-random",
-                                     "--build-dir", str(out_dir / "nb_paper")],  # fmt: skip
+            "notebooks_fast": [*notebooks, "--only", "01", "--build-dir", str(out_dir / "nb_fast")],
+            "notebooks_full": [*notebooks, "--only", "01", "--full", "--build-dir", str(out_dir / "nb_full")],
             "bench_edit_paper": [py, "benchmarks/bench_edit.py", "--world", "toy", "--device", device, "--batch", "1",
                                  "--max-steps", "1", "--repeats", "1", "--official",
                                  "--out", str(out_dir / "bench_edit.json")],  # fmt: skip
@@ -60,9 +58,8 @@ def commands(device: str, smoke: bool, out_dir: Path) -> dict[str, list[str]]:
     return {
         "tests": [py, "-m", "pytest", "-q"],
         "device_edits": [py, __file__, "--device-edits", device],
-        "notebooks_toy_fast": [*notebooks, "--build-dir", str(out_dir / "nb_fast")],
-        "notebooks_toy_full": [*notebooks, "--full", "--build-dir", str(out_dir / "nb_full")],
-        "notebooks_paper_fast": [*notebooks, "--world", "paper-random", "--build-dir", str(out_dir / "nb_paper")],
+        "notebooks_fast": [*notebooks, "--build-dir", str(out_dir / "nb_fast")],
+        "notebooks_full": [*notebooks, "--full", "--build-dir", str(out_dir / "nb_full")],
         "bench_edit_paper": [py, "benchmarks/bench_edit.py", "--world", "paper", "--device", device, "--batch", "1",
                              "4", "--precision", "fp32", "bf16", "fp16", "--official", "--repeats", "3",
                              "--out", str(results / f"edit_paper_{device.replace(':', '')}.json")],  # fmt: skip

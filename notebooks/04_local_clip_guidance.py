@@ -31,7 +31,7 @@
 
 # %% tags=["parameters"]
 FAST = True  # fast mode: 7 values of λ, the step analysis at 5 noise levels (full mode: 8 values, every level)
-WORLD = "toy"  # "toy" (offline, CPU), "paper" (downloaded 256x256 models, a GPU) or "paper-random"
+WORLD = "toy"  # this lesson always uses the toy world: its tasks, oracle and benchmark (lesson 09 runs the paper's models)
 DEVICE = "cpu"  # "cuda" for a GPU
 SEED = 0
 
@@ -42,7 +42,7 @@ import torch
 from bdlib import edit, load_world
 from bdlib.viz import show_grid, table
 
-world = load_world(WORLD, device=DEVICE)
+world = load_world("toy", device=DEVICE)
 settings = world.defaults_for("local")  # Algorithm 1 at the world's defaults
 diffusion = world.diffusion(settings.respacing)
 k = settings.start_index

@@ -32,7 +32,7 @@
 
 # %% tags=["parameters"]
 FAST = True  # fast mode: 6 values of k, 4 tasks in the blending test (full mode: every k of the transition, 16 tasks)
-WORLD = "toy"  # "toy" (offline, CPU), "paper" (downloaded 256x256 models, a GPU) or "paper-random"
+WORLD = "toy"  # this lesson always uses the toy world: its tasks, oracle and benchmark (lesson 09 runs the paper's models)
 DEVICE = "cpu"  # "cuda" for a GPU
 SEED = 0
 
@@ -44,7 +44,7 @@ from IPython.display import Markdown
 from bdlib import edit, load_world
 from bdlib.viz import show_grid, table
 
-world = load_world(WORLD, device=DEVICE)
+world = load_world("toy", device=DEVICE)
 settings = world.defaults  # Algorithm 2 at the world's defaults
 diffusion = world.diffusion(settings.respacing)
 k = settings.start_index

@@ -33,7 +33,7 @@
 
 # %% tags=["parameters"]
 FAST = True  # fast mode: 6 tasks, one sample each (full mode: 16 tasks)
-WORLD = "toy"  # "toy" (offline, CPU), "paper" (downloaded 256x256 models, a GPU) or "paper-random"
+WORLD = "toy"  # this lesson always uses the toy world: its tasks, oracle and benchmark (lesson 09 runs the paper's models)
 DEVICE = "cpu"  # "cuda" for a GPU
 SEED = 0
 
@@ -45,7 +45,7 @@ from bdlib import load_world
 from bdlib.viz import show_grid, table
 from bdlib.worlds.toy.tasks import generate_tasks
 
-world = load_world(WORLD, device=DEVICE)
+world = load_world("toy", device=DEVICE)
 settings = world.defaults  # Algorithm 2: guidance scale 1000, 8 views
 tasks = generate_tasks(6 if FAST else 16, SEED, kinds=("add", "replace"))
 
@@ -141,11 +141,12 @@ for row in gaps:
 table(gaps)
 
 # %% [markdown]
-# The clean-view distances of one and eight views are close, but the *gap* is not: with one view the warped views
-# score clearly worse than the clean one, with eight views hardly (the sampler had to lower the loss of warped copies
-# as well). At ten times the scale, the one-view results have by far the largest gap: a pattern for one viewpoint.
-# Note also that the clean-view distance rises much less from the default scale to ten times it than the oracle's
-# clean score falls (section 2): do not let the network that guided an edit judge it.
+# Read the table by rows. At the default scale one view pushes its clean view's distance *lower* than eight views
+# do, yet the oracle of section 2 finds fewer clean objects among its results: a lower distance bought with a
+# pattern, not with an object. The gap tells which is which: with one view the 32 warped views score clearly worse
+# than the clean one, with eight views much less (the sampler had to lower the loss of warped copies as well). At ten
+# times the scale, the one-view results have by far the largest gap: a pattern made for one viewpoint. Do not let
+# the network that guided an edit judge it.
 #
 # ## 4. The pixel range and the range loss
 #
@@ -259,7 +260,9 @@ assert bench["alg2 scale=100 aug=8"]["add:text_match"] < eight_b["add:text_match
 for scale in SCALES:
     one, eight = (next(r for r in gaps if (r["scale"], r["views"]) == (scale, v)) for v in (1, 8))
     assert one["gap"] > 2 * eight["gap"], f"§3: eight views shrink the gap (scale {scale:g})"
-    assert abs(one["clean view"] - eight["clean view"]) < 0.05, f"§3: the clean-view distances are close ({scale:g})"
+one, eight = (next(r for r in gaps if (r["scale"], r["views"]) == (SCALES[0], v)) for v in (1, 8))
+assert one["clean view"] < eight["clean view"], "§3: at the default scale one view reaches the lower clean distance"
+assert scores[(SCALES[0], 1)]["clean"] < scores[(SCALES[0], 8)]["clean"], "§3: ... and fewer clean objects"
 high = [r for r in gaps if r["scale"] == SCALES[1] and r["views"] == 1][0]
 assert high["gap"] == max(r["gap"] for r in gaps), "§3: one view at ten times the scale has the largest gap"
 assert scores[(SCALES[1], 1)]["clean"] < scores[(SCALES[0], 1)]["clean"], "§3: the oracle's clean score falls"

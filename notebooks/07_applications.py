@@ -30,7 +30,7 @@
 
 # %% tags=["parameters"]
 FAST = True  # fast mode: 4 tasks per application, 4 ranked samples (full mode: 12 tasks, 12 samples)
-WORLD = "toy"  # "toy" (offline, CPU), "paper" (downloaded 256x256 models, a GPU) or "paper-random"
+WORLD = "toy"  # this lesson always uses the toy world: its tasks, oracle and benchmark (lesson 09 runs the paper's models)
 DEVICE = "cpu"  # "cuda" for a GPU
 SEED = 0
 
@@ -42,7 +42,7 @@ from bdlib.evaluation import Setting, load_report, report_rows, run_setting, sco
 from bdlib.viz import show_grid, table
 from bdlib.worlds.toy.tasks import generate_tasks
 
-world = load_world(WORLD, device=DEVICE)
+world = load_world("toy", device=DEVICE)
 settings = world.defaults
 N = 4 if FAST else 12
 report = load_report()  # the benchmark's 200 tasks, for the numbers one lesson cannot afford

@@ -31,7 +31,7 @@
 
 # %% tags=["parameters"]
 FAST = True  # fast mode: 8 tasks x 4 samples (full mode: 40 tasks x 4 samples)
-WORLD = "toy"  # the oracle exists only in the toy world
+WORLD = "toy"  # this lesson always uses the toy world: its tasks, oracle and benchmark (lesson 09 runs the paper's models)
 DEVICE = "cpu"  # "cuda" for a GPU
 SEED = 0
 
@@ -43,7 +43,7 @@ from bdlib.viz import show_grid, table
 from bdlib.widgets import oracle_scores
 from bdlib.worlds.toy.tasks import generate_tasks
 
-world = load_world(WORLD, device=DEVICE)
+world = load_world("toy", device=DEVICE)
 if world.oracle is None:
     raise ValueError("this lesson measures with the toy world's oracle: run it with WORLD = 'toy'")
 SAMPLES = 4

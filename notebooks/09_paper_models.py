@@ -46,7 +46,7 @@
 
 # %% tags=["parameters"]
 FAST = True  # fast mode: a 1-step edit at reduced resolution on CPU (full mode: see the table above)
-WORLD = "toy"  # ignored here: this lesson always loads the paper's world (the toy world is lessons 01-07)
+WORLD = "toy"  # ignored here: this lesson always loads the paper's world (the toy world is lessons 01-08)
 DEVICE = "cpu"  # "cuda" for a GPU: full mode then runs the official configuration at 256x256
 SEED = 0
 
@@ -307,8 +307,11 @@ table([{"row of figures/evaluation.json": name, "precision": rows[name]["setting
        for name in ("alg2 default", "alg2 bf16", "alg2 bf16-clip")])
 
 # %% [markdown]
-# Neither low precision changes the text match or the clean score beyond the benchmark's noise (160 scored tasks: a
-# standard error of about 0.04), and `benchmarks/README.md` has what each saves in time. The library's default stays
+# Neither low precision moves the text match or the clean score beyond the benchmark's noise. With 160 scored tasks
+# one score has a standard error of about 0.04, and the difference of two scores about 0.06 ($\sqrt 2$ times); the
+# largest move in the table is bf16's clean score, 0.08 *above* float32's, under two of those. So the large gradient
+# error of a bf16 UNet at the first step does not show in these scores. `benchmarks/README.md` has what each
+# precision saves in time. The library's default stays
 # float32, so that the same seed gives the same edit on every machine.
 #
 # ## Summary
@@ -418,7 +421,11 @@ matches = [rows[name]["text_match"] for name in ("alg2 default", "alg2 bf16", "a
 cleans = [rows[name]["clean"] for name in ("alg2 default", "alg2 bf16", "alg2 bf16-clip")]
 scored = sum(kind["n"] for kind in rows["alg2 default"]["per_kind"].values() if kind["text_match"] is not None)
 assert scored == 160 and round((0.56 * 0.44 / scored) ** 0.5, 2) == 0.04, "§5: 160 scored tasks, a standard error of 0.04"
-assert max(matches) - min(matches) < 0.08 and max(cleans) - min(cleans) < 0.08, "§5: within the benchmark's noise"
+difference_se = 2**0.5 * (0.56 * 0.44 / scored) ** 0.5
+assert round(difference_se, 2) == 0.06, "§5: the standard error of a difference"
+moves = [abs(v - values[0]) for values in (matches, cleans) for v in values[1:]]
+assert max(moves) == cleans[1] - cleans[0] and round(max(moves), 2) == 0.08, "§5: the largest move: bf16's clean, up"
+assert max(moves) < 2 * difference_se, "§5: within the benchmark's noise"
 assert change[18]["bf16"]["grad_relative_l2"] > 2 * change[18]["bf16-clip"]["grad_relative_l2"], "§5: several times more"
 first = {p: spread[18, p] for p in ("bf16", "bf16-clip")}
 assert (round(min(first["bf16"]), 2), round(max(first["bf16"]), 2)) == (0.16, 0.64), "§5: 16-64 % over 8 seeds"
