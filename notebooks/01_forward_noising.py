@@ -113,7 +113,8 @@ table([{"schedule": name, "ᾱ_500": diffusions[name].alphas_cumprod[500], "SNR 
 # The linear schedule (used by the paper's 256x256 model and by our toy DDPM) has more noise than signal
 # from $t = 259$ on; the cosine schedule only from $t = 496$, and at $t = 500$ it keeps $\bar\alpha = 0.49$
 # against 0.078. The cosine log-SNR falls almost linearly over most of the chain, while the linear schedule spends
-# three quarters of its steps below SNR = 1 (the SNR spans about 8 decades, hence the log axis).
+# three quarters of its steps below SNR = 1 (the linear SNR spans about 8 decades, the cosine one 13, hence the log
+# axis).
 #
 # ## 3. Noising a toy scene
 #
@@ -170,7 +171,7 @@ plt.show()
 # $t$, a large photo stays recognisable much longer than a 32x32 scene: neighbouring pixels are nearly equal,
 # so averaging $k \times k$ of them keeps the (smooth) signal and divides the noise's standard deviation by
 # $k$, which multiplies the SNR by $k^2$ (the "resolution shift" discussed by Hoogeboom et al. 2023, *simple
-# diffusion*). The panels are drawn at 256 px, one screen pixel per image pixel; the second row is $x_t$
+# diffusion*). The first row is the 256x256 photo noised to level $t$; the second row is $x_t$
 # averaged down to 32x32 ($k = 8$). The toy scene of section 3 was pure noise at $t = 500$: look for the cat there.
 
 # %%
@@ -378,7 +379,8 @@ assert half == {"linear": 259, "cosine": 496}, "§2: SNR = 1 is crossed at t = 2
 assert round(float(cos.alphas_cumprod[500]), 2) == 0.49 and round(float(lin.alphas_cumprod[500]), 3) == 0.078, (
     "§2: ᾱ_500 is 0.49 (cosine) against 0.078 (linear)"
 )
-assert np.log10(snr["linear"][0] / snr["linear"][-1]) > 8, "§2: the SNR spans about 8 decades"
+assert round(np.log10(snr["linear"][0] / snr["linear"][-1])) == 8, "§2: the linear SNR spans about 8 decades"
+assert round(np.log10(snr["cosine"][0] / snr["cosine"][-1])) == 13, "§2: the cosine SNR about 13"
 assert corr["linear"][0] > 0.999 and corr["cosine"][0] > 0.999, "§3: the correlation starts at 1"
 assert 0.05 < corr["linear"][50] < 0.15 and 0.2 < corr["cosine"][50] < 0.4, "§3: at t = 500 about 0.1 against 0.3"
 assert max(abs(c) for c in corr["linear"][70:]) < 0.1, "§3: the linear curve reaches the noise floor long before 999"

@@ -71,9 +71,9 @@ sum(p.numel() for p in unet.parameters())  # parameters of the toy DDPM
 # $x_t = \sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon$ for $x_0$ gives its guess of the clean image:
 #
 # $$\hat x_0 = \frac{x_t - \sqrt{1-\bar\alpha_t}\,\hat\varepsilon}{\sqrt{\bar\alpha_t}}
-# = \sqrt{1/\bar\alpha_t}\;x_t - \sqrt{1/\bar\alpha_t - 1}\;\hat\varepsilon
-# \qquad(\texttt{Diffusion.pred\_x0\_from\_eps}).$$
+# = \sqrt{1/\bar\alpha_t}\;x_t - \sqrt{1/\bar\alpha_t - 1}\;\hat\varepsilon$$
 #
+# (`Diffusion.pred_x0_from_eps`).
 # With the *true* $\varepsilon$ this returns $x_0$ exactly; with $\hat\varepsilon$ it is the network's denoised
 # estimate. Blended Diffusion's CLIP loss is computed on this $\hat x_0$. The network has 6 output channels:
 # $\hat\varepsilon$ for the 3 colour channels, then the variance values $v$ of section 3. Below, one scene at three
@@ -265,7 +265,7 @@ ddim_runs = {spec: run_chain(toy_diffusion(spec), x_T, True, 0.0, SEED + 4) for 
 _ = show_grid([list(images) for images in ddim_runs.values()], row_labels=[f"'{spec}' steps" for spec in specs])
 
 # %% [markdown]
-# Within a column the layout and colours mostly carry over from one step count to the next: DDIM is a
+# Within a column the layout and colours often carry over from one step count to the next: DDIM is a
 # deterministic map of $x_T$, and respacing changes how finely it is followed (the checks cell asserts that the
 # same $x_T$ at two step counts is closer than two different $x_T$). The images are grainier than the DDPM
 # samples of section 6: DDIM adds no fresh noise that could cover this small network's errors, and an $x_T$ can
@@ -274,6 +274,7 @@ _ = show_grid([list(images) for images in ddim_runs.values()], row_labels=[f"'{s
 # %%
 {spec: int(toy_diffusion(spec).timestep_map[-1]) for spec in specs}
 
+# %% [markdown]
 # ## 6. The toy DDPM generates scenes
 #
 # `bdlib.sampling.sample_progressive(model, diffusion, shape, generator=...)` yields one record per step:
@@ -292,8 +293,8 @@ samples = records[-1]["sample"]
 _ = show_grid([list(samples[i : i + 4]) for i in range(0, N_SAMPLES, 4)])
 
 # %% [markdown]
-# Scenes like the training data's: muted backgrounds with one to three coloured circles, squares and triangles
-# (some of them imperfect: the oracle's verdict on 512 samples is in the model card).
+# Scenes like the training data's: muted backgrounds with up to three coloured circles, squares and triangles
+# (some scenes empty, some objects imperfect: the oracle's verdict on 512 samples is in the model card).
 #
 # ### The trajectory: $x_t$ and the running guess $\hat x_0$
 #
@@ -335,7 +336,7 @@ plt.show()
 
 # %% [markdown]
 # Most of $\hat x_0$ is clamped at $t = 999$; the share falls fast, to a few percent at $t \approx 750$ and near 0 from
-# $t \approx 700$ on. At $t \approx 750$ $\hat x_0$ is a grainy texture (the strip); by $t = 500$ it is a blurry layout of the final
+# $t \approx 700$ on. At $t \approx 750$ $\hat x_0$ is a grainy texture (the trajectory figure above); by $t = 500$ it is a blurry layout of the final
 # objects, and the distance to the final image shrinks steadily to 0: the last steps only sharpen. So the blurry
 # average one might expect appears only in the middle of the chain, once the factor has fallen to a few units.
 # This is also why Blended Diffusion starts an edit part-way down the chain (at $k$, original $t = 747$ in the
@@ -445,7 +446,7 @@ _ = show_grid([[scene[0]] + [s[0] for s in sdedit.values()]],
 {k: float((s - scene).pow(2).mean().sqrt()) for k, s in sdedit.items()}
 
 # %% [markdown] tags=["solution"]
-# **Answer.** The RMS distance to the input grows with $k$ (printed; the checks cell asserts it). In the strip, the
+# **Answer.** The RMS distance to the input grows with $k$ (printed; the checks cell asserts it). In the figure, the
 # scene survives almost unchanged from $k = 12$; from $k = 24$ the white objects survive but the layout is redrawn
 # and the yellow triangle is gone; from $k = 36$ ($t = 734$) the result is a new scene. Blended Diffusion starts at
 # about this depth (official $t = 747$), which on its own would redraw everything; it keeps the background by

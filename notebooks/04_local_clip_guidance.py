@@ -25,7 +25,7 @@
 # * write the loss of Algorithm 1 and find each of its terms in one guided step;
 # * see where each term's gradient acts, and which gradient is taken (with respect to $x_t$ or to $\hat x_0$);
 # * measure when one guided step *overshoots*, and why a constant $\lambda$ still works over a whole chain;
-# * sweep $\lambda$ over five decades, from a free background to a diverging one, and read the trade-off.
+# * sweep $\lambda$ over four decades, from a free background to a diverging one, and read the trade-off.
 #
 # **Run time**: measured by `notebooks/run_notebooks.py` (see the course README).
 
@@ -142,8 +142,9 @@ table([{"term": name, **values} for name, values in gradients.items()])
 # background. If $\hat x_0$ moved by $1/\sqrt{\bar\alpha_t}$ per unit of $x_t$, one step would correct the background
 # gap by $2\lambda\Sigma_t/(P\bar\alpha_t)$: fully at $\lambda = P\bar\alpha_t/(2\Sigma_t)$, and *overshooting* beyond
 #
-# $$\lambda_{max}(t) = \frac{P\,\bar\alpha_t}{\beta_t}\qquad(\Sigma_t \le \beta_t;\ \texttt{bdlib.analysis.naive\_lambda\_bound}).$$
+# $$\lambda_{max}(t) = \frac{P\,\bar\alpha_t}{\beta_t}\qquad(\Sigma_t \le \beta_t)$$
 #
+# (`bdlib.analysis.naive_lambda_bound`).
 # Is the assumption right? `bdlib.analysis.pred_x0_gain` measures how much $\hat x_0$ moves per unit of $x_t$ (times
 # $\sqrt{\bar\alpha_t}$: 1 is the assumption), along a random direction and along the background term's own gradient:
 
@@ -187,11 +188,14 @@ axes[0].legend(fontsize=8)
 fig.tight_layout()
 
 # %% [markdown]
-# Each curve dips deepest near its dotted line $\lambda_{max}(t)$ and crosses 1 to the right of it, within a factor of
-# about ten (the table below): one step does overshoot about where the simple formula says, and that λ grows by orders of magnitude
-# as $t$ falls. Without the clamp (right) an overshooting step makes the error grow without bound, roughly as
-# $\lambda^2$; with the clamp (left) every saturated pixel has zero gradient, and the ratio grows far less or levels
-# off.
+# Every curve stays at 1 for small λ and crosses 1 to the right of its dotted line $\lambda_{max}(t)$; a curve that
+# dips below 1 first (a step that helps) dips deepest near its line, while at the highest noise level the step never
+# helps: the ratio stays at 1 until it overshoots. The table below has the crossing at every level, between 1 and 25
+# times $\lambda_{max}(t)$; the measured value is the first λ of a coarse grid (steps of 3 to 10), so the crossing
+# itself lies between it and the grid's value before it. One step does overshoot about where the simple formula
+# says, and that λ grows by orders of magnitude as $t$ falls. Without the clamp (right) an overshooting step makes
+# the error grow without bound, roughly as $\lambda^2$; with the clamp (left) every saturated pixel has zero
+# gradient, and the ratio grows far less or levels off.
 #
 # So why does a constant $\lambda = 3000$, far above $\lambda_{max}$ of the first steps, keep the background close to the
 # input over a whole chain? Because the overshoot of the first steps is capped by the clamp, and the later steps,
@@ -273,7 +277,7 @@ table(lam_rows)
 # %% [markdown]
 # Read the benchmark's rows from left to right. The background change falls by an order of magnitude up to
 # λ = 10⁴ and rises again beyond (the diverging end, where the clean score collapses too). The text match does *not*
-# fall as λ grows: it stays level or rises a little until the chain diverges. So the trade-off the paper describes,
+# fall as λ grows: it moves within 0.58-0.69 from λ = 0 to 10⁴, highest at the top, until the chain diverges. So the trade-off the paper describes,
 # a larger λ keeping the background at the expense of the edit, does not show in the toy world below the unstable
 # end; what the background term costs here is cleanliness near the top of the stable range (the clean score falls
 # from λ = 3000 to λ = 10⁴), and past it everything collapses together. (The text match counts the remove tasks
@@ -281,8 +285,9 @@ table(lam_rows)
 #
 # ## 5. Move λ yourself
 #
-# The panel shows the same grid. It carries its pictures into the page, so its slider works without a kernel;
-# with a kernel, changing the seed, scale, views or prompt computes a new grid in one batch.
+# The panel shows the same λ values. It carries its pictures into the page, so its slider works without a kernel;
+# with a kernel, changing the seed, scale, views or prompt computes a new grid in one batch. Its grid is a batch of
+# its own, and batched kernels round differently, so its numbers can differ from the table's in the third digit.
 
 # %%
 from bdlib.widgets import lambda_panel
@@ -379,7 +384,9 @@ bench = {float(row["setting"].split("=")[1]): row for row in lam_rows}
 stable = [lam for lam in sorted(bench) if lam <= 1e4]
 assert all(bench[a]["bg_mean_abs"] >= bench[b]["bg_mean_abs"] for a, b in zip(stable, stable[1:], strict=False)), "§4: bg falls"
 assert bench[3e4]["bg_mean_abs"] > bench[1e4]["bg_mean_abs"], "§4: and rises again past 10⁴"
-assert min(bench[lam]["text_match"] for lam in stable) >= bench[0.0]["text_match"] - 0.05, "§4: no match is lost"
+matches = [bench[lam]["text_match"] for lam in stable]
+assert (round(min(matches), 2), round(max(matches), 2)) == (0.58, 0.69), "§4: the match stays within 0.58-0.69"
+assert max(matches) == matches[-1], "§4: highest at the top of the stable range"
 assert bench[1e5]["text_match"] < 0.5 * bench[0.0]["text_match"], "§4: it collapses at the diverging end"
 assert bench[1e4]["clean"] < bench[3000.0]["clean"], "§4: cleanliness falls near the top of the stable range"
 change_at = {row["λ"]: row["background change"] for row in lam_table}
@@ -388,7 +395,7 @@ assert change_at[100.0] > 5 * change_at[3000.0] and change_at[1e4] > change_at[3
 assert min(lam_table, key=lambda r: r["CLIP distance"])["λ"] in (1e3, 3000.0, 1e4), "§4: CLIP is lowest near 3000"
 for row in bounds:
     if row["measured (clamped)"] != float("inf"):
-        assert 1 <= row["measured (clamped)"] / row["naive λ_max"] <= 15, "§3: overshoot within ~10x of λ_max(t)"
+        assert 1 <= row["measured (clamped)"] / row["naive λ_max"] <= 25, "§3: overshoot within 1-25x of λ_max(t)"
 assert answers["1: official λ=3000"] > 10 * answers["1: paper λ=3000"], "exercise 1: the unclamped official mode"
 assert answers["2: λ_t = λ_max(t)/4"] > answers["1: paper λ=3000"], "exercise 2: following the bound holds less"
 assert answers["4: g = λ = 0"] < lam_table[0]["background change"], "exercise 4: less than at λ = 0"

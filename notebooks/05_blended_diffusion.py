@@ -151,7 +151,8 @@ fig = show_grid([[local.best[0], result.best[0]],
 # $k$ decides how much of the input survives in the region: $x_k$ keeps a fraction $\sqrt{\bar\alpha_k}$ of the
 # signal. A small $k$ leaves the region close to the input; a large $k$ starts from almost pure noise there and
 # lets the guidance draw anything. `bdlib.benchmark_rows.k_values` lists the indices where this happens in the
-# toy world (the edit appears near a sixth of the chain; the change saturates near a half); `edit_grid` runs them
+# toy world (the region starts to change near a quarter of the chain and the change saturates a little past half
+# of it); `edit_grid` runs them
 # all in one batch (each value is the same edit as `edit(..., k=value)`).
 
 # %%
@@ -302,7 +303,7 @@ table([{"mode": name, "background noise std": float(diffusion.sqrt_one_minus_alp
 #   the input's background: outside the mask the result equals the input exactly (largest change 0, checked for
 #   every $k$ below), while Algorithm 1's background always moves.
 # * $k$ trades closeness to the input against freedom of the edit; in the toy world the change inside the mask
-#   rises over a few indices and the text match keeps rising beyond (the benchmark's k rows).
+#   rises over about ten indices (k = 4 to 14) and the text match keeps rising beyond (the benchmark's k rows).
 # * Blending at every step is what makes the region fit: over the benchmark's 200 tasks, generating the whole image
 #   with the same guidance and pasting the input's background once at the end gives far fewer clean objects and a
 #   colour jump at the border about twice as large (section 4's second table); without any paste the background is
@@ -319,7 +320,8 @@ table([{"mode": name, "background noise std": float(diffusion.sqrt_one_minus_alp
 # 2. Plot the CLIP distance of each record (`r["clip_dists"]`) along the chain. From which step on does it stop
 #    falling?
 # 3. With DDIM (`ddim=True`) the foreground step is deterministic given $x_t$. Is the background still exact?
-# 4. Grow the mask until almost nothing is left (`edit(..., dilate=10)`). What is left of the blending?
+# 4. Grow the mask by 10 pixels (`edit(..., dilate=10)`): how much of the image is masked now, and what is left of
+#    the blending?
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 def largest_change_outside(images: torch.Tensor) -> float:
@@ -349,8 +351,9 @@ answers
 #    sharpen; the plot of `[float(r["clip_dists"][0]) for r in records]` against `[r["timestep"] for r in records]`
 #    shows the same.
 # 3. Yes (0 above): the blend and the paste do not depend on how the foreground step is sampled.
-# 4. The printed fraction of the image is masked: the little background left constrains little, and the edit
-#    approaches text-to-image generation (`edit` refuses a mask that covers everything).
+# 4. The printed fraction of the image is masked (about two thirds here): the background that is left is a frame
+#    around the region, which constrains less, and as the mask grows the edit approaches text-to-image generation
+#    (`edit` refuses a mask that covers everything).
 
 # %% tags=["checks"] jupyter={"source_hidden": true}
 assert float((blend - step["blended"]).abs().max()) < 1e-5, "§1: the library's blend is the three lines written by hand"
@@ -373,6 +376,8 @@ kb = {int(row["setting"].split("=")[1]): row for row in k_rows}
 assert kb[min(kb)]["fg_mean_abs"] < 0.1 and max(kb, key=lambda kv: kb[kv]["fg_mean_abs"]) <= min(kb) + 12, "§3: plateau"
 assert max(kb, key=lambda kv: kb[kv]["text_match"]) > max(kb, key=lambda kv: kb[kv]["fg_mean_abs"]), "§3: match keeps rising"
 assert kb[max(kb)]["clean"] < kb[k]["clean"], "§3: the noisiest starts are less clean"
+assert (min(kb), max(kb, key=lambda kv: kb[kv]["fg_mean_abs"])) == (4, 14), "summary: the rise from k = 4 to 14"
+assert 0.55 < answers["4: mask coverage after dilate=10"] < 0.75, "exercise 4: about two thirds masked"
 assert (steps["paper"]["passes"], steps["official"]["passes"]) == (1, 2), "§5: one network pass against two"
 assert answers["1: paper, before the paste"] == 0.0 and answers["1: official, before the paste"] > 0, "exercise 1"
 assert answers["3: DDIM, after the paste"] == 0.0, "exercise 3"

@@ -56,7 +56,7 @@ tasks = generate_tasks(6 if FAST else 16, SEED, kinds=("add", "replace"))
 # $1..N-1$ go through a random affine map (rotation up to 15°, shift up to 10 %, probability 0.7) and a random
 # perspective warp (distortion 0.7, probability 0.7), as in the official code. The loss is the mean over the views,
 #
-# $$D_{CLIP}^{aug}(\hat x_0) = \frac1N\sum_{n=1}^{N} D_{CLIP}\big(\text{aug}_n(\hat x_0 \odot m),\ \text{text}\big),$$
+# $$D_{CLIP}^{aug}(\hat x_0) = \frac1N\sum_{n=0}^{N-1} D_{CLIP}\big(\text{aug}_n(\hat x_0 \odot m),\ \text{text}\big),$$
 #
 # so its gradient is the mean of the $N$ gradients. The views of a whole scene show the warps best:
 
@@ -99,7 +99,8 @@ table([{"scale": scale, "views": views, "text match": s["text_match"], "clean": 
        for (scale, views), s in scores.items()])
 
 # %% [markdown]
-# The benchmark ran the same comparison on 160 tasks with a target (plus a scale of 100):
+# The benchmark ran the same comparison on its 200 tasks, 40 of each kind (plus a scale of 100); the table shows the
+# clean score and the text match of the three kinds that draw an object:
 
 # %%
 from bdlib.evaluation import load_report, report_rows
@@ -141,12 +142,12 @@ for row in gaps:
 table(gaps)
 
 # %% [markdown]
-# Read the table by rows. At the default scale one view pushes its clean view's distance *lower* than eight views
-# do, yet the oracle of section 2 finds fewer clean objects among its results: a lower distance bought with a
-# pattern, not with an object. The gap tells which is which: with one view the 32 warped views score clearly worse
-# than the clean one, with eight views much less (the sampler had to lower the loss of warped copies as well). At ten
-# times the scale, the one-view results have by far the largest gap: a pattern made for one viewpoint. Do not let
-# the network that guided an edit judge it.
+# The clean-view column alone does not separate one view from eight: at the default scale the two are close in some
+# runs, and in others one view's is lower (this number moves from run to run; a different thread count is enough).
+# The gap does: with one view the 32 warped views score clearly worse than the clean one, with eight views much less
+# (the sampler had to lower the loss of warped copies as well). At ten times the scale, the one-view results have by
+# far the largest gap: a pattern made for one viewpoint. And section 2's oracle found fewer clean objects with one
+# view: do not let the network that guided an edit judge it.
 #
 # ## 4. The pixel range and the range loss
 #
@@ -260,9 +261,7 @@ assert bench["alg2 scale=100 aug=8"]["add:text_match"] < eight_b["add:text_match
 for scale in SCALES:
     one, eight = (next(r for r in gaps if (r["scale"], r["views"]) == (scale, v)) for v in (1, 8))
     assert one["gap"] > 2 * eight["gap"], f"§3: eight views shrink the gap (scale {scale:g})"
-one, eight = (next(r for r in gaps if (r["scale"], r["views"]) == (SCALES[0], v)) for v in (1, 8))
-assert one["clean view"] < eight["clean view"], "§3: at the default scale one view reaches the lower clean distance"
-assert scores[(SCALES[0], 1)]["clean"] < scores[(SCALES[0], 8)]["clean"], "§3: ... and fewer clean objects"
+assert scores[(SCALES[0], 1)]["clean"] < scores[(SCALES[0], 8)]["clean"], "§3: one view, fewer clean objects"
 high = [r for r in gaps if r["scale"] == SCALES[1] and r["views"] == 1][0]
 assert high["gap"] == max(r["gap"] for r in gaps), "§3: one view at ten times the scale has the largest gap"
 assert scores[(SCALES[1], 1)]["clean"] < scores[(SCALES[0], 1)]["clean"], "§3: the oracle's clean score falls"

@@ -214,7 +214,7 @@ table(measured)
 #
 # ## 4. The same edit API at 256x256
 #
-# The input is a 256x256 photo (`skimage.data.chelsea()`, centre-cropped) and a binary mask over the cat's left eye
+# The input is a 256x256 photo (`skimage.data.chelsea()`, centre-cropped) and a binary mask over the cat's eye on the left of the picture
 # (1 = edit). `edit()` resizes both to `world.image_size`, runs Algorithm 2 (blended diffusion), resizes back and
 # pastes the input's background back exactly: outside the mask the result *is* the input. On a CPU we hand `edit()`
 # a copy of the world whose `image_size` is `NET_SIZE`: the same networks, the UNet evaluated at a lower resolution.
@@ -232,14 +232,14 @@ left = (photo.shape[1] - photo.shape[0]) // 2
 image = F.interpolate(load_image(photo[:, left : left + photo.shape[0]]), size=(256, 256), mode="bicubic",
                       antialias=True).clamp(-1, 1)
 mask = torch.zeros(1, 1, 256, 256)
-mask[..., 90:170, 40:125] = 1.0  # the cat's left eye
+mask[..., 90:170, 40:125] = 1.0  # the cat's eye on the left of the picture
 edit_world = world if NET_SIZE == world.image_size else dataclasses.replace(world, image_size=NET_SIZE)
 passes, steps = [], []
 hook = world.unet.register_forward_hook(lambda module, inputs, output: passes.append(1))
 result = edit(edit_world, image, mask, "a blue cat eye", samples=SAMPLES, seed=SEED, callback=steps.append, **EDIT)
 hook.remove()
 _ = show_grid([[image, mask[0], result.best, (result.best - image).abs().mul(2).sub(1)]],
-              titles=[["input", "mask", "result", "|result - input|"]])
+              titles=[["input", "mask", "result", "|result - input|"]], panel_inches=2.56)
 
 # %% [markdown]
 # The difference is black outside the mask: there every pixel of the result equals the input's. Inside, the
