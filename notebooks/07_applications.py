@@ -26,7 +26,7 @@
 # * replace the background with an inverted mask, guide with a scribble, and extend an image (outpainting);
 # * draw many samples and rank them by CLIP distance.
 #
-# **Run time**: measured by `notebooks/run_notebooks.py` (see the course README).
+# **Run time** (measured by `notebooks/run_notebooks.py`, 2-core CPU, 2 threads, 2026-12-02): fast mode 32 s, full mode 52 s.
 
 # %% tags=["parameters"]
 FAST = True  # fast mode: 4 tasks per application, 4 ranked samples (full mode: 12 tasks, 12 samples)

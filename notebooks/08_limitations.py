@@ -27,7 +27,7 @@
 # * check whether the toy world draws objects at the wrong scale;
 # * see which later ideas (a noise-aware CLIP, DDIM, blending in a latent space) address what.
 #
-# **Run time**: measured by `notebooks/run_notebooks.py` (see the course README).
+# **Run time** (measured by `notebooks/run_notebooks.py`, 2-core CPU, 2 threads, 2026-12-02): fast mode 29 s, full mode 89 s.
 
 # %% tags=["parameters"]
 FAST = True  # fast mode: 8 tasks x 4 samples (full mode: 40 tasks x 4 samples)
@@ -232,7 +232,9 @@ table(report_rows(load_report(), ("alg2 default", "alg2 noise-aware clip", "alg2
 # * An edit costs one UNet pass forward and backward and eight CLIP images per step; at the paper's size that is 36 s
 #   per step, 45 minutes per sample, on the project's 2-core CPU (GPU not measured), which is why the paper's 64
 #   ranked samples are expensive.
-# * The toy world shows no clear scale error for replaced objects at this sample size (section 4's verdict).
+# * Object scale (section 4's verdict): fast mode's few replace tasks show no clear error; full mode's 20 show the
+#   edited objects larger than the ones they replace, by about two standard errors: a weak effect that more tasks
+#   would settle.
 # * A noise-aware CLIP raises both the text match and the clean score over the plain CLIP (section 5's table).
 #
 # ## Exercises
@@ -280,7 +282,10 @@ assert ranking["some sample matches"] >= ranking["CLIP's first choice matches"],
 assert sum(row["good edits it outranks"] == 0 for row in blind) * 2 >= len(blind), "§2: most patterns outrank nothing"
 assert sum(row["good edits it outranks"] > 0 for row in rejected) >= 1, "§2: a few rejected patterns land among good edits"
 assert ranking["first choice rejected, a match was drawn"] > 0, "summary: some first choices are rejected"
-assert abs(mean) < 2 * error, "summary: no clear scale error"
+if FAST:
+    assert abs(mean) < 2 * error, "summary: no clear scale error in fast mode"
+else:
+    assert len(sizes["original object"]) == 20 and 1.5 < mean / error < 3, "summary: larger by about two SE in full mode"
 later = {row["setting"]: row for row in report_rows(load_report(), ("alg2 default", "alg2 noise-aware clip"),
                                                     ("text_match", "clean"))}
 assert all(later["alg2 noise-aware clip"][key] > later["alg2 default"][key] for key in ("text_match", "clean")), (
