@@ -99,11 +99,11 @@ def table(rows: Sequence[dict], digits: int = 3):
 
     def cell(value) -> str:
         if not isinstance(value, float):
-            return str(value)
+            return str(value).replace("|", "\\|")  # a pipe inside a cell would end the cell
         tiny_or_huge = abs(value) >= 1e4 or (value != 0 and abs(value) < 1e-3)
         return f"{value:.{digits}g}" if tiny_or_huge else f"{value:.{digits}f}"
 
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines = ["| " + " | ".join(cell(key) for key in keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(cell(row.get(key)) for key in keys) + " |" for row in rows]
     return Markdown("\n".join(lines))
 

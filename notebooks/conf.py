@@ -39,6 +39,7 @@ nb_execution_timeout = 3600  # seconds per cell; a full-mode cell takes up to a 
 nb_execution_raise_on_error = False  # a failing cell is a warning: with -W the build fails, naming every lesson
 nb_execution_show_tb = True
 nb_merge_streams = True
+nb_render_markdown_format = "myst"  # Markdown outputs (bdlib.viz.table, Markdown(...)) with tables and $math$
 # An animation's GIF becomes a file of the site (not inline HTML); widgets come from the saved widget state.
 nb_mime_priority_overrides = [("html", "image/gif", 25), ("html", "image/webp", 26)]
 # ipywidgets' HTML manager (the built-in widgets; no require.js), from the site's own _static folder.
@@ -50,7 +51,8 @@ suppress_warnings = ["mystnb.unknown_mime_type"]
 
 html_theme = "sphinx_book_theme"
 html_title = "bdlib course"
-html_static_path = [str(ASSETS)]  # html-manager/ and mathjax/ (make book-assets); a missing folder is an error
+html_static_path = [str(ASSETS), "site_static"]  # html-manager/ and mathjax/ (make book-assets); our CSS
+html_css_files = ["bdlib.css"]  # figures keep their pixels (notebooks/site_static/bdlib.css)
 mathjax_path = "mathjax/tex-chtml.js"
 mathjax_config_path = "mathjax_config.js"  # MathJax 3, plus the MathJax 2 call the widgets' labels make
 html_favicon = "../bdlib/examples/scene.png"  # a toy scene (browsers ask for a favicon: without one, a 404)

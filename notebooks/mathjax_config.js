@@ -12,9 +12,14 @@
       else waiting.push(element);
     },
   };
+  // Keep the configuration Sphinx wrote before this script (its processHtmlClass: the page body carries
+  // mathjax_ignore, and only the formulas' own classes are processed; without it no formula is typeset).
+  const sphinx = window.MathJax || {};
   window.MathJax = {
+    ...sphinx,
     Hub: hub, // while MathJax loads (it replaces this object with its own)
     startup: {
+      ...(sphinx.startup || {}),
       ready() {
         window.MathJax.startup.defaultReady();
         window.MathJax.Hub = hub; // once it is ready

@@ -100,3 +100,52 @@ def test_animations_play_and_stay_small(page, site_dir, site_url):
             assert path.stat().st_size < 2 * 1024 * 1024, f"{name}: {path.name} is {path.stat().st_size} bytes"
     assert found, "no lesson shows an animation"
     print("\n".join(f"{n}: {f} {k} frames, {s / 1024:.0f} KiB, {w} px wide" for n, f, k, s, w in found))
+
+
+UNTYPESET_JS = """async () => {
+  await window.MathJax.startup.promise;
+  const math = Array.from(document.querySelectorAll("span.math, div.math"));
+  return [math.length, math.filter(m => !m.querySelector("mjx-container")).map(m => m.textContent.slice(0, 40))];
+}"""
+
+
+def test_every_formula_is_typeset(page, site_dir, site_url):
+    """MathJax draws every formula of every page (none left as raw TeX such as \\(k\\))."""
+    raw = {}
+    total = 0
+    for name in pages(site_dir):
+        page.goto(site_url + name, wait_until="networkidle")
+        if not page.evaluate("() => !!(window.MathJax && window.MathJax.startup)"):
+            continue  # a page with no formula loads no MathJax
+        count, untypeset = page.evaluate(UNTYPESET_JS)
+        total += count
+        if untypeset:
+            raw[name] = untypeset[:3] + ([f"... {len(untypeset)} in all"] if len(untypeset) > 3 else [])
+    assert total > 100, f"only {total} formulas found on the whole site"
+    assert not raw, json.dumps(raw, indent=1, ensure_ascii=False)
+
+
+def test_printed_tables_are_tables(page, site_dir, site_url):
+    """A lesson's printed table (Markdown output of ``bdlib.viz.table``) is drawn as a table, not as a paragraph of
+    pipes."""
+    for name in [n for n in pages(site_dir) if re.match(r"\d\d_", n)]:
+        page.goto(site_url + name, wait_until="networkidle")
+        piped = page.evaluate("""() => Array.from(document.querySelectorAll(".cell_output p"))
+            .map(p => p.textContent).filter(t => (t.match(/[|]/g) || []).length >= 6).map(t => t.slice(0, 60))""")
+        assert not piped, f"{name}: tables shown as text: {piped[:2]}"
+        if name.startswith("05_"):
+            assert page.locator(".cell_output table").count() >= 3, f"{name}: its printed tables are missing"
+
+
+def test_figures_keep_their_pixels(page, site_dir, site_url):
+    """Every output picture is shown at its own size in a 1400-px-wide window (show_grid draws each image at
+    ≥ 128 px; a page that shrinks a figure to fit its column would undo that)."""
+    shrunk = {}
+    for name in [n for n in pages(site_dir) if re.match(r"\d\d_", n)]:
+        page.goto(site_url + name, wait_until="networkidle")
+        sizes = page.evaluate("""() => Array.from(document.querySelectorAll(".cell_output img"))
+            .filter(i => i.naturalWidth > 0).map(i => [i.naturalWidth, i.getBoundingClientRect().width])""")
+        small = [f"{natural} px shown at {shown:.0f}" for natural, shown in sizes if shown < 0.98 * natural]
+        if small:
+            shrunk[name] = small
+    assert not shrunk, json.dumps(shrunk, indent=1)
