@@ -14,11 +14,11 @@ from bdlib.worlds.base import World
 EDIT_KINDS = ("add", "replace", "recolor")  # the kinds with a target object: the ones k changes
 
 
-def k_values(world: World, fast: bool = False) -> list[int]:
-    """k rows: every respaced index across the toy world's transition (the edit appears at about a sixth of the
-    chain, the change inside the mask saturates at about half, the text match at three quarters), then the rest
-    more coarsely. Fast mode: six values across the transition."""
-    last = world.diffusion(world.defaults.respacing).num_steps - 1
+def k_values(world: World, fast: bool = False, respacing: str | None = None) -> list[int]:
+    """k rows: every respaced index across the toy world's transition (the change inside the mask starts at about a
+    sixth of the chain and saturates a little past half; the text match keeps rising beyond), then the rest
+    more coarsely. Fast mode: six values across the transition. ``respacing``: another chain than the world's."""
+    last = world.diffusion(respacing or world.defaults.respacing).num_steps - 1
     if fast:
         return sorted({round(last * f) for f in (0.25, 1 / 3, 5 / 12, 0.5, 7 / 12, 0.75)})
     dense = range(round(last / 6), round(last * 7 / 12) + 1)

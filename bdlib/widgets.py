@@ -3,7 +3,7 @@
 Two sweeps teach the two knobs of the paper:
 
 - :func:`render_lambda` / :func:`lambda_panel`: Algorithm 1 (local CLIP guidance) at background weight λ in
-  ``L = D_CLIP(x̂_0 ⊙ m, text) + λ·D_bg(x, x̂_0, m)``; the figure's title prints the background error.
+  ``L = D_CLIP(x̂_0 ⊙ m, text) + λ·D_bg(x, x̂_0, m)``; the figure's title prints the background change.
 - :func:`render_k` / :func:`k_panel`: Algorithm 2 (blended diffusion) started at respaced index k, i.e. from
   ``x_k = √ᾱ_k x + √(1-ᾱ_k) ε``; the title prints how far the region moved from the input.
 
@@ -25,6 +25,7 @@ from typing import Any
 import ipywidgets
 import torch
 
+from bdlib.benchmark_rows import k_values, lam_values
 from bdlib.edit import resolve_edit_settings
 from bdlib.edit_cache import (  # noqa: F401 (the notebooks import the cache from here)
     DEFAULT_CACHE,
@@ -69,31 +70,6 @@ def oracle_scores(
     return world.oracle.judge_text_match(images.float(), masks, [target or None for target in targets])
 
 
-def lambda_bound(world: World, settings: MethodSettings | None = None, index: int | None = None, **overrides) -> float:
-    """``λ_max(t) = P·ᾱ_t / β_t``: above it one Algorithm 1 step *grows* the background error (default t = k).
-
-    ``D_bg`` is a per-image mean over ``P = 3·S²`` values, so its gradient is ``2λ/P·(x̂_0 - x)`` on the
-    background, and ``∂x̂_0/∂x_t ≈ 1/√ᾱ_t``. The mean shift ``Σ_t·∇`` (``Σ_t ≤ β_t``) then moves the next
-    ``x̂_0 ≈ x_{t-1}/√ᾱ_t`` by about ``2λΣ_t/(P·ᾱ_t)`` times the gap: a full correction at ``λ = λ_max/2``,
-    an overshoot beyond, and a growing error past ``λ_max``. Early steps (small ᾱ_t) have the smallest bound.
-    """
-    full = resolve_edit_settings(world, settings, **overrides)
-    diffusion = world.diffusion(full.respacing)
-    t = full.start_index if index is None else index
-    pixels = 3 * world.image_size**2
-    return float(pixels * diffusion.alphas_cumprod[t] / diffusion.betas[t])
-
-
-def lambda_grid(world: World, settings: MethodSettings | None = None, **overrides) -> tuple[float, ...]:
-    """Five λ values around the bound at the start index: ``0, λ_max/10, λ_max/3, λ_max, 10·λ_max`` (2 digits)."""
-    bound = lambda_bound(world, settings, **overrides)
-
-    def two_digits(value: float) -> float:
-        return float(f"{value:.2g}")
-
-    return (0.0, *(two_digits(bound * f) for f in (0.1, 1 / 3, 1.0, 10.0)))
-
-
 def figure_title(fig) -> str:
     """The text of a figure's title (``suptitle``), or "" (``Figure.get_suptitle`` needs matplotlib 3.8)."""
     title = getattr(fig, "_suptitle", None)
@@ -121,7 +97,7 @@ def render_lambda(
 ):
     """Algorithm 1 at background weight ``lam``: input, mask, result and ``4·|result - input|``.
 
-    The title prints λ, the background error (mean |Δ| outside the mask; never 0 for Algorithm 1) and the
+    The title prints λ, the background change (mean |Δ| outside the mask; never 0 for Algorithm 1) and the
     masked CLIP distance to the prompt.
     """
     inp = as_input(task, prompt)
@@ -133,7 +109,7 @@ def render_lambda(
         [[inp.image[0], inp.mask[0], result.best[0], diff_picture(result.best[0], inp.image[0])]],
         titles=[["input", "mask", "result", f"|Δ|×{DIFF_GAIN:g}"]],
         panel_inches=panel_inches,
-        suptitle=f"Algorithm 1, λ = {lam:g}: background error {error:.4f}\n"
+        suptitle=f"Algorithm 1, λ = {lam:g}: background change {error:.4f}\n"
         f"CLIP distance {float(result.distances[0]):.3f} to {inp.prompt!r}",
     )
     fig.bdlib_values = {"lam": float(lam), "background_error": error, "clip_distance": float(result.distances[0])}
@@ -239,13 +215,16 @@ def lambda_panel(
     cache: ResultCache | None = None,
     **overrides: Any,
 ) -> SweepPanel:
-    """A λ slider over :func:`render_lambda` (Algorithm 1), by default over :func:`lambda_grid`, with controls
+    """A λ slider over :func:`render_lambda` (Algorithm 1), by default over lesson 04's λ values
+    (:func:`bdlib.benchmark_rows.lam_values`, fast: 0, then 10 to 10⁵), starting at the world's λ, with controls
     for guidance scale, views, seed and prompt. The grid is computed up front in one batch (``precompute``;
     values already in the cache are reused), so moving the slider only swaps pictures, with or without a
     kernel; ``overrides`` change single settings (``respacing="25"``, ``guidance_scale=3000``...)."""
     base = resolve_edit_settings(world, settings, algorithm="local", **overrides)
-    values = [float(v) for v in (lambda_grid(world, base) if values is None else values)]
-    start = float(value) if value is not None else values[len(values) // 2]
+    values = [float(v) for v in (lam_values(fast=True) if values is None else values)]
+    if value is None:
+        value = base.background_weight if base.background_weight in values else values[len(values) // 2]
+    start = float(value)
     return _sweep_panel(world, task, "lam", render_lambda, values, start, base, seed, precompute, cache)
 
 
@@ -261,12 +240,12 @@ def k_panel(
     cache: ResultCache | None = None,
     **overrides: Any,
 ) -> SweepPanel:
-    """A k slider over :func:`render_k` (Algorithm 2), by default over 6 values spread over the respaced chain,
-    with the same controls as :func:`lambda_panel`; the default value is the nearest to the settings' k."""
+    """A k slider over :func:`render_k` (Algorithm 2), by default over the six values of lesson 05's transition
+    (:func:`bdlib.benchmark_rows.k_values`, fast), with the same controls as :func:`lambda_panel`; the default
+    value is the nearest to the settings' k."""
     base = resolve_edit_settings(world, settings, algorithm="blended", **overrides)
-    steps = world.diffusion(base.respacing).num_steps
     if values is None:
-        values = sorted({round(steps * f) - 1 for f in (0.25, 0.4, 0.55, 0.7, 0.85, 1.0)})
+        values = k_values(world, fast=True, respacing=base.respacing)
     values = [int(v) for v in values]
     start = int(value) if value is not None else min(values, key=lambda v: abs(v - base.start_index))
     return _sweep_panel(world, task, "k", render_k, values, start, base, seed, precompute, cache)

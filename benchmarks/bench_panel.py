@@ -3,8 +3,8 @@
     python benchmarks/bench_panel.py --out benchmarks/results/panel_cpu.json
     python benchmarks/bench_panel.py --threads 2 --repeats 3 --strategies batch sequential
 
-The panels are built as notebooks 04 (λ: Algorithm 1 on a "replace" task, :func:`bdlib.widgets.lambda_grid`)
-and 05 (k: Algorithm 2 on an "add" task, the full-mode grid of 7 values) build them, with the toy world's
+The panels are built as notebooks 04 (λ: Algorithm 1 on a "replace" task, 7 values) and 05 (k: Algorithm 2 on an
+"add" task, 6 values across the transition) build them, with the panels' own default grids, with the toy world's
 default chain (25 respaced steps from k = 18, 8 views). Then each control is changed as a user changes it
 (``panel.controls[name].value = new``, which is what a browser's comm message does in the kernel) and two
 times are taken from that moment:
@@ -48,20 +48,17 @@ def sequential_grid(world, image, mask, prompt, field, values, *, seed=0, settin
 
 def build_panel(kind: str, world, smoke: bool, cache):
     """The λ panel of notebook 04 or the k panel of notebook 05 (full-mode grids; smaller ones in smoke mode)."""
-    from bdlib.widgets import k_panel, lambda_grid, lambda_panel
+    from bdlib.widgets import k_panel, lambda_panel
     from bdlib.worlds.toy.tasks import make_task
 
     run = {"respacing": "10", "start_index": 6, "augmentations": 1} if smoke else {}
     if kind == "lambda":
         settings = world.defaults_for("local").with_(**run)
-        values = lambda_grid(world, settings)[:2] if smoke else lambda_grid(world, settings)
+        values = (0.0, 3000.0) if smoke else None  # None: the panel's own grid, as lesson 04 shows it
         return lambda_panel(world, make_task("replace", 0), values=values, settings=settings, cache=cache)
     settings = world.defaults.with_(algorithm="blended", **run)
-    steps = world.diffusion(settings.respacing).num_steps
-    values = sorted({round(steps * f) - 1 for f in (0.2, 0.35, 0.5, 0.65, 0.8, 1.0)} | {settings.start_index})
-    values = values[-2:] if smoke else values
-    task = make_task("add", 0)
-    return k_panel(world, task, values=values, value=settings.start_index, settings=settings, cache=cache)
+    values = [4, 6] if smoke else None  # None: the panel's own grid, as lesson 05 shows it
+    return k_panel(world, make_task("add", 0), values=values, settings=settings, cache=cache)
 
 
 def measure(kind: str, strategy: str, world, repeats: int, smoke: bool) -> list[dict]:

@@ -285,14 +285,14 @@ table(lam_rows)
 #
 # ## 5. Move λ yourself
 #
-# The panel shows the same λ values. It carries its pictures into the page, so its slider works without a kernel;
+# The panel shows the λ values of the fast strip (0, then 10 to 10⁵). It carries its pictures into the page, so its slider works without a kernel;
 # with a kernel, changing the seed, scale, views or prompt computes a new grid in one batch. Its grid is a batch of
 # its own, and batched kernels round differently, so its numbers can differ from the table's in the third digit.
 
 # %%
 from bdlib.widgets import lambda_panel
 
-lambda_panel(world, task, values=LAMBDAS, value=settings.background_weight, seed=SEED)
+lambda_panel(world, task, seed=SEED)  # λ = 0 and 10 to 10⁵ (the fast strip's values), from the default
 
 # %% [markdown]
 # ## Summary

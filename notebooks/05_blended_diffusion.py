@@ -211,7 +211,7 @@ table(k_rows)
 # %%
 from bdlib.widgets import k_panel
 
-k_panel(world, task, values=K_VALUES, value=k if k in K_VALUES else K_VALUES[-1], seed=SEED)
+k_panel(world, task, seed=SEED)  # the six k of the fast strip, across the transition, from the default
 
 # %% [markdown]
 # ## 4. Blending at every step, or pasting once at the end?

@@ -235,3 +235,13 @@ def test_batch_invariance_script_records_each_batching(tmp_path):
     (run,) = record["runs"]
     assert run["batch_size"] == 1 and len(run["max_abs_diff_per_sample"]) == 2 and isinstance(run["same_ranking"], bool)
     assert json.loads((tmp_path / "b.json").read_text()) == record
+
+
+def test_panel_benchmark_times_both_panels_and_strategies(tmp_path):
+    script = load_script(REPO_ROOT / "benchmarks" / "bench_panel.py")
+    out = tmp_path / "panel.json"
+    assert script.main(["--smoke", "--repeats", "1", "--strategies", "batch", "sequential", "--out", str(out)]) == 0
+    summary = json.loads(out.read_text())["summary"]
+    assert set(summary) == {"k/batch", "k/sequential", "lambda/batch", "lambda/sequential"}
+    for times in summary.values():
+        assert 0 < times["current_s_min"] <= times["current_s_max"] and times["grid_s_min"] >= times["current_s_min"]

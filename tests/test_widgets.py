@@ -54,7 +54,7 @@ def test_render_lambda_figure_and_cache(random_toy_world, task, cache, monkeypat
     calls = _count_edits(monkeypatch)
     fig = bw.render_lambda(random_toy_world, task, 1000.0, cache=cache, **FAST)
     title = bw.figure_title(fig)
-    assert "λ = 1000" in title and "background error" in title
+    assert "λ = 1000" in title and "background change" in title
     assert len(fig.axes) == 4 and all(len(ax.images) == 1 for ax in fig.axes)
     width, height = fig.get_size_inches() * fig.dpi
     assert width <= 4 * 1.4 * 100 + 20 and height <= 260  # four images of 140 px each
