@@ -33,6 +33,18 @@ def _pred_x0(world: World, settings: MethodSettings, x_t: torch.Tensor, index: i
         return diffusion.denoise(world.unet, x_t, t, settings.clamps_pred_x0).pred_x0
 
 
+def _background_step(
+    world: World, settings: MethodSettings, image: torch.Tensor, mask: torch.Tensor, x_t: torch.Tensor, index: int,
+    lam: float,
+) -> dict:
+    """One noiseless Algorithm 1 step at ``index`` guided by ``λ·D_bg`` alone (no CLIP or range term, one view)."""
+    step_settings = settings.with_(algorithm="local", lam=lam, guidance_scale=0.0, range_scale=0.0, augmentations=1)
+    return guided_step(
+        world.unet, world.diffusion(settings.respacing), world.clip, x_t, index, init=image, mask=mask,
+        text_embed=None, settings=step_settings, noise=torch.zeros_like(x_t), lpips=world.lpips,
+    )
+
+
 def naive_lambda_bound(world: World, settings: MethodSettings, index: int) -> float:
     """``P·ᾱ_t / β_t``: the λ above which one step *grows* the background error if ``∂x̂_0/∂x_t = I/√ᾱ_t`` (and
     ``Σ_t ≤ β_t``). The measured bound is far larger (:func:`background_step_ratio`, :func:`pred_x0_gain`)."""
@@ -52,13 +64,8 @@ def background_step_ratio(
 ) -> float:
     """``D_bg`` of x̂_0 after one mean shift ``x_t + Σ_t·(-∇ λD_bg)`` over ``D_bg`` before it (no CLIP term, no
     noise): below 1 the step pulls the background towards the input, above 1 it overshoots."""
-    step_settings = settings.with_(algorithm="local", lam=lam, guidance_scale=0.0, range_scale=0.0, augmentations=1)
     before = float(background_mse(_pred_x0(world, settings, x_t, index), image, mask).mean())
-    diffusion = world.diffusion(settings.respacing)
-    out = guided_step(
-        world.unet, diffusion, world.clip, x_t, index, init=image, mask=mask, text_embed=None,
-        settings=step_settings, noise=torch.zeros_like(x_t), lpips=world.lpips,
-    )
+    out = _background_step(world, settings, image, mask, x_t, index, lam)
     moved = x_t + out["variance"] * out["grad"]
     return float(background_mse(_pred_x0(world, settings, moved, index), image, mask).mean()) / before
 
@@ -104,9 +111,4 @@ def background_gradient(
     world: World, settings: MethodSettings, image: torch.Tensor, mask: torch.Tensor, x_t: torch.Tensor, index: int
 ) -> torch.Tensor:
     """``-∇_{x_t} D_bg`` of one step (λ = 1, no CLIP term): the direction in which the background term moves x_t."""
-    step_settings = settings.with_(algorithm="local", lam=1.0, guidance_scale=0.0, range_scale=0.0, augmentations=1)
-    out = guided_step(
-        world.unet, world.diffusion(settings.respacing), world.clip, x_t, index, init=image, mask=mask,
-        text_embed=None, settings=step_settings, noise=torch.zeros_like(x_t), lpips=world.lpips,
-    )
-    return out["grad"]
+    return _background_step(world, settings, image, mask, x_t, index, 1.0)["grad"]
