@@ -150,6 +150,17 @@ def _run_batch(world: World, chunk: Sequence[EditTask], indices: Sequence[int], 
     return final[best].float().cpu().clamp(-1, 1), best_dist, unpasted[best].float().cpu()
 
 
+def background_error(images: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean ``|result - input|`` over the pixels (and channels) *outside* the mask, per image: (N,)."""
+    keep = (1 - mask).expand_as(images)  # (N, 3, H, W)
+    return ((images - image).abs() * keep).sum(dim=(1, 2, 3)) / keep.sum(dim=(1, 2, 3)).clamp(min=1)
+
+
+def region_change(images: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean ``|result - input|`` over the pixels *inside* the mask, per image: (N,). 0 = the input unchanged."""
+    return background_error(images, image, 1 - mask)
+
+
 def seam_jump(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """Mean ``|Δ colour|`` between horizontally or vertically adjacent pixels on the two sides of the mask's
     border, per image (B,): how visible the seam is (compare with the input's own value)."""
@@ -170,21 +181,19 @@ def score(world: World, tasks: Sequence[EditTask], run: SettingRun) -> dict:
     results = run.results
     images = torch.stack([t.image for t in tasks])
     masks = torch.stack([t.mask for t in tasks])
-    keep = 1 - masks
-    change = (results - images).abs() * keep  # (T, 3, H, W)
-    before_paste = (run.unpasted - images).abs() * keep
-    edit_strength = (results - images).abs() * masks
+    bg_max = ((results - images).abs() * (1 - masks)).amax(dim=(1, 2, 3))
+    bg_mean, fg_mean = background_error(results, images, masks), region_change(results, images, masks)
+    bg_before_paste = background_error(run.unpasted, images, masks)
     seams, input_seams = seam_jump(results, masks), seam_jump(images, masks)
     verdict = world.oracle.judge(results.to(world.oracle.device), masks.to(world.oracle.device))
     rows = []
     for i, task in enumerate(tasks):
-        pixels = (3 * keep[i].sum()).clamp(min=1)
         row = {
             "kind": task.kind,
-            "bg_max_abs": float(change[i].max()),
-            "bg_mean_abs": float(change[i].sum() / pixels),
-            "bg_mean_before_paste": float(before_paste[i].sum() / pixels),
-            "fg_mean_abs": float(edit_strength[i].sum() / (3 * masks[i].sum()).clamp(min=1)),
+            "bg_max_abs": float(bg_max[i]),
+            "bg_mean_abs": float(bg_mean[i]),
+            "bg_mean_before_paste": float(bg_before_paste[i]),
+            "fg_mean_abs": float(fg_mean[i]),
             "seam": float(seams[i]),
             "seam_input": float(input_seams[i]),
         }

@@ -37,6 +37,7 @@ from bdlib.edit_cache import (  # noqa: F401 (the notebooks import the cache fro
     chain_start,
     grid_edits,
 )
+from bdlib.evaluation import background_error, region_change  # noqa: F401 (the lessons import them from here)
 from bdlib.method import MethodSettings
 from bdlib.sweep_panel import Frame, SweepPanel, figure_png, png_size, text_width  # noqa: F401
 from bdlib.viz import show_grid
@@ -44,17 +45,6 @@ from bdlib.worlds.base import World
 
 DIFF_GAIN = 4.0  # |result - input| is drawn ×4 so that small background drift is visible
 PANEL_INCHES = 1.4  # each of a figure's four images: 140 px for a 32 px toy image (nearest-neighbour)
-
-
-def background_error(images: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean ``|result - input|`` over the pixels (and channels) *outside* the mask, per image: (N,)."""
-    keep = (1 - mask).expand_as(images)  # (N, 3, H, W)
-    return ((images - image).abs() * keep).sum(dim=(1, 2, 3)) / keep.sum(dim=(1, 2, 3)).clamp(min=1)
-
-
-def region_change(images: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean ``|result - input|`` over the pixels *inside* the mask, per image: (N,). 0 = the input unchanged."""
-    return background_error(images, image, 1 - mask)
 
 
 def oracle_scores(
