@@ -32,6 +32,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from bdlib.files import write_file
 from bdlib.viz import to_numpy_image
 
 LABELS = {
@@ -63,12 +64,9 @@ class Animation:
         return FORMATS[self.format]
 
     def save(self, path: str | Path) -> Path:
-        """Write the file (creating its folder) and remember where."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(self.data)
-        self.path = path
-        return path
+        """Write the file atomically (creating its folder; :func:`bdlib.files.write_file`) and remember where."""
+        self.path = write_file(path, lambda tmp: tmp.write_bytes(self.data))
+        return self.path
 
     def __repr__(self) -> str:
         where = f", saved to {self.path}" if self.path else ""
