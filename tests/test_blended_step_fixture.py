@@ -1,4 +1,4 @@
-"""One official guided step (shared/fixtures/blended_step) reproduced by bdlib.blend.guided_step."""
+"""One official guided step (tests/fixtures/blended_step) reproduced by bdlib.blend.guided_step."""
 
 from __future__ import annotations
 

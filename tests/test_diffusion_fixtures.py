@@ -1,4 +1,4 @@
-"""bdlib.diffusion against numbers produced by OpenAI's guided-diffusion (shared/fixtures/guided_diffusion)."""
+"""bdlib.diffusion against numbers produced by OpenAI's guided-diffusion (tests/fixtures/guided_diffusion)."""
 
 from __future__ import annotations
 
