@@ -117,3 +117,27 @@ class SimulatedAccelerator:
     def __exit__(self, *exc) -> None:
         for mode in reversed(self._modes):
             mode.__exit__(*exc)
+
+
+class SameKernels:
+    """While active, CPU code takes the kernels it takes on the simulated device, so the two give identical numbers.
+
+    PyTorch picks two fused CPU kernels only for plain CPU tensors: the fast path of ``nn.TransformerEncoderLayer``
+    (the toy CLIP's text encoder) and the flash-attention kernel of ``scaled_dot_product_attention``. On the simulated
+    device both fall back to their decomposed versions, which round differently (2e-7 in a text embedding); a guided
+    chain amplifies that to 2.5e-5-5e-5 in the final pixels (measured over 5 seeds x 7 edits at 1 and 2 threads) and
+    to 1.26e-4 on another CPU. With both decompositions forced on both sides, an edit matches bit for bit.
+    """
+
+    def __enter__(self) -> SameKernels:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        self._fastpath = torch.backends.mha.get_fastpath_enabled()
+        torch.backends.mha.set_fastpath_enabled(False)
+        self._sdpa = sdpa_kernel(SDPBackend.MATH)
+        self._sdpa.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._sdpa.__exit__(*exc)
+        torch.backends.mha.set_fastpath_enabled(self._fastpath)
