@@ -8,8 +8,8 @@ Usage::
     result.best  # (1, 3, H, W) in [-1, 1], the background exact
 """
 
+from bdlib.core.settings import MethodSettings
 from bdlib.edit import EditResult, edit
-from bdlib.method import MethodSettings
 from bdlib.worlds.base import World, load_world
 
 __version__ = "0.1.0"

@@ -21,7 +21,7 @@ import threading
 import traceback
 from collections.abc import Iterator
 
-from bdlib.memory import is_out_of_memory
+from bdlib.runtime.memory import is_out_of_memory
 
 COMMAND_MODULES = ("demo", "download", "edit", "evaluate", "figures", "train")
 DEBUG_ENV = "BDLIB_DEBUG"

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 
 from bdlib.edit import EditResult, dilate_mask, edit
-from bdlib.imageio import ImageLike, load_image, load_mask
 from bdlib.inpaint import smooth_fill
+from bdlib.runtime.imageio import ImageLike, load_image, load_mask
 from bdlib.worlds.base import World
 
 DIRECTIONS = ("left", "right", "up", "down")

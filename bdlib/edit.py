@@ -2,8 +2,8 @@
 
 1. Read the image and the mask (files, PIL, arrays or tensors; the mask thresholded at half range,
    optionally inverted and dilated), check them, and resize both to the world's size.
-2. Run Algorithm 2 (or 1) for ``samples`` images (:func:`bdlib.blend.edit_progressive`), ``batch_size`` at a
-   time. Sample ``i`` draws all its noise from its own stream seeded by ``(seed, i)`` (:mod:`bdlib.randomness`),
+2. Run Algorithm 2 (or 1) for ``samples`` images (:func:`bdlib.core.algorithms.edit_progressive`), ``batch_size`` at a
+   time. Sample ``i`` draws all its noise from its own stream seeded by ``(seed, i)`` (:mod:`bdlib.runtime.randomness`),
    so the samples do not depend on the batch size.
 3. Bring the results back to the input's size and paste the input's background back: outside the mask
    the result *is* the input, pixel for pixel (Algorithm 2).
@@ -25,12 +25,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from bdlib.blend import edit_progressive
-from bdlib.clip_guidance import clip_distance, masked_clip_pixels
-from bdlib.imageio import ImageLike, load_image, load_mask
-from bdlib.memory import check_edit_memory
-from bdlib.method import MethodSettings
-from bdlib.randomness import SampleStreams, check_seed
+from bdlib.core.algorithms import edit_progressive
+from bdlib.core.losses import clip_distance, masked_clip_pixels
+from bdlib.core.settings import MethodSettings
+from bdlib.runtime.imageio import ImageLike, load_image, load_mask
+from bdlib.runtime.memory import check_edit_memory
+from bdlib.runtime.randomness import SampleStreams, check_seed
 from bdlib.worlds.base import World
 
 
@@ -229,7 +229,7 @@ def draw_samples(
 
 
 def check_memory(world: World, prepared: PreparedEdit, samples: int, batch_size: int | None = None) -> None:
-    """Refuse ``samples`` drawn ``batch_size`` at a time if a batch cannot fit in memory (:mod:`bdlib.memory`)."""
+    """Refuse ``samples`` drawn ``batch_size`` at a time if a batch cannot fit in memory (bdlib.runtime.memory)."""
     step = min(batch_size or samples, samples)
     views = max(1.0, prepared.settings.augmentations / 8)  # measured at 8 views; more views cost more
     per_sample = int(world.sample_bytes_per_pixel * world.image_size**2 * views)
@@ -292,7 +292,7 @@ def edit(
     after batch. ``prompt=""`` is plain inpainting by the prior (no CLIP guidance).
 
     Everything is checked before the first step: the arguments, the inputs (NaN, infinities and empty pictures
-    are refused), the prompt, and the memory a batch needs (:func:`bdlib.memory.check_edit_memory`; the error
+    are refused), the prompt, and the memory a batch needs (:func:`bdlib.runtime.memory.check_edit_memory`; the error
     names a ``batch_size`` that fits). A chain that reaches inf/NaN stops with a :class:`DivergedError` naming
     the weights to lower.
     """

@@ -2,7 +2,7 @@
 
 ``edit_grid(world, image, mask, prompt, "lam", [0, 1e3, 1e4])`` gives the same images as three calls of
 ``edit(..., lam=v, samples=1)`` (up to the float rounding of batched kernels): every value is sample 0 of an
-edit of its own, with its own streams (:mod:`bdlib.randomness`), and the sampler runs them side by side: each λ
+edit of its own, with its own streams (:mod:`bdlib.runtime.randomness`), and the sampler runs them side by side: each λ
 weighs its own image's background loss, and each k starts its chain when the shared loop reaches it. This is
 what the λ and k panels of the notebooks compute when a control changes.
 """
@@ -15,10 +15,10 @@ from typing import Any
 
 import torch
 
-from bdlib.blend import edit_progressive
+from bdlib.core.algorithms import edit_progressive
 from bdlib.edit import EditResult, finish_edit, prepare_edit, rank_distances, resolve_edit_settings
-from bdlib.imageio import ImageLike
-from bdlib.randomness import SampleStreams, check_seed
+from bdlib.runtime.imageio import ImageLike
+from bdlib.runtime.randomness import SampleStreams, check_seed
 from bdlib.worlds.base import World
 
 GRID_FIELDS = ("lam", "start_index")

@@ -2,8 +2,8 @@
 
     python benchmarks/batch_invariance.py --out benchmarks/results/batch_invariance_toy.json
 
-Sample ``i`` draws its noise from its own stream ``(seed, i)`` (:mod:`bdlib.randomness`), so every batching sees the
-same noise; what differs is the float rounding of kernels run at another batch size, which a guided chain can
+Sample ``i`` draws its noise from its own stream ``(seed, i)`` (:mod:`bdlib.runtime.randomness`), so every batching
+sees the same noise; what differs is the float rounding of kernels run at another batch size, which a guided chain can
 amplify. For the shipped toy example and each batch size, the script records the largest pixel difference of each
 sample to the one-batch run and whether the ranking is the same.
 """

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_common, also w
 from bench_common import FlopCount, device_name, device_peaks, peak_memory_mb, synchronize  # noqa: E402
 
 from bdlib.edit import edit
-from bdlib.precision import PRECISIONS
+from bdlib.runtime.precision import PRECISIONS
 from bdlib.worlds.base import World, load_world
 from bdlib.worlds.toy.tasks import example_task
 

@@ -44,12 +44,12 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_common, also when imported by path
 from bench_common import current_rss_mb, device_name, peak_rss_mb, synchronize  # noqa: E402
 
-from bdlib.augment import ExtendingAugmentations
-from bdlib.clip_adapter import ClipModel, normalize01, random_clip
-from bdlib.clip_guidance import spherical_distance
-from bdlib.diffusion import Diffusion, create_diffusion
-from bdlib.precision import PRECISIONS, low_precision_dtypes, network_autocast
-from bdlib.unet import PAPER_UNET_CONFIG, UNetModel
+from bdlib.core.augment import ExtendingAugmentations
+from bdlib.core.diffusion import Diffusion, create_diffusion
+from bdlib.core.losses import spherical_distance
+from bdlib.nets.clip_adapter import ClipModel, normalize01, random_clip
+from bdlib.nets.unet import PAPER_UNET_CONFIG, UNetModel
+from bdlib.runtime.precision import PRECISIONS, low_precision_dtypes, network_autocast
 
 NUM_VIEWS = 8  # the official aug_num: 1 clean view + 7 augmented views
 CLIP_LAMBDA = 1000.0  # the official clip_guidance_lambda

@@ -48,7 +48,7 @@ def sequential_grid(world, image, mask, prompt, field, values, *, seed=0, settin
 
 def build_panel(kind: str, world, smoke: bool, cache):
     """The λ panel of notebook 04 or the k panel of notebook 05 (full-mode grids; smaller ones in smoke mode)."""
-    from bdlib.widgets import k_panel, lambda_panel
+    from bdlib.course.widgets import k_panel, lambda_panel
     from bdlib.worlds.toy.tasks import make_task
 
     run = {"respacing": "10", "start_index": 6, "augmentations": 1} if smoke else {}
@@ -63,8 +63,8 @@ def build_panel(kind: str, world, smoke: bool, cache):
 
 def measure(kind: str, strategy: str, world, repeats: int, smoke: bool) -> list[dict]:
     """Build one panel, then change each control ``repeats`` times; one row per change."""
-    import bdlib.edit_cache as edit_cache
-    import bdlib.widgets as bw
+    import bdlib.course.edit_cache as edit_cache
+    import bdlib.course.widgets as bw
 
     original = edit_cache.edit_grid
     edit_cache.edit_grid = sequential_grid if strategy == "sequential" else original

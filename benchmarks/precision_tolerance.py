@@ -3,7 +3,7 @@
     python benchmarks/precision_tolerance.py --out benchmarks/results/precision_tolerance_toy.json
 
 For the shipped toy world and its example task, at several respaced indices of the default chain,
-``bdlib.precision_effect.guided_step_change`` runs one guided step in float32 and in each other precision on
+``bdlib.course.precision_effect.guided_step_change`` runs one guided step in float32 and in each other precision on
 the same x_t, noise and augmentations; a record per (index, precision) keeps the relative L2 difference
 ``‖g_p - g_fp32‖ / ‖g_fp32‖`` of the guidance gradient ``g = -∇_{x_t} L``, the largest difference of the
 per-sample CLIP distances, and that of x̂_0.
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from bdlib.precision import PRECISIONS
-from bdlib.precision_effect import guided_step_change
+from bdlib.course.precision_effect import guided_step_change
+from bdlib.runtime.precision import PRECISIONS
 from bdlib.worlds.toy.tasks import example_task
 from bdlib.worlds.toy.world import TOY_DEFAULTS, load_toy_world
 

@@ -12,7 +12,7 @@ k). This script measures two candidates of issue 12 that need their own loop:
 - **guidance away from every object caption**: maximise the CLIP distance of the masked x̂_0 to the nearest of the
   21 toy object captions ("a red circle", ...), i.e. push the region towards "no known object".
 
-Every random draw comes from the tasks' streams (:mod:`bdlib.randomness`), as in the benchmark.
+Every random draw comes from the tasks' streams (:mod:`bdlib.runtime.randomness`), as in the benchmark.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from pathlib import Path
 import torch
 
 from bdlib import load_world
-from bdlib.augment import ExtendingAugmentations
-from bdlib.blend import _detached
-from bdlib.clip_guidance import clip_distance
-from bdlib.evaluation import SettingRun, score
-from bdlib.randomness import SampleStreams
+from bdlib.bench.evaluation import SettingRun, score
+from bdlib.core.algorithms import _detached
+from bdlib.core.augment import ExtendingAugmentations
+from bdlib.core.losses import clip_distance
+from bdlib.runtime.randomness import SampleStreams
 from bdlib.worlds.toy.clip_model import CLASS_PROMPTS
 from bdlib.worlds.toy.tasks import generate_tasks
 

@@ -20,7 +20,7 @@
 #
 # In particular we will highlight:
 #
-# * $q(x_t \mid x_0)$ in closed form, computed by `bdlib.diffusion.Diffusion.q_sample`, and why one jump
+# * $q(x_t \mid x_0)$ in closed form, computed by `bdlib.core.diffusion.Diffusion.q_sample`, and why one jump
 #   equals 1000 small steps;
 # * the linear and cosine schedules, read through $\bar\alpha_t$ and the signal-to-noise ratio, on a toy
 #   scene and on a photo;
@@ -42,8 +42,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from bdlib.diffusion import create_diffusion
-from bdlib.viz import show_grid, table
+from bdlib.core.diffusion import create_diffusion
+from bdlib.course.viz import show_grid, table
 
 plt.rcParams["figure.dpi"] = 100
 N_MC = 2000 if FAST else 20000  # Monte-Carlo samples for the distribution check of section 5
@@ -178,7 +178,7 @@ plt.show()
 import skimage.data
 import torch.nn.functional as F
 
-from bdlib.imageio import load_image
+from bdlib.runtime.imageio import load_image
 
 photo = skimage.data.chelsea()  # (300, 451, 3) uint8
 left = (photo.shape[1] - photo.shape[0]) // 2
@@ -261,7 +261,7 @@ table([{"t": t_stop, "x_t from": label, "max mean error (SE)": m, "max std error
 #
 # $$\bar\alpha'_i = \bar\alpha_{S_i}, \qquad \beta'_i = 1 - \frac{\bar\alpha_{S_i}}{\bar\alpha_{S_{i-1}}}.$$
 #
-# `bdlib.schedules.space_timesteps(T, spec)` reproduces guided-diffusion's rules exactly:
+# `bdlib.core.schedules.space_timesteps(T, spec)` reproduces guided-diffusion's rules exactly:
 #
 # * `"100"`: 100 steps spread evenly over $0 \dots 999$ at positions $j \cdot \frac{999}{99}$, rounded;
 # * `"ddim50"`: the integer stride that gives exactly 50 steps: $0, 20, 40, \dots, 980$ (not 999!);
@@ -271,7 +271,7 @@ table([{"t": t_stop, "x_t from": label, "max mean error (SE)": m, "max std error
 # Look for these three details in the table.
 
 # %%
-from bdlib.schedules import space_timesteps
+from bdlib.core.schedules import space_timesteps
 
 specs = ("100", "ddim50", "25", "10,10,10")
 kept = {spec: space_timesteps(T, spec) for spec in specs}

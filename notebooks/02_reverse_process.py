@@ -21,10 +21,10 @@
 #
 # In particular we will highlight:
 #
-# * what the network predicts ($\hat\varepsilon$, and a variance value $v$), and how `bdlib.diffusion.Diffusion`
+# * what the network predicts ($\hat\varepsilon$, and a variance value $v$), and how `bdlib.core.diffusion.Diffusion`
 #   turns it into the guess $\hat x_0$, the posterior mean and a variance $\Sigma_\theta$ that is not confined
 #   to the interval it is said to interpolate;
-# * DDPM (ancestral) and DDIM ($\eta$) steps, respaced chains, and `bdlib.sampling.sample_progressive`;
+# * DDPM (ancestral) and DDIM ($\eta$) steps, respaced chains, and `bdlib.core.sampling.sample_progressive`;
 # * the trajectory of $x_t$ and of the running guess $\hat x_0$, and why that guess is saturated noise early on.
 #
 # **Run time** (measured by `notebooks/run_notebooks.py`, 2-core CPU, 2 threads, 2026-12-02): fast mode 13 s, full mode 34 s.
@@ -45,8 +45,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from bdlib.randomness import randn_on
-from bdlib.viz import show_grid, table
+from bdlib.course.viz import show_grid, table
+from bdlib.runtime.randomness import randn_on
 from bdlib.worlds.toy.ddpm import load_toy_ddpm, toy_diffusion
 from bdlib.worlds.toy.scenes import generate_scenes
 
@@ -277,14 +277,14 @@ _ = show_grid([list(images) for images in ddim_runs.values()], row_labels=[f"'{s
 # %% [markdown]
 # ## 6. The toy DDPM generates scenes
 #
-# `bdlib.sampling.sample_progressive(model, diffusion, shape, generator=...)` yields one record per step:
+# `bdlib.core.sampling.sample_progressive(model, diffusion, shape, generator=...)` yields one record per step:
 # `t` (respaced index), `timestep` (original $t$), `x_t`, `pred_x0`, `mean` and `sample` ($x_{t-1}$). The last
 # record's `sample` is the generated image. Its `generator` must be a CPU generator (it draws there and moves
 # the noise to `device`), so a seed gives the same chain on every device. As guided-diffusion's sampling script
 # does by default, we clamp $\hat x_0$ to $[-1, 1]$ at every step (`clip_denoised=True`).
 
 # %%
-from bdlib.sampling import sample_progressive
+from bdlib.core.sampling import sample_progressive
 
 d_sample = toy_diffusion(SAMPLE_RESPACING)
 shape = (N_SAMPLES, 3, 32, 32)
@@ -412,7 +412,7 @@ table([{"DDIM η": eta, "RMS distance to DDPM": d} for eta, d in to_ddpm.items()
 # **3.** Hand the first 3 channels (ε̂ alone) to a diffusion with `learn_sigma=False`:
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
-from bdlib.diffusion import create_diffusion
+from bdlib.core.diffusion import create_diffusion
 
 fixed = create_diffusion(1000, "linear", "10", learn_sigma=False)
 x, g, variance_ratios = x_T4, generator(1), []

@@ -24,7 +24,7 @@
 #
 # * embeddings and zero-shot labels of the toy CLIP, and where it is *uncertain*: noisy inputs, partial
 #   views, and prompts that share a colour or a shape with the right one;
-# * the paper's cosine distance and the official code's spherical distance (`bdlib.clip_guidance`), and
+# * the paper's cosine distance and the official code's spherical distance (`bdlib.core.losses`), and
 #   the gradient $\nabla_x D_\text{CLIP}$ that a guidance function (`cond_fn`) adds to the sampler of lesson 02;
 # * adversarial examples: pixel patterns that CLIP scores as a match although they show nothing, and how
 #   the extending augmentations weaken them.
@@ -47,8 +47,8 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-from bdlib.clip_guidance import clip_guidance_loss
-from bdlib.viz import show_grid, table
+from bdlib.core.losses import clip_guidance_loss
+from bdlib.course.viz import show_grid, table
 from bdlib.worlds.toy.clip_model import CLASS_PROMPTS, load_toy_clip
 
 plt.rcParams["figure.dpi"] = 100
@@ -198,7 +198,7 @@ plt.show()
 # the factor $\theta/\sin\theta$.
 
 # %%
-from bdlib.clip_guidance import cosine_distance, spherical_distance
+from bdlib.core.losses import cosine_distance, spherical_distance
 
 theta = torch.linspace(0, math.pi, 181, dtype=torch.float64)
 a = torch.stack([torch.ones_like(theta), torch.zeros_like(theta)], dim=1)  # (181, 2) unit vectors
@@ -233,7 +233,7 @@ table([{"pairs": name, "mean θ (rad)": float(v.mean()), "largest θ": float(v.m
 # ## 4. The guidance gradient $\nabla_x D_\text{CLIP}$
 #
 # Blended Diffusion scores only the edit region: CLIP sees $x \odot m$ (outside the mask the image is 0, mid-grey),
-# reduced to CLIP's input size (`bdlib.clip_guidance.clip_guidance_loss`):
+# reduced to CLIP's input size (`bdlib.core.losses.clip_guidance_loss`):
 #
 # $$D_\text{CLIP}(x, m, c) = d\big(\mathrm{CLIP}_\text{img}(x\odot m),\ \mathrm{CLIP}_\text{txt}(c)\big).$$
 #
@@ -319,7 +319,7 @@ oracle = load_oracle(DEVICE)
 # the same noise and draw the same step noise; only the guidance differs.
 
 # %%
-from bdlib.sampling import sample_progressive
+from bdlib.core.sampling import sample_progressive
 from bdlib.worlds.toy.ddpm import load_toy_ddpm
 
 unet = load_toy_ddpm().to(DEVICE)
@@ -410,14 +410,14 @@ _ = show_grid([[grey_image[0], adversarial[0], (adversarial[0] / 0.1).clamp(-1, 
 # ### The same pattern through the extending augmentations
 #
 # Section 4.2 of the paper averages the CLIP loss over several random geometric copies of $\hat x_0$
-# (`bdlib.augment.ExtendingAugmentations`: one clean copy plus rotations up to 15°, shifts up to 10 % and
+# (`bdlib.core.augment.ExtendingAugmentations`: one clean copy plus rotations up to 15°, shifts up to 10 % and
 # perspective warps, each applied with probability 0.7; lesson 06 studies them in edits). A real red circle is
 # still a red circle after a small rotation; a pixel-exact adversarial pattern is resampled and falls apart. We
 # measure the mean distance over 32 warped copies and how much of its *gain* over plain grey each image keeps,
 # $\text{kept} = (\bar d_\text{aug}(\text{grey}) - \bar d_\text{aug}(x)) / (d(\text{grey}) - d(x))$:
 
 # %%
-from bdlib.augment import ExtendingAugmentations
+from bdlib.core.augment import ExtendingAugmentations
 
 warp_32 = ExtendingAugmentations(num=33)  # copy 0 is the clean image; we keep the 32 warped copies
 

@@ -40,7 +40,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from bdlib import edit, load_world
-from bdlib.viz import show_grid, table
+from bdlib.course.viz import show_grid, table
 
 world = load_world("toy", device=DEVICE)
 settings = world.defaults_for("local")  # Algorithm 1 at the world's defaults
@@ -79,7 +79,7 @@ fig = show_grid([[image[0], mask[0], (image * mask)[0]]], titles=[["input x", "m
 # `guided_step` returns each term of $g\,D_{CLIP} + r\,\text{range} + \lambda D_{bg}$:
 
 # %%
-from bdlib.blend import guided_step
+from bdlib.core.algorithms import guided_step
 
 g = torch.Generator().manual_seed(SEED)  # every draw on the CPU, then moved (bdlib's randomness rule)
 x_k = diffusion.q_sample(image, torch.full((1,), k, device=DEVICE), torch.randn(image.shape, generator=g).to(DEVICE))
@@ -92,7 +92,7 @@ step = guided_step(world.unet, diffusion, world.clip, x_k, k, init=image, mask=m
 # %% [markdown]
 # The CLIP term dominates this first step; the range term is 0 because the toy world clamps $\hat x_0$, so it is
 # never out of range; the background term is $\lambda$ times the background MSE. (The checks cell at the end
-# recomputes each term with the functions of `bdlib.clip_guidance`.)
+# recomputes each term with the functions of `bdlib.core.losses`.)
 #
 # **Which gradient?** The paper's algorithms write $\nabla_{\hat x_0}\mathcal L$: the loss is a function of $\hat x_0$ and
 # its gradient is taken there. The official code, and bdlib by default, take $\nabla_{x_t}\mathcal L$ *through the
@@ -144,12 +144,12 @@ table([{"term": name, **values} for name, values in gradients.items()])
 #
 # $$\lambda_{max}(t) = \frac{P\,\bar\alpha_t}{\beta_t}\qquad(\Sigma_t \le \beta_t)$$
 #
-# (`bdlib.analysis.naive_lambda_bound`).
-# Is the assumption right? `bdlib.analysis.pred_x0_gain` measures how much $\hat x_0$ moves per unit of $x_t$ (times
+# (`bdlib.course.analysis.naive_lambda_bound`).
+# Is the assumption right? `bdlib.course.analysis.pred_x0_gain` measures how much $\hat x_0$ moves per unit of $x_t$ (times
 # $\sqrt{\bar\alpha_t}$: 1 is the assumption), along a random direction and along the background term's own gradient:
 
 # %%
-from bdlib.analysis import background_gradient, measured_lambda_bound, naive_lambda_bound, pred_x0_gain
+from bdlib.course.analysis import background_gradient, measured_lambda_bound, naive_lambda_bound, pred_x0_gain
 
 LEVELS = [k, round(2 * k / 3), k // 2, k // 3, 1] if FAST else list(range(k, 0, -1))
 noised = {i: diffusion.q_sample(image, torch.full((1,), i, device=DEVICE),
@@ -165,11 +165,11 @@ table(gains)
 # Along a random direction $\hat x_0$ hardly moves at high noise (fine detail of $x_t$ does not change the guess), but
 # along the gradient, the direction the background term actually pushes, it moves close to the assumed rate. So
 # $\lambda_{max}(t)$ is a fair estimate of where *one step* overshoots. We check it directly: take the step with the
-# background term alone and compare $D_{bg}$ of the new guess with the old one (`bdlib.analysis.background_step_ratio`:
+# background term alone and compare $D_{bg}$ of the new guess with the old one (`bdlib.course.analysis.background_step_ratio`:
 # below 1 the step helped, above 1 it overshot), for λ from 10 to $10^6$ at three noise levels.
 
 # %%
-from bdlib.analysis import background_step_ratio
+from bdlib.course.analysis import background_step_ratio
 
 LAMS = [10.0, 100.0, 1e3, 3e3, 1e4, 3e4, 1e5, 1e6]
 fig, axes = plt.subplots(1, 2, figsize=(9, 3))
@@ -215,9 +215,9 @@ table(bounds)
 # all values in one batch (`bdlib.grid.edit_grid`), and show each result and $4\,|\text{result} - x|$.
 
 # %%
-from bdlib.benchmark_rows import lam_values
+from bdlib.bench.rows import lam_values
+from bdlib.course.widgets import background_error, diff_picture, oracle_scores
 from bdlib.grid import edit_grid
-from bdlib.widgets import background_error, diff_picture, oracle_scores
 
 LAMBDAS = lam_values(fast=FAST)
 by_lam = dict(zip(LAMBDAS, edit_grid(world, image, mask, prompt, "lam", LAMBDAS, seed=SEED, algorithm="local"),
@@ -257,7 +257,7 @@ table(lam_table)
 # benchmark ran the same λ values on 200 tasks (one sample each, Algorithm 1 defaults otherwise):
 
 # %%
-from bdlib.evaluation import load_report, report_rows
+from bdlib.bench.evaluation import load_report, report_rows
 
 lam_rows = [row for row in report_rows(load_report(), "alg1 lam=", ("bg_mean_abs", "text_match", "clean"))
             if "scale" not in row["setting"]]
@@ -290,7 +290,7 @@ table(lam_rows)
 # its own, and batched kernels round differently, so its numbers can differ from the table's in the third digit.
 
 # %%
-from bdlib.widgets import lambda_panel
+from bdlib.course.widgets import lambda_panel
 
 lambda_panel(world, task, seed=SEED)  # λ = 0 and 10 to 10⁵ (the fast strip's values), from the default
 
@@ -366,7 +366,7 @@ answers
 #    background (section 2) and moves it further.
 
 # %% tags=["checks"] jupyter={"source_hidden": true}
-from bdlib.clip_guidance import background_mse, clip_guidance_loss, range_loss
+from bdlib.core.losses import background_mse, clip_guidance_loss, range_loss
 
 pred_x0 = step["pred_x0"]
 assert abs(float(step["clip_loss"]) - one_view.guidance_scale * float(clip_guidance_loss(world.clip, pred_x0, mask,

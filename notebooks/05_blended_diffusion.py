@@ -42,7 +42,7 @@ import torch
 from IPython.display import Markdown
 
 from bdlib import edit, load_world
-from bdlib.viz import show_grid, table
+from bdlib.course.viz import show_grid, table
 
 world = load_world("toy", device=DEVICE)
 settings = world.defaults  # Algorithm 2 at the world's defaults
@@ -74,11 +74,11 @@ fig = show_grid([[image[0], mask[0], (image * mask)[0]]], titles=[["input x", "m
 #
 # $$x_{t-1} = x_{t-1,fg}\odot m + x_{t-1,bg}\odot(1-m).$$
 #
-# The guided step is `bdlib.blend.guided_step` (notebooks 03 and 04). We write the background and the blend
+# The guided step is `bdlib.core.algorithms.guided_step` (notebooks 03 and 04). We write the background and the blend
 # ourselves, from the same noises, and compare them with what the library computed.
 
 # %%
-from bdlib.blend import guided_step
+from bdlib.core.algorithms import guided_step
 
 g = torch.Generator().manual_seed(SEED)  # every draw on the CPU, then moved (bdlib's randomness rule)
 eps, z, eps_bg = (torch.randn(image.shape, generator=g).to(DEVICE) for _ in range(3))
@@ -115,7 +115,7 @@ fig = show_grid([[records[i][name][0] for i in picks] for name in ("pred_x0", "f
 # The same chain as an animation, one frame per step ($x_t$, $\hat x_0$ and the blend side by side):
 
 # %%
-from bdlib.animation import animate_chain
+from bdlib.course.animation import animate_chain
 
 animate_chain(records)  # x_t, x̂_0 and the blend; 30 frames at most
 
@@ -127,7 +127,7 @@ animate_chain(records)  # x_t, x̂_0 and the blend; 30 frames at most
 # Algorithm 1 defaults (notebook 04), for comparison:
 
 # %%
-from bdlib.widgets import background_error, diff_picture
+from bdlib.course.widgets import background_error, diff_picture
 
 local = edit(world, image, mask, prompt, seed=SEED, algorithm="local")
 outside = (1 - mask).bool().expand_as(image)
@@ -150,15 +150,15 @@ fig = show_grid([[local.best[0], result.best[0]],
 #
 # $k$ decides how much of the input survives in the region: $x_k$ keeps a fraction $\sqrt{\bar\alpha_k}$ of the
 # signal. A small $k$ leaves the region close to the input; a large $k$ starts from almost pure noise there and
-# lets the guidance draw anything. `bdlib.benchmark_rows.k_values` lists the indices where this happens in the
+# lets the guidance draw anything. `bdlib.bench.rows.k_values` lists the indices where this happens in the
 # toy world (the region starts to change near a quarter of the chain and the change saturates a little past half
 # of it); `edit_grid` runs them
 # all in one batch (each value is the same edit as `edit(..., k=value)`).
 
 # %%
-from bdlib.benchmark_rows import k_values
+from bdlib.bench.rows import k_values
+from bdlib.course.widgets import region_change
 from bdlib.grid import edit_grid
-from bdlib.widgets import region_change
 
 K_VALUES = k_values(world, fast=FAST)
 by_k = dict(zip(K_VALUES, edit_grid(world, image, mask, prompt, "k", K_VALUES, seed=SEED), strict=True))
@@ -181,7 +181,7 @@ table(rows)
 # text match against $k$.
 
 # %%
-from bdlib.evaluation import load_report, report_rows
+from bdlib.bench.evaluation import load_report, report_rows
 
 report = load_report()
 k_rows = report_rows(report, "alg2 k=", ("fg_mean_abs", "text_match", "clean"))
@@ -209,7 +209,7 @@ table(k_rows)
 # without a kernel; with a kernel, the other controls compute a new grid (in one batch).
 
 # %%
-from bdlib.widgets import k_panel
+from bdlib.course.widgets import k_panel
 
 k_panel(world, task, seed=SEED)  # the six k of the fast strip, across the transition, from the default
 
@@ -223,11 +223,11 @@ k_panel(world, task, seed=SEED)  # the six k of the fast strip, across the trans
 # * `"none"`: no blending and no paste (the background changes too).
 #
 # On a few tasks we look at the results, at the oracle's verdict (is the region a clean toy object?), at the
-# colour jump across the mask's border (`bdlib.evaluation.seam_jump`; the input's own jump for reference) and at
+# colour jump across the mask's border (`bdlib.bench.evaluation.seam_jump`; the input's own jump for reference) and at
 # the background's change *before* the final paste.
 
 # %%
-from bdlib.evaluation import Setting, run_setting, score
+from bdlib.bench.evaluation import Setting, run_setting, score
 from bdlib.worlds.toy.tasks import generate_tasks
 
 tasks = generate_tasks(4 if FAST else 16, SEED, kinds=("add", "replace"))
@@ -263,10 +263,10 @@ table(report_rows(report, ("alg2 default", "alg2 paste once at the end", "alg2 n
 #
 # The official implementation (omriav/blended-diffusion) differs from the paper's text in several places. bdlib
 # follows the paper by default and the official code with `MethodSettings(official=True)`, which switches every
-# row that changes a result (precision stays a separate setting). The table is `bdlib.method.DIFFERENCES`:
+# row that changes a result (precision stays a separate setting). The table is `bdlib.core.settings.DIFFERENCES`:
 
 # %%
-from bdlib.method import differences_table
+from bdlib.core.settings import differences_table
 
 Markdown(differences_table())
 
@@ -308,7 +308,7 @@ table([{"mode": name, "background noise std": float(diffusion.sqrt_one_minus_alp
 #   with the same guidance and pasting the input's background once at the end gives far fewer clean objects and a
 #   colour jump at the border about twice as large (section 4's second table); without any paste the background is
 #   another picture.
-# * `official=True` reproduces the official code row by row (`bdlib.method.DIFFERENCES`).
+# * `official=True` reproduces the official code row by row (`bdlib.core.settings.DIFFERENCES`).
 #
 # Next: notebook 06 looks at what goes wrong at high guidance scales (adversarial results) and how the extending
 # augmentations fight it.

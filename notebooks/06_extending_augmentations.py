@@ -22,7 +22,7 @@
 #
 # In particular we will:
 #
-# * draw the views that `bdlib.augment.ExtendingAugmentations` makes;
+# * draw the views that `bdlib.core.augment.ExtendingAugmentations` makes;
 # * compare one view with eight at the default guidance scale, where the views make the difference, and at ten
 #   times it, where both fail;
 # * recognise an adversarial result by numbers: a good score for the guiding CLIP's clean view, a worse one under
@@ -42,7 +42,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from bdlib import load_world
-from bdlib.viz import show_grid, table
+from bdlib.course.viz import show_grid, table
 from bdlib.worlds.toy.tasks import generate_tasks
 
 world = load_world("toy", device=DEVICE)
@@ -61,7 +61,7 @@ tasks = generate_tasks(6 if FAST else 16, SEED, kinds=("add", "replace"))
 # so its gradient is the mean of the $N$ gradients. The views of a whole scene show the warps best:
 
 # %%
-from bdlib.augment import ExtendingAugmentations
+from bdlib.core.augment import ExtendingAugmentations
 
 views = ExtendingAugmentations(8)(tasks[0].image[None], torch.Generator().manual_seed(SEED))  # (8, 3, 32, 32)
 fig = show_grid([list(views[:4]), list(views[4:])], titles=[["clean"] + [f"view {i}" for i in range(1, 4)],
@@ -74,11 +74,11 @@ fig = show_grid([list(views[:4]), list(views[4:])], titles=[["clean"] + [f"view 
 # ## 2. One view against eight
 #
 # We edit every task with one CLIP view (`augmentations=1`) and with eight, at the default scale 1000 and at
-# 10,000, one sample per task (`bdlib.evaluation.run_setting`: the benchmark's batched runner, the same seeds for
+# 10,000, one sample per task (`bdlib.bench.evaluation.run_setting`: the benchmark's batched runner, the same seeds for
 # every setting). The oracle, a network that never guides anything, judges each region.
 
 # %%
-from bdlib.evaluation import Setting, run_setting, score
+from bdlib.bench.evaluation import Setting, run_setting, score
 
 SCALES = (settings.guidance_scale, 10 * settings.guidance_scale)
 runs = {(scale, views): run_setting(world, tasks, Setting(f"{scale:g}/{views}", settings.with_(
@@ -103,7 +103,7 @@ table([{"scale": scale, "views": views, "text match": s["text_match"], "clean": 
 # clean score and the text match of the three kinds that draw an object:
 
 # %%
-from bdlib.evaluation import load_report, report_rows
+from bdlib.bench.evaluation import load_report, report_rows
 
 scale_rows = report_rows(load_report(), "alg2 scale=", ("clean", "add:text_match", "replace:text_match",
                                                           "recolor:text_match"))
@@ -118,11 +118,11 @@ table(scale_rows)
 #
 # An adversarial result fools the view it was optimised for. We score each result with the guiding CLIP twice: on
 # its clean masked view (what one-view guidance pushed down) and averaged over 32 fresh warped views
-# (`bdlib.clip_guidance.clip_guidance_loss` with a 32-view augmentation at a fixed seed). The gap between the two is
+# (`bdlib.core.losses.clip_guidance_loss` with a 32-view augmentation at a fixed seed). The gap between the two is
 # the signature of a pattern that only works from one viewpoint.
 
 # %%
-from bdlib.clip_guidance import clip_guidance_loss
+from bdlib.core.losses import clip_guidance_loss
 
 
 def clip_views(images: torch.Tensor, n_views: int) -> torch.Tensor:
@@ -158,7 +158,7 @@ table(gaps)
 
 # %%
 from bdlib import edit
-from bdlib.clip_guidance import range_loss
+from bdlib.core.losses import range_loss
 
 task = tasks[0]
 ranges = {}

@@ -38,8 +38,8 @@ SEED = 0
 import torch
 
 from bdlib import edit, load_world
-from bdlib.evaluation import Setting, load_report, report_rows, run_setting, score
-from bdlib.viz import show_grid, table
+from bdlib.bench.evaluation import Setting, load_report, report_rows, run_setting, score
+from bdlib.course.viz import show_grid, table
 from bdlib.worlds.toy.tasks import generate_tasks
 
 world = load_world("toy", device=DEVICE)
@@ -105,7 +105,7 @@ fig = show_grid([[t.image for t in remove_tasks], plain, filled, recipe],
 # the benchmark's 40 remove tasks, recipe by recipe:
 
 # %%
-from bdlib.widgets import oracle_scores
+from bdlib.course.widgets import oracle_scores
 
 masks = torch.stack([t.mask for t in remove_tasks])
 removed = {name: oracle_scores(world, torch.stack(images), masks, "")["match"].float().mean().item()

@@ -39,8 +39,8 @@ SEED = 0
 import torch
 
 from bdlib import edit, load_world
-from bdlib.viz import show_grid, table
-from bdlib.widgets import oracle_scores
+from bdlib.course.viz import show_grid, table
+from bdlib.course.widgets import oracle_scores
 from bdlib.worlds.toy.tasks import generate_tasks
 
 world = load_world("toy", device=DEVICE)
@@ -92,8 +92,8 @@ fig = show_grid([[tasks[shown].image] + list(edits[shown].images)],
 # (what good edits score): the share of those good edits that the pattern would be ranked above.
 
 # %%
-from bdlib.clip_guidance import clip_distance, masked_clip_pixels
-from bdlib.evaluation import Setting, run_setting
+from bdlib.bench.evaluation import Setting, run_setting
+from bdlib.core.losses import clip_distance, masked_clip_pixels
 from bdlib.worlds.toy.scenes import render_spec
 
 
@@ -217,7 +217,7 @@ mean, error = float(difference.mean()), float(difference.std() / len(difference)
 #   bdlib.
 
 # %%
-from bdlib.evaluation import load_report, report_rows
+from bdlib.bench.evaluation import load_report, report_rows
 
 table(report_rows(load_report(), ("alg2 default", "alg2 noise-aware clip", "alg2 top-1 of 4 ranked"),
                   ("text_match", "clean", "seconds_per_edit")))

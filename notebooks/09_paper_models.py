@@ -61,7 +61,7 @@ import matplotlib.pyplot as plt
 import torch
 
 import bdlib
-from bdlib.viz import show_grid, table
+from bdlib.course.viz import show_grid, table
 
 plt.rcParams["figure.dpi"] = 100
 ON_CPU = torch.device(DEVICE).type == "cpu"
@@ -100,7 +100,7 @@ def timed(record: dict, key: str):
 # The files this lesson looks for, and whether this machine has them:
 
 # %%
-from bdlib.worlds.paper import PAPER_FILES, checkpoint_path, resolve_cache_dir
+from bdlib.worlds.paper.checkpoints import PAPER_FILES, checkpoint_path, resolve_cache_dir
 
 present = {part: checkpoint_path(part, must_exist=False).is_file() for part in PAPER_FILES}
 USE_RANDOM = not all(present.values()) or (FAST and ON_CPU)
@@ -117,7 +117,7 @@ str(resolve_cache_dir()), USE_RANDOM
 # %% [markdown]
 # ## 2. Loading the world
 #
-# `load_world("paper")` builds the UNet (`bdlib.unet.paper_unet`), loads the state dict with
+# `load_world("paper")` builds the UNet (`bdlib.nets.unet.paper_unet`), loads the state dict with
 # `torch.load(..., weights_only=True)` after checking every key and shape, loads CLIP ViT-B/16 and wraps them in a
 # `World`. `random_weights=True` builds the same architectures with random weights. The parameter counts of the
 # two networks:
@@ -132,10 +132,10 @@ unet_params = sum(p.numel() for p in world.unet.parameters())
 
 # %% [markdown]
 # The UNet has exactly the 552,814,086 parameters of guided-diffusion's 256x256 unconditional model, built from
-# `bdlib.unet.PAPER_UNET_CONFIG`:
+# `bdlib.nets.unet.PAPER_UNET_CONFIG`:
 
 # %%
-from bdlib.unet import PAPER_UNET_CONFIG
+from bdlib.nets.unet import PAPER_UNET_CONFIG
 
 {k: PAPER_UNET_CONFIG[k] for k in ("model_channels", "channel_mult", "attention_resolutions", "num_res_blocks",
                                    "num_head_channels", "out_channels")}
@@ -151,7 +151,7 @@ from bdlib.unet import PAPER_UNET_CONFIG
 # %%
 from torch.utils.flop_counter import FlopCounterMode
 
-from bdlib.unet import paper_unet
+from bdlib.nets.unet import paper_unet
 
 meta_unet = paper_unet("100", device="meta")[0].requires_grad_(False)
 
@@ -225,7 +225,7 @@ import skimage.data
 import torch.nn.functional as F
 
 from bdlib.edit import edit
-from bdlib.imageio import load_image
+from bdlib.runtime.imageio import load_image
 
 photo = skimage.data.chelsea()  # (300, 451, 3) uint8
 left = (photo.shape[1] - photo.shape[0]) // 2
@@ -264,10 +264,10 @@ _ = show_grid([[image, mask[0], result.best, (result.best - image).abs().mul(2).
 # $(I - \sqrt{1-\bar\alpha_t}\,\partial\hat\epsilon/\partial x_t)/\sqrt{\bar\alpha_t}$ is, at high noise, a difference of two
 # nearly equal terms divided by a small $\sqrt{\bar\alpha_t}$: a small relative error in the UNet's backward pass becomes
 # a large one in the gradient. The trained toy world measures it on one guided step (same $x_t$, noise and
-# augmentations in every precision; `bdlib.precision_effect`), as the relative change of the guidance gradient:
+# augmentations in every precision; `bdlib.course.precision_effect`), as the relative change of the guidance gradient:
 
 # %%
-from bdlib.precision_effect import guided_step_change
+from bdlib.course.precision_effect import guided_step_change
 from bdlib.worlds.toy.tasks import example_task
 
 toy, task = load_world("toy"), example_task()

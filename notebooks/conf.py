@@ -39,7 +39,7 @@ nb_execution_timeout = 3600  # seconds per cell; a full-mode cell takes up to a 
 nb_execution_raise_on_error = False  # a failing cell is a warning: with -W the build fails, naming every lesson
 nb_execution_show_tb = True
 nb_merge_streams = True
-nb_render_markdown_format = "myst"  # Markdown outputs (bdlib.viz.table, Markdown(...)) with tables and $math$
+nb_render_markdown_format = "myst"  # Markdown outputs (bdlib.course.viz.table, Markdown(...)) with tables and $math$
 # An animation's GIF becomes a file of the site (not inline HTML); widgets come from the saved widget state.
 nb_mime_priority_overrides = [("html", "image/gif", 25), ("html", "image/webp", 26)]
 # ipywidgets' HTML manager (the built-in widgets; no require.js), from the site's own _static folder.

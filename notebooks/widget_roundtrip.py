@@ -31,7 +31,7 @@ NOTEBOOKS = Path(__file__).resolve().parent
 PANEL = "_bdlib_live_panel"  # the kernel variable this script binds to the notebook's last panel (04: λ, 05: k)
 FIND_PANEL = (
     "import gc as _gc\n"
-    "from bdlib.sweep_panel import SweepPanel as _SweepPanel\n"
+    "from bdlib.course.sweep_panel import SweepPanel as _SweepPanel\n"
     f"{PANEL} = [_o for _o in _gc.get_objects() if isinstance(_o, _SweepPanel)][-1]"
 )
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 
-
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     """The reference numbers from the official code: ``tests/fixtures`` (in the repository), or ``$BDLIB_FIXTURES``."""
@@ -26,7 +25,7 @@ def random_toy_world():
     """A toy world with RANDOM weights (no shipped files needed): for testing plumbing, not quality."""
     import torch
 
-    from bdlib.method import MethodSettings
+    from bdlib.core.settings import MethodSettings
     from bdlib.worlds.base import World
     from bdlib.worlds.toy.clip_model import build_toy_clip
     from bdlib.worlds.toy.ddpm import build_toy_ddpm, toy_diffusion

@@ -1,4 +1,4 @@
-"""bdlib.animation: chains of per-step records as GIF/WebP animations, pixel-exact and small enough."""
+"""bdlib.course.animation: chains of per-step records as GIF/WebP animations, pixel-exact and small enough."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from bdlib.animation import GAP, HEADER, animate_chain, chain_frames, enlarge, pick_steps
-from bdlib.viz import to_numpy_image
+from bdlib.course.animation import GAP, HEADER, animate_chain, chain_frames, enlarge, pick_steps
+from bdlib.course.viz import to_numpy_image
 
 
 def fake_chain(steps: int = 12, batch: int = 2, size: int = 32, seed: int = 0) -> list[dict]:

@@ -1,4 +1,4 @@
-"""One official guided step (tests/fixtures/blended_step) reproduced by bdlib.blend.guided_step."""
+"""One official guided step (tests/fixtures/blended_step) reproduced by bdlib.core.algorithms.guided_step."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from bdlib.blend import guided_step
-from bdlib.clip_adapter import normalize01
-from bdlib.diffusion import create_diffusion
-from bdlib.method import MethodSettings
-from bdlib.unet import UNetModel
+from bdlib.core.algorithms import guided_step
+from bdlib.core.diffusion import create_diffusion
+from bdlib.core.settings import MethodSettings
+from bdlib.nets.clip_adapter import normalize01
+from bdlib.nets.unet import UNetModel
 
 
 class VisionOnlyClip:

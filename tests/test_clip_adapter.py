@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from bdlib.clip_adapter import (
+from bdlib.nets.clip_adapter import (
     CLIP_MEAN,
     CLIP_STD,
     ClipModel,
@@ -30,7 +30,7 @@ from bdlib.clip_adapter import (
     random_clip,
     resize_and_center_crop,
 )
-from bdlib.worlds.paper import DOWNLOAD_COMMAND, MissingCheckpointError
+from bdlib.worlds.paper.checkpoints import DOWNLOAD_COMMAND, MissingCheckpointError
 
 TINY = dict(  # a small CLIP of the same family (the text vocabulary must stay the real one)
     embed_dim=32,
@@ -219,14 +219,14 @@ def test_the_cached_clip_is_checked_against_its_sha256_before_anything_reads_it(
     _traced_tiny_clip(tmp_path / "ViT-B-16.pt")  # a TorchScript file, but not OpenAI's
     monkeypatch.setattr(torch.jit, "load", _never)
     monkeypatch.setattr(torch, "load", _never)
-    monkeypatch.setattr("bdlib.clip_adapter.read_torchscript_tensors", _never, raising=False)
+    monkeypatch.setattr("bdlib.nets.clip_adapter.read_torchscript_tensors", _never, raising=False)
     with pytest.raises(ValueError, match="is not the official CLIP ViT-B/16 file") as info:
         load_clip("ViT-B/16", cache_dir=tmp_path)
     assert f"{DOWNLOAD_COMMAND} --cache-dir {tmp_path}" in str(info.value)
 
 
 def test_the_pinned_archive_is_read_as_data(tmp_path, monkeypatch) -> None:
-    from bdlib.worlds import paper
+    from bdlib.worlds.paper import checkpoints as paper
 
     tiny = _traced_tiny_clip(tmp_path / "ViT-B-16.pt")
     digest = hashlib.sha256((tmp_path / "ViT-B-16.pt").read_bytes()).hexdigest()

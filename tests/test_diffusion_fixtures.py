@@ -1,4 +1,4 @@
-"""bdlib.diffusion against numbers produced by OpenAI's guided-diffusion (tests/fixtures/guided_diffusion)."""
+"""bdlib.core.diffusion against numbers produced by OpenAI's guided-diffusion (tests/fixtures/guided_diffusion)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from bdlib.diffusion import create_diffusion
-from bdlib.schedules import space_timesteps
+from bdlib.core.diffusion import create_diffusion
+from bdlib.core.schedules import space_timesteps
 
 ARRAYS = (
     "betas",

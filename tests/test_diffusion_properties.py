@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from bdlib.diffusion import Diffusion, create_diffusion
-from bdlib.sampling import sample, sample_progressive
-from bdlib.schedules import beta_schedule, space_timesteps
+from bdlib.core.diffusion import Diffusion, create_diffusion
+from bdlib.core.sampling import sample, sample_progressive
+from bdlib.core.schedules import beta_schedule, space_timesteps
 
 SETTINGS = [
     ("linear", None),

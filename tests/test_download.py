@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bdlib.download import (
+from bdlib.runtime.download import (
     ChecksumError,
     IncompleteDownloadError,
     corrupt_path,
@@ -20,7 +20,12 @@ from bdlib.download import (
     part_path,
     sha256_of,
 )
-from bdlib.worlds.paper import DOWNLOAD_COMMAND, MissingCheckpointError, checkpoint_path, load_unet_state_dict
+from bdlib.worlds.paper.checkpoints import (
+    DOWNLOAD_COMMAND,
+    MissingCheckpointError,
+    checkpoint_path,
+    load_unet_state_dict,
+)
 
 DATA = os.urandom(3 * 65536 + 123)  # a little over 192 KiB
 DATA_SHA = hashlib.sha256(DATA).hexdigest()
@@ -267,7 +272,7 @@ def test_a_later_verified_download_removes_the_bad_bytes_of_an_earlier_one(serve
 
 def _download_cli(monkeypatch, url: str, cache) -> int:
     from bdlib.__main__ import main
-    from bdlib.worlds import paper
+    from bdlib.worlds.paper import checkpoints as paper
 
     fake = paper.PaperFile("256x256_diffusion_uncond.pt", url, DATA_SHA, len(DATA), "test")
     monkeypatch.setitem(paper.PAPER_FILES, "unet", fake)

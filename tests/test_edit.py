@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
+from bdlib.core.settings import MAX_WEIGHT, MethodSettings
 from bdlib.edit import PreparedEdit, edit, finish_edit
-from bdlib.imageio import load_mask, save_image
-from bdlib.method import MAX_WEIGHT, MethodSettings
+from bdlib.runtime.imageio import load_mask, save_image
 from bdlib.worlds.base import load_world
 from bdlib.worlds.toy.tasks import example_task
 from bdlib.worlds.toy.world import load_toy_world
@@ -231,7 +231,7 @@ def test_a_batch_that_cannot_fit_in_memory_is_refused_with_a_batch_size_that_fit
                                                                                   monkeypatch):  # fmt: skip
     image, mask = example
     world = dataclasses.replace(random_toy_world, sample_bytes_per_pixel=40 * 2**10)  # 40 MiB per 32x32 sample
-    monkeypatch.setattr("bdlib.memory.available_memory", lambda: 100 * 2**20)  # 100 MiB free
+    monkeypatch.setattr("bdlib.runtime.memory.available_memory", lambda: 100 * 2**20)  # 100 MiB free
     with pytest.raises(ValueError, match=r"3 samples in one batch need about 0\.1 GiB.*batch_size=2"):
         edit(world, image, mask, "a red circle", samples=3, k=1)
     assert len(edit(world, image, mask, "a red circle", samples=3, batch_size=2, k=1).images) == 3

@@ -10,9 +10,9 @@ import time
 import pytest
 import torch
 
-from bdlib.benchmark_rows import default_settings
+from bdlib.bench.evaluation import run_benchmark
+from bdlib.bench.rows import default_settings
 from bdlib.commands.evaluate import results_table, tradeoff_figure, update_rows
-from bdlib.evaluation import run_benchmark
 from bdlib.worlds.toy.oracle import build_oracle
 
 

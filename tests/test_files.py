@@ -1,4 +1,4 @@
-"""bdlib.files: outputs checked before the work, written atomically as a group, never over an input."""
+"""bdlib.runtime.files: outputs checked before the work, written atomically as a group, never over an input."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from bdlib.files import OutputError, check_writable, refuse_overwriting, same_file, write_files, write_text
+from bdlib.runtime.files import OutputError, check_writable, refuse_overwriting, same_file, write_files, write_text
 
 
 def _full_disk_after(nbytes: int):

@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from bdlib.imageio import load_image, load_mask
+from bdlib.runtime.imageio import load_image, load_mask
 
 RNG = np.random.default_rng(0)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bdlib.blend import _background_terms
-from bdlib.lpips_adapter import background_lpips, load_lpips
-from bdlib.method import MethodSettings
+from bdlib.core.algorithms import _background_terms
+from bdlib.core.settings import MethodSettings
+from bdlib.nets.lpips_adapter import background_lpips, load_lpips
 
 SIZE = 64
 

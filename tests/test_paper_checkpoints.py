@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from bdlib.commands import download as download_command
-from bdlib.safe_load import DamagedFileError
-from bdlib.worlds import paper
-from bdlib.worlds.paper import (
+from bdlib.runtime.safe_load import DamagedFileError
+from bdlib.worlds.paper import checkpoints as paper
+from bdlib.worlds.paper.checkpoints import (
     DOWNLOAD_COMMAND,
     PAPER_FILES,
     PaperFile,
@@ -173,7 +173,7 @@ def _no_unet(*args, **kwargs):
 
 
 def test_a_missing_or_cut_checkpoint_is_reported_before_the_unet_is_built(tmp_path: Path, monkeypatch) -> None:
-    from bdlib.worlds import paper_world
+    from bdlib.worlds.paper import world as paper_world
 
     monkeypatch.setattr(paper_world, "paper_unet", _no_unet)
     with pytest.raises(FileNotFoundError, match=f"256x256_diffusion_uncond.pt .* {DOWNLOAD_COMMAND}"):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bdlib.augment import ExtendingAugmentations
-from bdlib.blend import guided_step
-from bdlib.diffusion import create_diffusion
-from bdlib.method import MethodSettings
-from bdlib.precision import PRECISIONS, check_precision, network_autocast
+from bdlib.core.algorithms import guided_step
+from bdlib.core.augment import ExtendingAugmentations
+from bdlib.core.diffusion import create_diffusion
+from bdlib.core.settings import MethodSettings
+from bdlib.runtime.precision import PRECISIONS, check_precision, network_autocast
 
 
 class SpyClip:

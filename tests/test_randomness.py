@@ -7,11 +7,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from bdlib.augment import ExtendingAugmentations
+from bdlib.bench.evaluation import Setting, run_setting
+from bdlib.core.augment import ExtendingAugmentations
+from bdlib.core.sampling import sample_progressive
 from bdlib.edit import edit
-from bdlib.evaluation import Setting, run_setting
-from bdlib.randomness import MAX_SEED, SampleStreams, check_seed, stream_seed
-from bdlib.sampling import sample_progressive
+from bdlib.runtime.randomness import MAX_SEED, SampleStreams, check_seed, stream_seed
 from bdlib.worlds.toy.tasks import example_task, generate_tasks
 
 

@@ -15,8 +15,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bdlib.clip_adapter import ClipModel, normalize01, random_clip
-from bdlib.download import sha256_of
+from bdlib.nets.clip_adapter import ClipModel, normalize01, random_clip
+from bdlib.runtime.download import sha256_of
 from bdlib.worlds.toy import tokenizer as tok
 from bdlib.worlds.toy import weights_io
 from bdlib.worlds.toy.clip_model import (

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from bdlib.diffusion import create_diffusion
-from bdlib.training_losses import discretized_gaussian_log_likelihood, hybrid_loss, normal_kl
+from bdlib.core.diffusion import create_diffusion
+from bdlib.nets.training_losses import discretized_gaussian_log_likelihood, hybrid_loss, normal_kl
 
 
 def _setup(t_values):

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import torch
 
-from bdlib.unet import PAPER_UNET_CONFIG, UNetModel, paper_unet
-from bdlib.unet_blocks import GroupNorm32, timestep_embedding
+from bdlib.nets.unet import PAPER_UNET_CONFIG, UNetModel, paper_unet
+from bdlib.nets.unet_blocks import GroupNorm32, timestep_embedding
 
 
 @pytest.fixture(scope="module")

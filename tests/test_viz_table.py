@@ -1,10 +1,10 @@
-"""bdlib.viz.table: the Markdown tables the lessons print."""
+"""bdlib.course.viz.table: the Markdown tables the lessons print."""
 
 from __future__ import annotations
 
 from markdown_it import MarkdownIt
 
-from bdlib.viz import table
+from bdlib.course.viz import table
 
 
 def rendered_cells(markdown: str) -> list[list[str]]:

@@ -1,4 +1,4 @@
-"""bdlib.widgets with a random-weights toy world: figures, the result cache and a widget round trip."""
+"""bdlib.course.widgets with a random-weights toy world: figures, the result cache and a widget round trip."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-import bdlib.edit_cache as edit_cache
-import bdlib.widgets as bw
+import bdlib.course.edit_cache as edit_cache
+import bdlib.course.widgets as bw
 from bdlib.worlds.toy.tasks import example_task
 
 FAST = {"respacing": "10", "augmentations": 1}  # 10-step chains, one CLIP view: about a second per edit
@@ -206,7 +206,7 @@ def test_an_executed_notebook_carries_the_panel_into_the_page():
 
     code = (
         "from bdlib import load_world\n"
-        "from bdlib.widgets import k_panel\n"
+        "from bdlib.course.widgets import k_panel\n"
         "from bdlib.worlds.toy.tasks import example_task\n"
         "panel = k_panel(load_world('toy'), example_task(), values=(3, 6), value=6, respacing='10', augmentations=1)\n"
         "panel"

@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 import math
 
-from bdlib.devices import check_device
-from bdlib.randomness import check_seed
+from bdlib.runtime.devices import check_device
+from bdlib.runtime.randomness import check_seed
 
 
 def _int(text: str) -> int:

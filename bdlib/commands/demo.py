@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 
 from bdlib.commands import arguments
-from bdlib.files import check_writable
-from bdlib.sampling import sample_progressive
-from bdlib.viz import check_figure_path, save_figure, show_grid
+from bdlib.core.sampling import sample_progressive
+from bdlib.course.viz import check_figure_path, save_figure, show_grid
+from bdlib.runtime.files import check_writable
 from bdlib.worlds.toy.ddpm import build_toy_ddpm, toy_diffusion
 from bdlib.worlds.toy.tasks import example_task
 from bdlib.worlds.toy.weights_io import load_weights, weights_path

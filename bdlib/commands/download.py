@@ -17,7 +17,7 @@ import sys
 import urllib.error
 from pathlib import Path
 
-from bdlib.files import OutputError, check_folder_writable
+from bdlib.runtime.files import OutputError, check_folder_writable
 
 WHAT = ("paper",)
 
@@ -27,7 +27,7 @@ def _failure(error: BaseException, cache: Path) -> str:
     if isinstance(error, urllib.error.HTTPError):
         return (
             f"the server answered {error.code} {error.reason} for {error.url}: the file is not there (retrying "
-            "will not help); check for a newer bdlib, whose bdlib/worlds/paper.py may list a new address"
+            "will not help); check for a newer bdlib, whose bdlib/worlds/paper/checkpoints.py may list a new address"
         )
     if isinstance(error, PermissionError) or (
         isinstance(error, OSError) and not isinstance(error, ConnectionError | TimeoutError)
@@ -43,7 +43,7 @@ def _failure(error: BaseException, cache: Path) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the download; return 0 on success, 2 when it failed (the message says what to do)."""
-    from bdlib.worlds.paper import PAPER_PARTS, download_paper_weights, resolve_cache_dir
+    from bdlib.worlds.paper.checkpoints import PAPER_PARTS, download_paper_weights, resolve_cache_dir
 
     include = tuple(args.only) if args.only else PAPER_PARTS
     cache = resolve_cache_dir(args.cache_dir)

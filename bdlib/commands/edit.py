@@ -4,7 +4,7 @@
 to it as ``OUT_rank2.png``, ``OUT_rank3.png``, ... and a side-by-side figure (input, mask, the best results)
 as ``OUT_figure.png``. Everything is checked before the work starts: the arguments, the inputs, the prompt,
 the memory, and that the outputs can be written and replace no input. The outputs are then written
-atomically (:mod:`bdlib.files`): all of them or none, never half a file. ``OUT_rankN.png`` files left by an
+atomically (:mod:`bdlib.runtime.files`): all of them or none, never half a file. ``OUT_rankN.png`` files left by an
 earlier run with more samples are removed once the new results are in place.
 """
 
@@ -16,14 +16,14 @@ import sys
 import time
 from pathlib import Path
 
-from bdlib import distributed
 from bdlib.applications import removal_input, removal_start_index
 from bdlib.commands import arguments
+from bdlib.core.settings import check_weight
+from bdlib.course.viz import figure_writer, show_grid
 from bdlib.edit import resolve_edit_settings
-from bdlib.files import OutputError, check_writable, refuse_overwriting, same_file, write_files
-from bdlib.imageio import image_writer
-from bdlib.method import check_weight
-from bdlib.viz import figure_writer, show_grid
+from bdlib.runtime import distributed
+from bdlib.runtime.files import OutputError, check_writable, refuse_overwriting, same_file, write_files
+from bdlib.runtime.imageio import image_writer
 from bdlib.worlds.base import load_world
 
 FIGURE_RESULTS = 8  # the figure shows at most this many results (the best ones); every result gets its own file

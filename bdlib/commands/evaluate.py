@@ -9,12 +9,12 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from bdlib import distributed
-from bdlib.benchmark_rows import default_settings
+from bdlib.bench.evaluation import run_benchmark
+from bdlib.bench.rows import default_settings
 from bdlib.commands import arguments
-from bdlib.evaluation import run_benchmark
-from bdlib.files import check_writable, write_files
-from bdlib.viz import figure_writer
+from bdlib.course.viz import figure_writer
+from bdlib.runtime import distributed
+from bdlib.runtime.files import check_writable, write_files
 from bdlib.worlds.base import load_world
 
 

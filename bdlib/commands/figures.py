@@ -20,12 +20,12 @@ from pathlib import Path
 
 import torch
 
-from bdlib.benchmark_rows import k_values, lam_values
+from bdlib.bench.rows import k_values, lam_values
 from bdlib.commands import arguments
-from bdlib.files import check_folder_writable
+from bdlib.course.viz import save_figure, show_grid
+from bdlib.course.widgets import background_error, cached_edit, diff_picture, region_change
 from bdlib.grid import edit_grid
-from bdlib.viz import save_figure, show_grid
-from bdlib.widgets import background_error, cached_edit, diff_picture, region_change
+from bdlib.runtime.files import check_folder_writable
 from bdlib.worlds.base import World, load_world
 from bdlib.worlds.toy.tasks import example_task
 
@@ -41,7 +41,8 @@ def register(subparsers) -> None:
 
 
 def lambda_sweep(world: World, seed: int):
-    """Results and ``|Δ|`` of Algorithm 1 (the world's Algorithm 1 defaults) over :func:`bdlib.widgets.lambda_grid`,
+    """Results and ``|Δ|`` of Algorithm 1 (the world's Algorithm 1 defaults) over
+    :func:`bdlib.course.widgets.lambda_grid`,
     all λ in one batch (:func:`bdlib.grid.edit_grid`)."""
     task = example_task()
     values = lam_values(fast=True)
@@ -56,7 +57,7 @@ def lambda_sweep(world: World, seed: int):
 
 
 def k_sweep(world: World, seed: int):
-    """Algorithm 2 across the transition of k (:func:`bdlib.benchmark_rows.k_values`, fast), in one batch."""
+    """Algorithm 2 across the transition of k (:func:`bdlib.bench.rows.k_values`, fast), in one batch."""
     task = example_task()
     values = k_values(world, fast=True)
     grid = edit_grid(world, task.image, task.mask, task.prompt, "k", values, seed=seed)

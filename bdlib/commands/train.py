@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from bdlib.commands import arguments
-from bdlib.files import check_writable
+from bdlib.runtime.files import check_writable
 from bdlib.worlds.toy.weights_io import CHECKSUMS_FILE, model_card_path, weights_path
 
 

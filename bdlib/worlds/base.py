@@ -14,9 +14,9 @@ from functools import lru_cache
 import torch
 from torch import nn
 
-from bdlib.devices import check_device
-from bdlib.diffusion import Diffusion
-from bdlib.method import MethodSettings
+from bdlib.core.diffusion import Diffusion
+from bdlib.core.settings import MethodSettings
+from bdlib.runtime.devices import check_device
 
 WORLDS = ("toy", "paper", "paper-random")
 
@@ -27,7 +27,7 @@ class World:
 
     name: str
     unet: nn.Module
-    clip: nn.Module  # a bdlib.clip_guidance.ClipLike
+    clip: nn.Module  # a bdlib.core.losses.ClipLike
     image_size: int
     make_diffusion: Callable[[str], Diffusion]  # respacing -> diffusion
     defaults: MethodSettings  # Algorithm 2's (and every shared knob's) defaults
@@ -102,7 +102,7 @@ def load_world(name: str, **kwargs) -> World:
     ``"paper-random"`` (the paper's networks with random weights: no download, for pipeline and timing checks).
 
     Keyword arguments go to the world's loader: ``bdlib.worlds.toy.world.load_toy_world`` or
-    ``bdlib.worlds.paper_world.load_paper_world`` (``device``, and for the paper ``cache_dir``,
+    ``bdlib.worlds.paper.world.load_paper_world`` (``device``, and for the paper ``cache_dir``,
     ``random_weights``). A device this machine does not have is refused before anything is loaded.
     """
     if "device" in kwargs:
@@ -112,7 +112,7 @@ def load_world(name: str, **kwargs) -> World:
 
         return load_toy_world(**kwargs)
     if name in ("paper", "paper-random"):
-        from bdlib.worlds.paper_world import load_paper_world
+        from bdlib.worlds.paper.world import load_paper_world
 
         if name == "paper-random":
             kwargs["random_weights"] = True

@@ -126,8 +126,8 @@ def test_every_formula_is_typeset(page, site_dir, site_url):
 
 
 def test_printed_tables_are_tables(page, site_dir, site_url):
-    """A lesson's printed table (Markdown output of ``bdlib.viz.table``) is drawn as a table, not as a paragraph of
-    pipes."""
+    """A lesson's printed table (Markdown output of ``bdlib.course.viz.table``) is drawn as a table, not as a
+    paragraph of pipes."""
     for name in [n for n in pages(site_dir) if re.match(r"\d\d_", n)]:
         page.goto(site_url + name, wait_until="networkidle")
         piped = page.evaluate("""() => Array.from(document.querySelectorAll(".cell_output p"))

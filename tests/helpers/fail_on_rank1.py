@@ -12,7 +12,7 @@ import sys
 from bdlib.__main__ import main
 
 edit_module = importlib.import_module("bdlib.edit")  # the module (``bdlib.edit`` is also the function)
-evaluation = importlib.import_module("bdlib.evaluation")
+evaluation = importlib.import_module("bdlib.bench.evaluation")
 
 
 def _fail_on_rank1(real):

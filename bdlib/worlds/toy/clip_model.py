@@ -1,6 +1,6 @@
 """The toy CLIP: a small image convnet and a small text transformer trained contrastively on toy scenes.
 
-It offers the interface of :class:`bdlib.clip_adapter.ClipModel` (``input_resolution``, ``embed_dim``,
+It offers the interface of :class:`bdlib.nets.clip_adapter.ClipModel` (``input_resolution``, ``embed_dim``,
 ``tokenize``, ``encode_text``, ``normalize``, ``preprocess``, ``encode_pixels``, ``encode_image``), so the
 guidance code runs unchanged in either world. Embeddings are returned unnormalised, as CLIP's are.
 
@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bdlib.clip_adapter import resize_and_center_crop
+from bdlib.nets.clip_adapter import resize_and_center_crop
 
 from . import tokenizer as tok
 from .region_views import box_masks, masked, object_regions, warp_part
@@ -123,7 +123,7 @@ class TextEncoder(nn.Module):
 
 
 class ToyClip(nn.Module):
-    """Toy CLIP with the :class:`~bdlib.clip_adapter.ClipModel` interface (see the module docstring)."""
+    """Toy CLIP with the :class:`~bdlib.nets.clip_adapter.ClipModel` interface (see the module docstring)."""
 
     input_resolution = 32
     context_length = tok.CONTEXT_LENGTH

@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from bdlib.diffusion import Diffusion, create_diffusion
-from bdlib.training_losses import hybrid_loss
-from bdlib.unet import UNetModel
+from bdlib.core.diffusion import Diffusion, create_diffusion
+from bdlib.nets.training_losses import hybrid_loss
+from bdlib.nets.unet import UNetModel
 from bdlib.worlds.toy.scenes import generate_scenes
 from bdlib.worlds.toy.trainer import TrainConfig
 from bdlib.worlds.toy.weights_io import export_checkpoint, load_shipped

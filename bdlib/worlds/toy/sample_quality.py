@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from bdlib.sampling import sample
+from bdlib.core.sampling import sample
 from bdlib.worlds.toy.ddpm import toy_diffusion
 from bdlib.worlds.toy.scenes import generate_scenes
 from bdlib.worlds.toy.vocab import COLORS, SHAPES

@@ -24,9 +24,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from bdlib.files import write_file
-from bdlib.randomness import check_seed
-from bdlib.safe_load import load_safetensors, load_torch_file
+from bdlib.runtime.files import write_file
+from bdlib.runtime.randomness import check_seed
+from bdlib.runtime.safe_load import load_safetensors, load_torch_file
 
 # A step function: (model, step index, generator seeded for that step) -> {"loss": scalar, ...metrics}
 StepFn = Callable[[nn.Module, int, torch.Generator], dict[str, torch.Tensor]]

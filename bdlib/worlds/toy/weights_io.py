@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bdlib.download import sha256_of, verified_sha256
-from bdlib.files import write_files
-from bdlib.safe_load import DamagedFileError, load_safetensors, load_torch_file
+from bdlib.runtime.download import sha256_of, verified_sha256
+from bdlib.runtime.files import write_files
+from bdlib.runtime.safe_load import DamagedFileError, load_safetensors, load_torch_file
 from bdlib.worlds.toy.weight_checksums import SHIPPED_SHA256
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -81,7 +81,7 @@ def _card_with(card: str, digest: str) -> str:
 
 
 def _recording(name: str, folder: Path, digest: Callable[[], str]) -> dict[Path, Callable[[Path], object]]:
-    """Writers (:mod:`bdlib.files`) that record ``digest()`` as ``name``'s SHA-256: in the table and in the card."""
+    """Writers (:mod:`bdlib.runtime.files`) recording ``digest()`` as ``name``'s SHA-256 in the table and the card."""
     table = CHECKSUMS_FILE
     writers: dict[Path, Callable[[Path], object]] = {
         table: lambda tmp: tmp.write_text(_table_with(table.read_text("utf-8"), name, digest()), "utf-8")

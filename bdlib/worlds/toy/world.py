@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from bdlib.method import MethodSettings
+from bdlib.core.settings import MethodSettings
 from bdlib.worlds.base import World
 from bdlib.worlds.toy.ddpm import toy_diffusion
 from bdlib.worlds.toy.tokenizer import encode

@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from bdlib.diffusion import Diffusion, MeanVariance
-from bdlib.randomness import check_cpu_generator, randn_on
+from bdlib.core.diffusion import Diffusion, MeanVariance
+from bdlib.runtime.randomness import check_cpu_generator, randn_on
 
 # A guidance function: (x_t, t, p(x_{t-1}|x_t)) -> g = ∇_{x_t} log p(y | x_t), same shape as x_t.
 CondFn = Callable[[torch.Tensor, torch.Tensor, MeanVariance], torch.Tensor]

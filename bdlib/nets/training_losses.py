@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from bdlib.diffusion import Diffusion
+from bdlib.core.diffusion import Diffusion
 
 
 def normal_kl(mean1: torch.Tensor, logvar1: torch.Tensor, mean2: torch.Tensor, logvar2: torch.Tensor) -> torch.Tensor:

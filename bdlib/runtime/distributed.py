@@ -8,7 +8,7 @@ joins one group: NCCL when it runs on CUDA, gloo on the CPU. The work is cut int
 would run (an edit's samples in batches of ``--batch-size``, by default one batch per rank; a benchmark row's
 tasks in batches of ``--batch-size``), rank ``r`` of ``W`` runs batches ``r, r + W, ...`` on its own device
 (``cuda:LOCAL_RANK`` for ``--device cuda``), and rank 0 gathers them, puts them back in order and writes the
-outputs once. Sample ``i`` draws from its own stream ``(seed, i)`` (:mod:`bdlib.randomness`) and every batch
+outputs once. Sample ``i`` draws from its own stream ``(seed, i)`` (:mod:`bdlib.runtime.randomness`) and every batch
 holds the same samples as in one process, so the results are *identical* to a one-process run with the same
 batch size (``torchrun --nproc_per_node 4 ... --samples 64`` = one process with ``--batch-size 16``). Other
 batch sizes give the same samples up to the float rounding of batched kernels, which a strongly guided chain

@@ -21,7 +21,7 @@ The official Blended Diffusion guidance instead shrinks with ``F.adaptive_avg_po
 Weights are never downloaded here: :func:`load_clip` reads the bdlib cache or a local file and names
 ``python -m bdlib download paper`` when the file is missing. It checks the cached file's SHA-256 before
 reading it and never runs code stored in a file: the official TorchScript archives are read as data
-(:mod:`bdlib.torchscript_data`), not with ``torch.jit.load``, which would run the archive's code.
+(:mod:`bdlib.runtime.torchscript_data`), not with ``torch.jit.load``, which would run the archive's code.
 :func:`random_clip` builds the exact ViT-B/16 architecture with random weights for offline tests.
 """
 
@@ -38,8 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bdlib.safe_load import DamagedFileError, load_torch_file
-from bdlib.torchscript_data import UnsafeArchiveError, read_torchscript_tensors
+from bdlib.runtime.safe_load import DamagedFileError, load_torch_file
+from bdlib.runtime.torchscript_data import UnsafeArchiveError, read_torchscript_tensors
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -223,8 +223,8 @@ def verify_official_clip(path: Path) -> None:
     Raises:
         DamagedFileError: (a ValueError) the hash differs: damaged, cut short, or replaced by another file.
     """
-    from bdlib.download import verified_sha256
-    from bdlib.worlds.paper import PAPER_FILES, refetch_hint
+    from bdlib.runtime.download import verified_sha256
+    from bdlib.worlds.paper.checkpoints import PAPER_FILES, refetch_hint
 
     expected = PAPER_FILES["clip"].sha256
     actual = verified_sha256(path, expected)
@@ -237,7 +237,7 @@ def verify_official_clip(path: Path) -> None:
 
 def _read_clip_state_dict(path: Path, fix: str) -> dict[str, torch.Tensor]:
     """Tensors of a CLIP file, read as data: the official TorchScript archive (its tensors only; none of the code
-    in it runs, see :mod:`bdlib.torchscript_data`) or a ``torch.save``-d state dict (``weights_only=True``)."""
+    in it runs, see :mod:`bdlib.runtime.torchscript_data`) or a ``torch.save``-d state dict (``weights_only=True``)."""
     if _is_torchscript(path):
         try:
             return read_torchscript_tensors(path)
@@ -287,14 +287,14 @@ def load_clip(
 
     Never downloads, and never runs code from the file. ``"ViT-B/16"`` reads ``ViT-B-16.pt`` from the cache,
     after checking its SHA-256 against the pinned one (a mismatch raises
-    :class:`bdlib.safe_load.DamagedFileError` before anything is read), and raises
-    :class:`bdlib.worlds.paper.MissingCheckpointError` (a ``FileNotFoundError``) naming
+    :class:`bdlib.runtime.safe_load.DamagedFileError` before anything is read), and raises
+    :class:`bdlib.worlds.paper.checkpoints.MissingCheckpointError` (a ``FileNotFoundError``) naming
     ``python -m bdlib download paper`` when it is missing. TorchScript archives (the official format) are read
-    as data (:mod:`bdlib.torchscript_data`); other files with ``torch.load(weights_only=True)``. The model is
+    as data (:mod:`bdlib.runtime.torchscript_data`); other files with ``torch.load(weights_only=True)``. The model is
     built by ``clip``'s own ``build_model`` and cast to ``dtype`` (float32 by default, also on GPU; the ``clip``
     package keeps float16 on GPU).
     """
-    from bdlib.worlds.paper import checkpoint_path, refetch_hint
+    from bdlib.worlds.paper.checkpoints import checkpoint_path, refetch_hint
 
     name = os.fspath(name_or_path)
     if name == "ViT-B/16":

@@ -13,7 +13,7 @@ Nothing here downloads unless :func:`download_paper_weights` is called (``python
 paper``). Files live in one cache directory: the ``cache_dir`` argument, else ``$BDLIB_CACHE``, else
 ``~/.cache/bdlib``. A missing file raises :class:`MissingCheckpointError`, a ``FileNotFoundError``
 whose message names the file, the directory searched and the command that fetches it; a damaged one
-raises :class:`bdlib.safe_load.DamagedFileError` (a ``ValueError``) with the same command.
+raises :class:`bdlib.runtime.safe_load.DamagedFileError` (a ``ValueError``) with the same command.
 
 Checksums. CLIP's SHA-256 is part of its official URL (the ``clip`` package checks it the same way).
 OpenAI publishes no checksum for the guided-diffusion file; the SHA-256 and byte size pinned below are
@@ -33,8 +33,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bdlib.download import download
-from bdlib.safe_load import DamagedFileError, load_torch_file
+from bdlib.runtime.download import download
+from bdlib.runtime.safe_load import DamagedFileError, load_torch_file
 
 CACHE_ENV = "BDLIB_CACHE"
 DEFAULT_CACHE = Path("~/.cache/bdlib")
@@ -150,7 +150,7 @@ def download_paper_weights(
     result: dict[str, Path | None] = {}
     for part in parts:
         if part == "lpips":
-            from bdlib.lpips_adapter import load_lpips  # imported here: lpips is slow to import
+            from bdlib.nets.lpips_adapter import load_lpips  # imported here: lpips is slow to import
 
             load_lpips(pretrained=True)
             result[part] = Path(torch.hub.get_dir()) / "checkpoints"

@@ -4,7 +4,7 @@ Own implementation, written to be *state-dict compatible* with the official guid
 (openai/guided-diffusion): the sub-module names and their registration order reproduce the official
 parameter keys (``in_layers.0`` is the GroupNorm, ``in_layers.2`` the conv, ``emb_layers.1`` the Linear,
 ``out_layers.0``/``out_layers.3`` the GroupNorm/conv, ``qkv``/``proj_out`` are Conv1d, ...), so official
-checkpoints load without renaming. Attention lives in :mod:`bdlib.unet_attention`.
+checkpoints load without renaming. Attention lives in :mod:`bdlib.nets.unet_attention`.
 
 Mixed precision follows the caller's ``torch.autocast``. The official fp16 mode keeps GroupNorm, the
 timestep MLPs and the output head in float32; we do the same by computing GroupNorm in float32

@@ -21,7 +21,7 @@ DISTANCES = ("spherical", "cosine")
 
 
 class ClipLike(Protocol):
-    """What guidance needs of a CLIP: the paper's (``bdlib.clip_adapter.ClipModel``) or the toy one."""
+    """What guidance needs of a CLIP: the paper's (``bdlib.nets.clip_adapter.ClipModel``) or the toy one."""
 
     input_resolution: int
 

@@ -1,7 +1,7 @@
 """Finished edits behind a cache, so that a notebook or a panel never runs the sampler twice for one setting.
 
 :func:`cached_edit` is :func:`bdlib.edit.edit` behind a :class:`ResultCache` keyed by everything that changes the
-result (world, input, prompt, seed, samples and the full :class:`~bdlib.method.MethodSettings`).
+result (world, input, prompt, seed, samples and the full :class:`~bdlib.core.settings.MethodSettings`).
 :func:`grid_edits` fills the cache for a whole grid of λ or k with one call to the sampler (:func:`edit_grid`), and
 :func:`chain_start` recomputes the start ``x_k`` of such an edit (the batch returns results only).
 """
@@ -17,11 +17,11 @@ from typing import Any
 
 import torch
 
+from bdlib.core.sampling import resolve_start_index
+from bdlib.core.settings import MethodSettings
 from bdlib.edit import EditResult, edit, prepare_edit, resolve_edit_settings
 from bdlib.grid import edit_grid
-from bdlib.method import MethodSettings
-from bdlib.randomness import SampleStreams
-from bdlib.sampling import resolve_start_index
+from bdlib.runtime.randomness import SampleStreams
 from bdlib.worlds.base import World
 
 
@@ -146,7 +146,7 @@ def cached_edit(
 
 def chain_start(world: World, inp: EditInput, seed: int, settings: MethodSettings) -> tuple[torch.Tensor, int]:
     """Sample 0's start ``x_k = √ᾱ_k x + √(1-ᾱ_k) ε`` of an edit, (1, 3, S, S) on the CPU, and the original
-    timestep of k: the first draw of stream ``(seed, 0)`` (:mod:`bdlib.randomness`), as the sampler makes it."""
+    timestep of k: the first draw of stream ``(seed, 0)`` (:mod:`bdlib.runtime.randomness`), as the sampler makes it."""
     prepared = prepare_edit(world, inp.image, inp.mask, inp.prompt, settings)
     diffusion = world.diffusion(settings.respacing)
     k = resolve_start_index(diffusion, settings.start_index, has_init=True)

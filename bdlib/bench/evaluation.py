@@ -28,13 +28,13 @@ from pathlib import Path
 
 import torch
 
-from bdlib import distributed
 from bdlib.applications import removal_start_index
-from bdlib.blend import edit_progressive
+from bdlib.core.algorithms import edit_progressive
+from bdlib.core.settings import MethodSettings
 from bdlib.edit import rank_distances
 from bdlib.inpaint import smooth_fill
-from bdlib.method import MethodSettings
-from bdlib.randomness import SampleStreams
+from bdlib.runtime import distributed
+from bdlib.runtime.randomness import SampleStreams
 from bdlib.worlds.base import World
 from bdlib.worlds.toy.tasks import EditTask, generate_tasks
 from bdlib.worlds.toy.vocab import COLORS, SHAPES
@@ -82,7 +82,7 @@ def run_setting(
     """Edit every task under ``setting``.
 
     Sample ``j`` of task ``i`` draws from its own stream ``(seed, i, j)`` and task ``i``'s shared draws from group
-    ``i`` (:mod:`bdlib.randomness`), so a task's result does not depend on which tasks share its batch. Tasks
+    ``i`` (:mod:`bdlib.runtime.randomness`), so a task's result does not depend on which tasks share its batch. Tasks
     with an empty prompt (removals: no CLIP term) run in batches of their own, with the row's removal recipe.
     Under torchrun (``context``) the ranks share the batches and rank 0 gets the whole run (the others None).
     """
@@ -237,7 +237,7 @@ def run_benchmark(
     settings: Sequence[Setting] | None = None,
     context: distributed.Context | None = None,
 ) -> dict | None:
-    """Run ``settings`` (default: :func:`bdlib.benchmark_rows.default_settings`) on ``n_tasks`` seeded tasks
+    """Run ``settings`` (default: :func:`bdlib.bench.rows.default_settings`) on ``n_tasks`` seeded tasks
     balanced over the kinds.
 
     A row whose settings and sample count equal an earlier row's (in the toy world the default is also ``k=18`` and
@@ -249,7 +249,7 @@ def run_benchmark(
     report = {"world": world.name, "n_tasks": n_tasks, "seed": seed, "settings": []}
     done: dict[tuple, SettingRun] = {}  # rows with the same settings (e.g. the default and its k) run once
     if settings is None:
-        from bdlib.benchmark_rows import default_settings
+        from bdlib.bench.rows import default_settings
 
         settings = default_settings(world, fast)
     for setting in settings:
@@ -270,7 +270,7 @@ def run_benchmark(
     return report if context.is_main else None
 
 
-REPORT = Path(__file__).resolve().parent.parent / "figures" / "evaluation.json"  # the committed benchmark
+REPORT = Path(__file__).resolve().parents[2] / "figures" / "evaluation.json"  # the committed benchmark
 
 
 def load_report(path: str | Path = REPORT) -> dict:
@@ -283,7 +283,7 @@ def load_report(path: str | Path = REPORT) -> dict:
 
 def report_rows(report: dict, prefix: str | Sequence[str], keys: Sequence[str]) -> list[dict]:
     """The rows whose name starts with ``prefix`` (or is one of the names), as ``{"setting": name, key: value}``
-    dicts for :func:`bdlib.viz.table`; ``"kind:KEY"`` picks a per-kind value, e.g. ``"add:text_match"``."""
+    dicts for :func:`bdlib.course.viz.table`; ``"kind:KEY"`` picks a per-kind value, e.g. ``"add:text_match"``."""
     def wanted(name: str) -> bool:
         return name.startswith(prefix) if isinstance(prefix, str) else name in prefix
 

@@ -23,8 +23,9 @@ from typing import Any
 
 import torch
 
-from bdlib.augment import ExtendingAugmentations
-from bdlib.clip_guidance import (
+from bdlib.core.augment import ExtendingAugmentations
+from bdlib.core.diffusion import Diffusion, MeanVariance
+from bdlib.core.losses import (
     ClipLike,
     background_mse,
     clip_distance,
@@ -33,12 +34,11 @@ from bdlib.clip_guidance import (
     range_loss,
     tile_text,
 )
-from bdlib.diffusion import Diffusion, MeanVariance
-from bdlib.lpips_adapter import background_lpips
-from bdlib.method import MethodSettings
-from bdlib.precision import guidance_networks, network_autocast
-from bdlib.randomness import SampleStreams
-from bdlib.sampling import resolve_start_index
+from bdlib.core.sampling import resolve_start_index
+from bdlib.core.settings import MethodSettings
+from bdlib.nets.lpips_adapter import background_lpips
+from bdlib.runtime.precision import guidance_networks, network_autocast
+from bdlib.runtime.randomness import SampleStreams
 
 
 def _detached(mv: MeanVariance) -> MeanVariance:
@@ -211,7 +211,7 @@ def edit_progressive(
     """Run Algorithm 1 or 2 from ``x_k = q(x_k | init)`` down to ``t = 0``, yielding a record per step.
 
     The batch has one sample per stream of ``streams`` (sample ``i`` draws all its noise from its own stream,
-    :mod:`bdlib.randomness`). Each record holds ``t``, ``x_t`` (the step's input), ``pred_x0``, ``fg`` (the
+    :mod:`bdlib.runtime.randomness`). Each record holds ``t``, ``x_t`` (the step's input), ``pred_x0``, ``fg`` (the
     guided sample), ``bg`` (the noised input, Algorithm 2), ``mask`` and ``sample`` (what the next step starts
     from). The last record also has ``unpasted``, the last sample (official mode: the last x̂_0), and ``result``:
     the same with the input's background pasted back exactly for Algorithm 2.

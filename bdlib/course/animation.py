@@ -2,7 +2,7 @@
 reverse chain of a sampler, as one GIF (or WebP) that a notebook shows inline and a built page shows as an image.
 
 A chain is a list of per-step records, the dicts that ``bdlib.edit(..., callback=records.append)`` and
-:func:`bdlib.sampling.sample_progressive` produce: each holds batch tensors (B, 3, H, W) in [-1, 1] under keys
+:func:`bdlib.core.sampling.sample_progressive` produce: each holds batch tensors (B, 3, H, W) in [-1, 1] under keys
 such as ``x_t``, ``pred_x0``, ``fg``, ``bg`` and ``sample``, and the step's ``t`` (respaced index) and, where
 known, ``timestep`` (the original t). A frame shows one step: one column per key, one row per sample, every
 image enlarged by an integer factor with nearest-neighbour (a 32 px toy image becomes 160 px, never blurred),
@@ -32,8 +32,8 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from bdlib.files import write_file
-from bdlib.viz import to_numpy_image
+from bdlib.course.viz import to_numpy_image
+from bdlib.runtime.files import write_file
 
 LABELS = {
     "x_t": "$x_t$",
@@ -64,7 +64,7 @@ class Animation:
         return FORMATS[self.format]
 
     def save(self, path: str | Path) -> Path:
-        """Write the file atomically (creating its folder; :func:`bdlib.files.write_file`) and remember where."""
+        """Write the file atomically (creating its folder; :func:`bdlib.runtime.files.write_file`); remember where."""
         self.path = write_file(path, lambda tmp: tmp.write_bytes(self.data))
         return self.path
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from bdlib.schedules import beta_schedule, respaced_betas, space_timesteps
+from bdlib.core.schedules import beta_schedule, respaced_betas, space_timesteps
 
 VARIANCE_TYPES = ("learned_range", "fixed_small", "fixed_large")
 
@@ -267,7 +267,7 @@ def create_diffusion(
 ) -> Diffusion:
     """Build a diffusion as guided-diffusion's ``create_gaussian_diffusion`` does.
 
-    ``respacing`` keeps a subset of the ``steps`` (see :func:`bdlib.schedules.space_timesteps`); the
+    ``respacing`` keeps a subset of the ``steps`` (see :func:`bdlib.core.schedules.space_timesteps`); the
     respaced chain has betas ``1 - ᾱ_{S_i}/ᾱ_{S_{i-1}}`` and the same ``ᾱ`` on the kept steps.
     """
     betas = beta_schedule(schedule, steps)

@@ -14,7 +14,7 @@ error (a word outside the toy vocabulary, a bad value) is shown in the status li
 keeps the pictures of the last setting that worked.
 
 The panel is generic: ``draw(value, options)`` returns one :class:`Frame` and ``draw_many(values, options)``
-returns the frames of several values; :mod:`bdlib.widgets` builds the λ and k panels on it.
+returns the frames of several values; :mod:`bdlib.course.widgets` builds the λ and k panels on it.
 """
 
 from __future__ import annotations

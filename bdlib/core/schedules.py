@@ -1,7 +1,7 @@
 """Noise schedules and timestep respacing, with guided-diffusion's exact semantics.
 
 A DDPM (Ho et al. 2020) adds Gaussian noise in ``T`` steps with variances ``β_1 … β_T``. Everything
-else in :mod:`bdlib.diffusion` is derived from these betas, in float64, as the official code does.
+else in :mod:`bdlib.core.diffusion` is derived from these betas, in float64, as the official code does.
 
 Respacing (Nichol & Dhariwal 2021, "Improved DDPM", section 4) keeps a subset ``S`` of the original
 steps and defines a new, shorter chain on it whose cumulative products are unchanged:

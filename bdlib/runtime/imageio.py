@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from bdlib.files import Writer, write_file
+from bdlib.runtime.files import Writer, write_file
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
 
@@ -173,7 +173,7 @@ def load_mask(source: ImageLike, invert: bool = False, official: bool = False) -
 
 
 def image_writer(image: torch.Tensor) -> Writer:
-    """A writer (:mod:`bdlib.files`) of a (3, H, W) or (1, 3, H, W) image in [-1, 1] as an 8-bit picture, in the
+    """A writer (:mod:`bdlib.runtime.files`) of a (3, H, W) or (1, 3, H, W) image in [-1, 1] as an 8-bit picture, in the
     format of the path's extension (PNG for ``.png``)."""
     image = image.detach().float().cpu()
     image = image[0] if image.ndim == 4 else image

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import torch
 
-from bdlib.blend import guided_step
-from bdlib.clip_guidance import background_mse
-from bdlib.method import MethodSettings
+from bdlib.core.algorithms import guided_step
+from bdlib.core.losses import background_mse
+from bdlib.core.settings import MethodSettings
 from bdlib.worlds.base import World
 
 

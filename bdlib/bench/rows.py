@@ -8,7 +8,7 @@ defaults cost (steps, precision).
 
 from __future__ import annotations
 
-from bdlib.evaluation import Setting
+from bdlib.bench.evaluation import Setting
 from bdlib.worlds.base import World
 
 EDIT_KINDS = ("add", "replace", "recolor")  # the kinds with a target object: the ones k changes

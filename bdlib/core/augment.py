@@ -10,7 +10,7 @@ Here both transforms of a copy are composed into one homography and applied with
 applies them as the official code does: the affine warp with border padding, then the perspective warp with
 zero padding (kornia's ``RandomPerspective`` default), two interpolations, kornia's default
 ``align_corners=False``. Every random number is drawn on
-the CPU from the caller's generator, or from each sample's own stream (:class:`bdlib.randomness.SampleStreams`),
+the CPU from the caller's generator, or from each sample's own stream (:class:`bdlib.runtime.randomness.SampleStreams`),
 so a seed fixes the views on every device.
 """
 
@@ -21,7 +21,7 @@ import math
 import torch
 from kornia.geometry.transform import get_perspective_transform, warp_perspective
 
-from bdlib.randomness import SampleStreams, check_cpu_generator
+from bdlib.runtime.randomness import SampleStreams, check_cpu_generator
 
 PARAMS_PER_VIEW = 13  # uniform numbers per warped view: use-affine, angle, 2 shifts, use-perspective, 8 offsets
 
@@ -71,7 +71,7 @@ class ExtendingAugmentations:
 
     def __call__(self, images: torch.Tensor, randomness: torch.Generator | SampleStreams | None = None) -> torch.Tensor:
         """The views of ``images``; ``randomness`` is a CPU generator for the whole batch, or the batch's
-        :class:`~bdlib.randomness.SampleStreams` (image ``i``'s warps then come from sample ``i``'s stream)."""
+        :class:`~bdlib.runtime.randomness.SampleStreams` (image ``i``'s warps then come from sample ``i``'s stream)."""
         if self.num == 1:
             return images
         batch, _, height, width = images.shape

@@ -22,8 +22,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from bdlib.clip_guidance import DISTANCES
-from bdlib.precision import check_precision
+from bdlib.core.losses import DISTANCES
+from bdlib.runtime.precision import check_precision
 
 ALGORITHMS = ("blended", "local")
 GRADIENTS = ("x_t", "pred_x0")
@@ -142,7 +142,8 @@ class MethodSettings:
     # guided generation of the whole image and paste the input's background only once at the end ("end"), or never
     # ("none"); with the same noise as Algorithm 2
     blending: str = "each step"
-    precision: str = "fp32"  # networks' autocast: fp32 (none), bf16/fp16 (all), bf16-clip/fp16-clip (bdlib.precision)
+    # the networks' autocast: fp32 (none), bf16/fp16 (all), bf16-clip/fp16-clip (bdlib.runtime.precision)
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         check_precision(self.precision)

@@ -2,7 +2,7 @@
 
 Local CLIP-guided diffusion (Blended Diffusion, Algorithm 1) keeps the background close to the input
 with ``D_bg(x, x̂_0, m) = MSE + LPIPS`` computed outside the edit region (m = 1 inside it). The two modes
-of bdlib (``bdlib.method``) compare different pictures:
+of bdlib (``bdlib.core.settings``) compare different pictures:
 
     paper mode:     LPIPS(x̂ ⊙ (1 - m), x ⊙ (1 - m))     both backgrounds, the region mid-grey in both
     official mode:  LPIPS(x̂ ⊙ (1 - m), x)               the masked guess against the *full* input

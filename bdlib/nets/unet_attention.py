@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bdlib.unet_blocks import GroupNorm32, maybe_checkpoint, zero_init
+from bdlib.nets.unet_blocks import GroupNorm32, maybe_checkpoint, zero_init
 
 __all__ = ["qkv_attention", "AttentionBlock"]
 

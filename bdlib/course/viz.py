@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from matplotlib.backend_bases import FigureCanvasBase
 
-from bdlib.files import Writer, write_file
+from bdlib.runtime.files import Writer, write_file
 
 
 def to_numpy_image(image: torch.Tensor) -> np.ndarray:
@@ -109,7 +109,7 @@ def table(rows: Sequence[dict], digits: int = 3):
 
 
 def figure_writer(fig, dpi: int = 100) -> Writer:
-    """A writer (:mod:`bdlib.files`) that saves ``fig`` at ``dpi`` in the format of the path's extension."""
+    """A writer (:mod:`bdlib.runtime.files`) that saves ``fig`` at ``dpi`` in the format of the path's extension."""
     return lambda path: fig.savefig(path, dpi=dpi)
 
 

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import torch
 
-from bdlib.augment import ExtendingAugmentations
-from bdlib.blend import guided_step
-from bdlib.randomness import randn_on
+from bdlib.core.algorithms import guided_step
+from bdlib.core.augment import ExtendingAugmentations
+from bdlib.runtime.randomness import randn_on
 from bdlib.worlds.base import World
 
 

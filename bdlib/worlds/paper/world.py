@@ -13,13 +13,13 @@ import os
 
 import torch
 
-from bdlib.clip_adapter import count_tokens, load_clip, random_clip, verify_official_clip
-from bdlib.diffusion import create_diffusion
-from bdlib.lpips_adapter import load_lpips
-from bdlib.method import MethodSettings
-from bdlib.unet import paper_unet
+from bdlib.core.diffusion import create_diffusion
+from bdlib.core.settings import MethodSettings
+from bdlib.nets.clip_adapter import count_tokens, load_clip, random_clip, verify_official_clip
+from bdlib.nets.lpips_adapter import load_lpips
+from bdlib.nets.unet import paper_unet
 from bdlib.worlds.base import World
-from bdlib.worlds.paper import check_official_size, check_state_dict, checkpoint_path, load_unet_state_dict
+from bdlib.worlds.paper.checkpoints import check_official_size, check_state_dict, checkpoint_path, load_unet_state_dict
 
 CLIP_CONTEXT = 77
 #: Working memory of one sample of an edit in flight on the CPU, per pixel: benchmarks/results/edit_paper_cpu_1step.json

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from bdlib.unet_attention import AttentionBlock
-from bdlib.unet_blocks import (
+from bdlib.nets.unet_attention import AttentionBlock
+from bdlib.nets.unet_blocks import (
     Downsample,
     GroupNorm32,
     ResBlock,
@@ -42,7 +42,7 @@ from bdlib.unet_blocks import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bdlib.diffusion import Diffusion
+    from bdlib.core.diffusion import Diffusion
 
 __all__ = ["UNetModel", "PAPER_UNET_CONFIG", "paper_unet"]
 
@@ -102,7 +102,7 @@ class UNetModel(nn.Module):
         use_new_attention_order: qkv channel layout ``[{q,k,v}, head, ch]`` instead of the legacy
             ``[head, {q,k,v}, ch]`` used by the released checkpoints.
         norm_groups: GroupNorm groups of every normalisation (guided-diffusion: 32). Not one of the
-            official keywords; narrow networks need fewer (see :class:`bdlib.unet_blocks.GroupNorm32`).
+            official keywords; narrow networks need fewer (see :class:`bdlib.nets.unet_blocks.GroupNorm32`).
     """
 
     def __init__(
@@ -298,7 +298,7 @@ def paper_unet(respacing: str = "100", device: str | torch.device | None = None)
     Returns:
         ``(model, diffusion)``.
     """
-    from bdlib.diffusion import create_diffusion  # lazy: keeps this module importable on its own
+    from bdlib.core.diffusion import create_diffusion  # lazy: keeps this module importable on its own
 
     ctx = torch.device(device) if device is not None else contextlib.nullcontext()
     with ctx:

@@ -8,10 +8,10 @@ Two sweeps teach the two knobs of the paper:
   ``x_k = √ᾱ_k x + √(1-ᾱ_k) ε``; the title prints how far the region moved from the input.
 
 A render function returns a matplotlib ``Figure`` and nothing else happens: its edit comes from the cache of
-:mod:`bdlib.edit_cache` (:func:`cached_edit`, re-exported here with :func:`grid_edits`, which fills a whole grid of
-λ or k in one call to the sampler), so revisiting a value never reruns the sampler.
+:mod:`bdlib.course.edit_cache` (:func:`cached_edit`, re-exported here with :func:`grid_edits`, which fills a whole
+grid of λ or k in one call to the sampler), so revisiting a value never reruns the sampler.
 
-A panel (:class:`~bdlib.sweep_panel.SweepPanel`) is an ``ipywidgets.VBox`` with a slider over a fixed grid of
+A panel (:class:`~bdlib.course.sweep_panel.SweepPanel`) is an ``ipywidgets.VBox`` with a slider over a fixed grid of
 values, controls for guidance scale, views, seed and prompt, a status line and one picture per grid value. The
 pictures travel with the notebook's widget state and the slider swaps them in the browser, so a panel works in
 a built site or with the kernel stopped; with a kernel, a new setting is computed (and says so while it is).
@@ -25,9 +25,10 @@ from typing import Any
 import ipywidgets
 import torch
 
-from bdlib.benchmark_rows import k_values, lam_values
-from bdlib.edit import resolve_edit_settings
-from bdlib.edit_cache import (  # noqa: F401 (the notebooks import the cache from here)
+from bdlib.bench.evaluation import background_error, region_change  # noqa: F401 (the lessons import them from here)
+from bdlib.bench.rows import k_values, lam_values
+from bdlib.core.settings import MethodSettings
+from bdlib.course.edit_cache import (  # noqa: F401 (the notebooks import the cache from here)
     DEFAULT_CACHE,
     CachedEdit,
     EditInput,
@@ -37,10 +38,9 @@ from bdlib.edit_cache import (  # noqa: F401 (the notebooks import the cache fro
     chain_start,
     grid_edits,
 )
-from bdlib.evaluation import background_error, region_change  # noqa: F401 (the lessons import them from here)
-from bdlib.method import MethodSettings
-from bdlib.sweep_panel import Frame, SweepPanel, figure_png, png_size, text_width  # noqa: F401
-from bdlib.viz import show_grid
+from bdlib.course.sweep_panel import Frame, SweepPanel, figure_png, png_size, text_width  # noqa: F401
+from bdlib.course.viz import show_grid
+from bdlib.edit import resolve_edit_settings
 from bdlib.worlds.base import World
 
 DIFF_GAIN = 4.0  # |result - input| is drawn ×4 so that small background drift is visible
@@ -206,7 +206,7 @@ def lambda_panel(
     **overrides: Any,
 ) -> SweepPanel:
     """A λ slider over :func:`render_lambda` (Algorithm 1), by default over lesson 04's λ values
-    (:func:`bdlib.benchmark_rows.lam_values`, fast: 0, then 10 to 10⁵), starting at the world's λ, with controls
+    (:func:`bdlib.bench.rows.lam_values`, fast: 0, then 10 to 10⁵), starting at the world's λ, with controls
     for guidance scale, views, seed and prompt. The grid is computed up front in one batch (``precompute``;
     values already in the cache are reused), so moving the slider only swaps pictures, with or without a
     kernel; ``overrides`` change single settings (``respacing="25"``, ``guidance_scale=3000``...)."""
@@ -231,7 +231,7 @@ def k_panel(
     **overrides: Any,
 ) -> SweepPanel:
     """A k slider over :func:`render_k` (Algorithm 2), by default over the six values of lesson 05's transition
-    (:func:`bdlib.benchmark_rows.k_values`, fast), with the same controls as :func:`lambda_panel`; the default
+    (:func:`bdlib.bench.rows.k_values`, fast), with the same controls as :func:`lambda_panel`; the default
     value is the nearest to the settings' k."""
     base = resolve_edit_settings(world, settings, algorithm="blended", **overrides)
     if values is None:
