@@ -2,8 +2,8 @@
 
 1. Read the image and the mask (files, PIL, arrays or tensors; the mask thresholded at half range,
    optionally inverted and dilated), check them, and resize both to the world's size.
-2. Run Algorithm 2 (or 1) for ``samples`` images (:func:`bdlib.core.algorithms.edit_progressive`), ``batch_size`` at a
-   time. Sample ``i`` draws all its noise from its own stream seeded by ``(seed, i)`` (:mod:`bdlib.runtime.randomness`),
+2. Run Algorithm 2 (or 1) for ``samples`` images (:func:`bdlib.core.variants.run`), ``batch_size`` at a time.
+   Sample ``i`` draws all its noise from its own stream seeded by ``(seed, i)`` (:mod:`bdlib.runtime.randomness`),
    so the samples do not depend on the batch size.
 3. Bring the results back to the input's size and paste the input's background back: outside the mask
    the result *is* the input, pixel for pixel (Algorithm 2).
@@ -23,10 +23,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-from bdlib.core.algorithms import edit_progressive
+from bdlib.core import official, variants
+from bdlib.core.algorithms import EditStep
 from bdlib.core.losses import clip_distance, masked_clip_pixels
+from bdlib.core.sampling import resolve_start_index
 from bdlib.core.settings import MethodSettings
 from bdlib.runtime.imageio import ImageLike, load_image, load_mask
 from bdlib.runtime.memory import check_edit_memory
@@ -83,7 +84,7 @@ def prepare_inputs(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Read and check an image and its mask; raise a ValueError that says what is wrong and how to fix it."""
     image_t = load_image(image)
-    mask_t = dilate_mask(load_mask(mask, invert=invert_mask, official=official), dilate)
+    mask_t = dilate_mask(load_mask(mask, invert=invert_mask, red_above_zero=official), dilate)
     if image_t.shape[-2:] != mask_t.shape[-2:]:
         raise ValueError(
             f"the mask is {mask_t.shape[-1]}x{mask_t.shape[-2]} but the image is {image_t.shape[-1]}x"
@@ -106,40 +107,24 @@ def check_mask_coverage(mask: torch.Tensor, where: str = "") -> None:
 
 
 def _resize(x: torch.Tensor, size: int, mode: str) -> torch.Tensor:
-    """``x`` at ``size x size`` (images: antialiased bicubic or PIL LANCZOS; masks: nearest)."""
+    """``x`` at ``size x size`` (images: antialiased bicubic; masks: nearest)."""
     if x.shape[-2:] == (size, size):
         return x
     if mode == "nearest":
         return F.interpolate(x, size=(size, size), mode="nearest")
-    if mode == "lanczos":  # the official code's input resize: PIL LANCZOS of the 8-bit image
-        array = ((x[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
-        resized = np.asarray(Image.fromarray(array).resize((size, size), Image.LANCZOS))
-        return torch.from_numpy(resized.copy()).permute(2, 0, 1)[None].float().div(127.5).sub(1)
     return F.interpolate(x, size=(size, size), mode="bicubic", antialias=True, align_corners=False).clamp(-1, 1)
 
 
-def _resize_mask_official(mask: torch.Tensor, size: int) -> torch.Tensor:
-    """The official mask resize: PIL NEAREST of the binary mask picture."""
-    if mask.shape[-2:] == (size, size):
-        return mask
-    picture = Image.fromarray((mask[0, 0].numpy() * 255).astype(np.uint8))
-    return torch.from_numpy(np.asarray(picture.resize((size, size), Image.NEAREST)) > 0).float()[None, None]
-
-
 @torch.no_grad()
-def rank_distances(world: World, images: torch.Tensor, mask: torch.Tensor, text_embed: torch.Tensor, official: bool):
-    """Masked CLIP distance of each final image to the prompt (lower is better), by the plain CLIP.
-
-    Paper mode: the guidance view (mask → mid-grey, CLIP normalisation, no augmentation). Official mode:
-    the official ranking, ``x/2 + ½`` clamped, masked to *black*, resized, and not normalised.
-    """
-    clip = world.clip
-    if official:
-        pixels = ((images.add(1).div(2).clamp(0, 1)) * mask).float()
-        pixels = F.interpolate(pixels, size=clip.input_resolution, mode="bilinear", antialias=True, align_corners=False)
-    else:
-        pixels = masked_clip_pixels(clip, images.float(), mask)
-    return clip_distance(clip.encode_pixels(pixels).float(), text_embed, world.defaults.distance)
+def rank_distances(
+    world: World, images: torch.Tensor, mask: torch.Tensor, text_embed: torch.Tensor, official_view: bool
+) -> torch.Tensor:
+    """Masked CLIP distance of each final image to the prompt (lower is better), by the plain CLIP: the guidance
+    view (mask → mid-grey, CLIP normalisation, no augmentation), or the official one (:mod:`bdlib.core.official`)."""
+    if official_view:
+        return official.rank_distances(world.clip, images, mask, text_embed)
+    pixels = masked_clip_pixels(world.clip, images.float(), mask)
+    return clip_distance(world.clip.encode_pixels(pixels).float(), text_embed, world.defaults.distance)
 
 
 def resolve_edit_settings(world: World, settings: MethodSettings | None = None, **overrides: Any) -> MethodSettings:
@@ -151,6 +136,11 @@ def resolve_edit_settings(world: World, settings: MethodSettings | None = None, 
         overrides["start_index"] = overrides.pop("k")
     base = settings or world.defaults_for(overrides.get("algorithm", world.defaults.algorithm))
     return base.with_(**overrides)
+
+
+def check_start_index(world: World, settings: MethodSettings) -> None:
+    """Refuse a start index k outside the world's chain for ``settings.respacing``."""
+    resolve_start_index(world.diffusion(settings.respacing), settings.start_index, has_init=True)
 
 
 def prepare_edit(
@@ -168,9 +158,10 @@ def prepare_edit(
     world.check_prompt(prompt)
     image_t, mask_t = prepare_inputs(image, mask, invert_mask, dilate, official=settings.official)
     size = world.image_size
-    init = _resize(image_t, size, "lanczos" if settings.official else "bicubic")
-    mask_w = _resize_mask_official(mask_t, size) if settings.official else (_resize(mask_t, size, "nearest") > 0.5)
-    mask_w = mask_w.float()
+    if settings.official:
+        init, mask_w = official.resize_image(image_t, size), official.resize_mask(mask_t, size)
+    else:
+        init, mask_w = _resize(image_t, size, "bicubic"), (_resize(mask_t, size, "nearest") > 0.5).float()
     check_mask_coverage(mask_w, where=f" at the world's {size}x{size} resolution (use a larger or smaller region)")
     return PreparedEdit(image_t, mask_t, init.to(world.device), mask_w.to(world.device), prompt, settings)
 
@@ -179,18 +170,19 @@ class DivergedError(ValueError):
     """The chain left float32's range (inf or NaN): the settings push it too hard."""
 
 
-def check_finite_step(record: dict[str, Any], settings: MethodSettings) -> None:
+def check_finite_step(record: EditStep, settings: MethodSettings) -> None:
     """Stop an edit whose chain produced a non-finite value, naming the step and what to lower."""
-    finite = torch.isfinite(record["sample"]).flatten(1).all(dim=1)  # (B,)
+    finite = torch.isfinite(record.x_prev).flatten(1).all(dim=1)  # (B,)
     if bool(finite.all()):
         return
     bad = (~finite).nonzero().flatten().tolist()
     weights = f"guidance scale {settings.guidance_scale:g}, range scale {settings.range_scale:g}"
     if settings.algorithm == "local":
         weights += f", λ {settings.background_weight:g}"
-    clamp = "" if settings.clamps_pred_x0 else " (x̂_0 is not clamped in this mode, so large weights feed back)"
+    clamps = settings.clip_denoised and not settings.official
+    clamp = "" if clamps else " (x̂_0 is not clamped in this mode, so large weights feed back)"
     raise DivergedError(
-        f"the edit diverged: sample(s) {bad} of the batch reached inf/NaN at t={int(record['t'])} with {weights}"
+        f"the edit diverged: sample(s) {bad} of the batch reached inf/NaN at t={record.t} with {weights}"
         f"{clamp}: lower these weights"
     )
 
@@ -200,7 +192,7 @@ def draw_samples(
     prepared: PreparedEdit,
     seed: int,
     indices: Sequence[int],
-    callback: Callable[[dict[str, Any]], None] | None = None,
+    callback: Callable[[EditStep], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Samples ``indices`` of the edit in one batch (step 2): ``(results (n, 3, S, S), distances (n,))`` on the CPU,
     at the world's size, in the order of ``indices``. The distances are NaN for the empty prompt."""
@@ -209,17 +201,14 @@ def draw_samples(
     if prepared.has_prompt:
         text_embed = world.encode_prompt(prepared.prompt, settings.noise_aware).to(world.device)
     streams = SampleStreams.for_edit(seed, indices, world.device)
-    final = None
-    for record in edit_progressive(
-        world.unet, world.diffusion(settings.respacing), world.guidance_clip(settings.noise_aware), prepared.init,
-        prepared.mask_world, text_embed, settings, streams, lpips=world.lpips,
-    ):  # fmt: skip
+    init = prepared.init.expand(len(indices), -1, -1, -1)
+
+    def checked(record: EditStep) -> None:
         check_finite_step(record, settings)
         if callback is not None:
             callback(record)
-        final = record
-    assert final is not None
-    result = final["result"]
+
+    result, _ = variants.run(world, settings, init, prepared.mask_world, text_embed, streams, callback=checked)
     if prepared.has_prompt:
         rank_embed = world.encode_prompt(prepared.prompt).to(world.device)
         distances = rank_distances(world, result, prepared.mask_world, rank_embed, settings.official).float().cpu()
@@ -242,7 +231,7 @@ def draw_in_batches(
     seed: int,
     indices: Sequence[int],
     batch_size: int | None = None,
-    callback: Callable[[dict[str, Any]], None] | None = None,
+    callback: Callable[[EditStep], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`draw_samples` of ``indices``, ``batch_size`` at a time (default: all at once); the pieces concatenated."""
     indices = list(indices)
@@ -280,7 +269,7 @@ def edit(
     invert_mask: bool = False,
     dilate: int = 0,
     settings: MethodSettings | None = None,
-    callback: Callable[[dict[str, Any]], None] | None = None,
+    callback: Callable[[EditStep], None] | None = None,
     **overrides: Any,
 ) -> EditResult:
     """Edit the masked region of ``image`` to match ``prompt``; return ``samples`` results ranked best first.
@@ -288,8 +277,8 @@ def edit(
     ``settings`` defaults to the world's; keyword ``overrides`` change single fields (``k=`` is an alias
     of ``start_index``, ``lam=`` is λ, ``algorithm="local"`` runs Algorithm 1). ``batch_size`` (default: all
     samples at once) only trades memory for speed: sample ``i`` is the same whatever the batches. ``callback``
-    receives every step's record (``t``, ``x_t``, ``pred_x0``, ``fg``, ``bg``, ``mask``, ``sample``), batch
-    after batch. ``prompt=""`` is plain inpainting by the prior (no CLIP guidance).
+    receives every step's :class:`~bdlib.core.algorithms.EditStep` (``t``, ``x_t``, ``pred_x0``, ``fg``, ``bg``,
+    ``blend``, ...), batch after batch. ``prompt=""`` is plain inpainting by the prior (no CLIP guidance).
 
     Everything is checked before the first step: the arguments, the inputs (NaN, infinities and empty pictures
     are refused), the prompt, and the memory a batch needs (:func:`bdlib.runtime.memory.check_edit_memory`; the error
@@ -302,6 +291,7 @@ def edit(
         raise ValueError(f"batch_size must be a positive integer (or None for all samples at once), got {batch_size!r}")
     seed = check_seed(seed)
     settings = resolve_edit_settings(world, settings, **overrides)
+    check_start_index(world, settings)
     prepared = prepare_edit(world, image, mask, prompt, settings, invert_mask, dilate)
     check_memory(world, prepared, samples, batch_size)
     return finish_edit(prepared, *draw_in_batches(world, prepared, seed, range(samples), batch_size, callback))

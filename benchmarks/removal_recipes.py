@@ -26,7 +26,6 @@ import torch
 
 from bdlib import load_world
 from bdlib.bench.evaluation import SettingRun, score
-from bdlib.core.algorithms import _detached
 from bdlib.core.augment import ExtendingAugmentations
 from bdlib.core.losses import clip_distance
 from bdlib.runtime.randomness import SampleStreams
@@ -57,7 +56,7 @@ def remove(world, tasks, k: int, jumps: int = 0, away: float = 0.0, views: int =
                     embeds = world.clip.encode_pixels(world.clip.normalize(augment(pooled, streams).add(1).div(2)))
                     nearest = clip_distance(embeds.float()[:, None], objects[None]).min(dim=1).values
                     (grad,) = torch.autograd.grad(away * nearest.view(views, batch).mean(dim=0).sum(), leaf)
-            foreground = diffusion.ddpm_step(_detached(mv), t, streams.randn(shape), grad=grad)
+            foreground = diffusion.ddpm_step(mv.detached(), t, streams.randn(shape), grad=grad)
             background = diffusion.q_sample(init, t - 1, streams.randn(shape)) if index > 0 else init
             blended = foreground * mask + background * (1 - mask)
             if jump < jumps and index > 0:  # back to level t: one forward step of q(x_t | x_{t-1})

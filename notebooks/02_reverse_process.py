@@ -277,9 +277,9 @@ _ = show_grid([list(images) for images in ddim_runs.values()], row_labels=[f"'{s
 # %% [markdown]
 # ## 6. The toy DDPM generates scenes
 #
-# `bdlib.core.sampling.sample_progressive(model, diffusion, shape, generator=...)` yields one record per step:
-# `t` (respaced index), `timestep` (original $t$), `x_t`, `pred_x0`, `mean` and `sample` ($x_{t-1}$). The last
-# record's `sample` is the generated image. Its `generator` must be a CPU generator (it draws there and moves
+# `bdlib.core.sampling.sample_progressive(model, diffusion, shape, generator=...)` yields one record per step, a
+# `SampleStep`: `t` (respaced index), `timestep` (original $t$), `x_t`, `pred_x0`, `mean` and `x_prev` ($x_{t-1}$).
+# The last record's `x_prev` is the generated image. Its `generator` must be a CPU generator (it draws there and moves
 # the noise to `device`), so a seed gives the same chain on every device. As guided-diffusion's sampling script
 # does by default, we clamp $\hat x_0$ to $[-1, 1]$ at every step (`clip_denoised=True`).
 
@@ -289,7 +289,7 @@ from bdlib.core.sampling import sample_progressive
 d_sample = toy_diffusion(SAMPLE_RESPACING)
 shape = (N_SAMPLES, 3, 32, 32)
 records = list(sample_progressive(unet, d_sample, shape, generator=generator(SEED), device=DEVICE, clip_denoised=True))
-samples = records[-1]["sample"]
+samples = records[-1].x_prev
 _ = show_grid([list(samples[i : i + 4]) for i in range(0, N_SAMPLES, 4)])
 
 # %% [markdown]
@@ -303,10 +303,10 @@ _ = show_grid([list(samples[i : i + 4]) for i in range(0, N_SAMPLES, 4)])
 
 # %%
 show_at = [999, 875, 750, 500, 0]
-picks = [min(range(len(records)), key=lambda i: abs(records[i]["timestep"] - t)) for t in show_at]
+picks = [min(range(len(records)), key=lambda i: abs(records[i].timestep - t)) for t in show_at]
 _ = show_grid(
-    [[records[i]["x_t"][0] for i in picks], [records[i]["pred_x0"][0] for i in picks]],
-    titles=[[f"t = {records[i]['timestep']}" for i in picks], []],
+    [[records[i].x_t[0] for i in picks], [records[i].pred_x0[0] for i in picks]],
+    titles=[[f"t = {records[i].timestep}" for i in picks], []],
     row_labels=["x_t", "x̂_0"],
 )
 
@@ -322,11 +322,11 @@ _ = show_grid(
 # runs from left to right).
 
 # %%
-timesteps = [r["timestep"] for r in records]
+timesteps = [r.timestep for r in records]
 fig, axes = plt.subplots(1, 2, figsize=(7, 2.6))
-axes[0].plot(timesteps, [float((r["pred_x0"].abs() == 1).float().mean()) for r in records], ".-")
+axes[0].plot(timesteps, [float((r.pred_x0.abs() == 1).float().mean()) for r in records], ".-")
 axes[0].set(ylabel=r"share of $\hat x_0$ clamped")
-axes[1].plot(timesteps, [float((r["pred_x0"] - samples).pow(2).mean().sqrt()) for r in records], ".-")
+axes[1].plot(timesteps, [float((r.pred_x0 - samples).pow(2).mean().sqrt()) for r in records], ".-")
 axes[1].set(ylabel=r"RMS($\hat x_0$ - final)")
 for ax in axes:
     ax.axhline(0.0, color="grey", ls="--")
@@ -380,7 +380,7 @@ plt.show()
 # %% tags=["solution"] jupyter={"source_hidden": true}
 unclamped = {
     f"'{SAMPLE_RESPACING}' DDPM, section 6": list(sample_progressive(unet, d_sample, shape, generator=generator(SEED),
-                                                                   device=DEVICE))[-1]["sample"],
+                                                                   device=DEVICE))[-1].x_prev,
     "'10' DDIM, section 5": run_chain(toy_diffusion("10"), x_T, True, 0.0, SEED + 4, clip_denoised=False),
 }
 table([{"chain": name, "share in [-1, 1]": float((x.abs() <= 1).float().mean()), "largest |x|": float(x.abs().max())}
@@ -440,7 +440,7 @@ variance_ratios[:-1], float((x - ddpm4).pow(2).mean().sqrt()), int(fixed.timeste
 d50 = toy_diffusion("50")
 scene = scenes[:1]
 sdedit = {k: list(sample_progressive(unet, d50, init=scene, start_index=k, generator=generator(SEED), device=DEVICE,
-                                     clip_denoised=True))[-1]["sample"] for k in (12, 24, 36)}
+                                     clip_denoised=True))[-1].x_prev for k in (12, 24, 36)}
 _ = show_grid([[scene[0]] + [s[0] for s in sdedit.values()]],
               titles=[["input"] + [f"k = {k} (t = {d50.timestep_map[k]})" for k in sdedit]])
 {k: float((s - scene).pow(2).mean().sqrt()) for k, s in sdedit.items()}
@@ -488,7 +488,7 @@ sigma_eta1_sq = (1 - d25.alphas_cumprod_prev) / (1 - d25.alphas_cumprod) * (1 - 
 assert np.allclose(sigma_eta1_sq[1:], d25.posterior_variance[1:], rtol=1e-10), "§4: η = 1 gives σ_t² = β̃_t"
 progressive = list(sample_progressive(unet, chain_steps, (2, 3, 32, 32), generator=generator(7), device=DEVICE, ddim=True,
                                       clip_denoised=True))
-assert torch.allclose(progressive[-1]["sample"], run_chain(chain_steps, progressive[0]["x_t"], True, 0.0, 0), atol=1e-5), (
+assert torch.allclose(progressive[-1].x_prev, run_chain(chain_steps, progressive[0].x_t, True, 0.0, 0), atol=1e-5), (
     "§4: sample_progressive runs the same loop as run_chain"
 )
 assert all(toy_diffusion(s).timestep_map[-1] == 999 for s in specs), "§5: the first call sees t = 999"
@@ -496,16 +496,16 @@ pairs = [float((a - b).pow(2).mean().sqrt()) for a, b in zip(ddim_runs["10"], dd
 others = [float((ddim_runs["25"][i] - ddim_runs["25"][j]).pow(2).mean().sqrt()) for i in range(4) for j in range(i)]
 assert np.mean(pairs) < np.mean(others), "§5: the same x_T at two step counts is closer than two different x_T"
 assert len(records) == d_sample.num_steps and torch.isfinite(samples).all(), "§6: one record per step"
-again = [list(sample_progressive(unet, chain_steps, (2, 3, 32, 32), generator=generator(SEED), device=DEVICE))[-1]["sample"]
+again = [list(sample_progressive(unet, chain_steps, (2, 3, 32, 32), generator=generator(SEED), device=DEVICE))[-1].x_prev
          for _ in range(2)]
 assert torch.equal(again[0], again[1]), "§6: the same seed gives the same samples"
-clamped = [float((r["pred_x0"].abs() == 1).float().mean()) for r in records]
+clamped = [float((r.pred_x0.abs() == 1).float().mean()) for r in records]
 assert clamped[0] > 0.5, "§6: most of x̂_0 is clamped at t = 999"
-assert max(c for r, c in zip(records, clamped, strict=True) if r["timestep"] <= 760) < 0.06, "§6: a few % at 750"
-assert max(c for r, c in zip(records, clamped, strict=True) if r["timestep"] <= 700) < 0.02, "§6: near 0 from 700 on"
+assert max(c for r, c in zip(records, clamped, strict=True) if r.timestep <= 760) < 0.06, "§6: a few % at 750"
+assert max(c for r, c in zip(records, clamped, strict=True) if r.timestep <= 700) < 0.02, "§6: near 0 from 700 on"
 assert [round(float(full.sqrt_recipm1_alphas_cumprod[t_])) for t_ in (999, 749)] == [157, 17], "§6: 157 and 17"
 assert round(float(full.sqrt_recipm1_alphas_cumprod[500]), 1) == 3.4, "§6: the factor is 3.4 at t = 500"
-dist = [float((r["pred_x0"] - samples).pow(2).mean().sqrt()) for r in records]
+dist = [float((r.pred_x0 - samples).pow(2).mean().sqrt()) for r in records]
 assert dist[0] > dist[len(dist) // 2] > dist[-2], "§6: the distance to the final image shrinks along the chain"
 ddpm_free, ddim_free = unclamped.values()
 assert float((ddpm_free.abs() <= 1).float().mean()) > 0.99 and float(ddpm_free.abs().max()) < 1.1, "exercise 1: DDPM"

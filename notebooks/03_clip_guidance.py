@@ -47,7 +47,7 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-from bdlib.core.losses import clip_guidance_loss
+from bdlib.core.losses import d_clip
 from bdlib.course.viz import show_grid, table
 from bdlib.worlds.toy.clip_model import CLASS_PROMPTS, load_toy_clip
 
@@ -233,7 +233,7 @@ table([{"pairs": name, "mean θ (rad)": float(v.mean()), "largest θ": float(v.m
 # ## 4. The guidance gradient $\nabla_x D_\text{CLIP}$
 #
 # Blended Diffusion scores only the edit region: CLIP sees $x \odot m$ (outside the mask the image is 0, mid-grey),
-# reduced to CLIP's input size (`bdlib.core.losses.clip_guidance_loss`):
+# reduced to CLIP's input size (`bdlib.core.losses.d_clip`, one distance per image):
 #
 # $$D_\text{CLIP}(x, m, c) = d\big(\mathrm{CLIP}_\text{img}(x\odot m),\ \mathrm{CLIP}_\text{txt}(c)\big).$$
 #
@@ -245,7 +245,8 @@ table([{"pairs": name, "mean θ (rad)": float(v.mean()), "largest θ": float(v.m
 x = task.image[None].to(DEVICE).clone().requires_grad_(True)  # (1, 3, 32, 32)
 mask = task.mask[None].to(DEVICE)  # (1, 1, 32, 32), 1 = edit
 target = clip.encode_text([task.prompt])  # "a red circle"
-loss, per_sample = clip_guidance_loss(clip, x, mask, target)
+per_sample = d_clip(clip, x, mask, target)
+loss = per_sample.sum()
 (grad,) = torch.autograd.grad(loss, x)
 float(loss.detach()), float((grad * (1 - mask)).abs().max())  # D_CLIP, and the largest gradient outside the mask
 
@@ -258,7 +259,7 @@ float(loss.detach()), float((grad * (1 - mask)).abs().max())  # D_CLIP, and the 
 # %%
 def distance(image: torch.Tensor, region=mask, text=target) -> float:
     with torch.no_grad():
-        return float(clip_guidance_loss(clip, image, region, text)[1][0])
+        return float(d_clip(clip, image, region, text)[0])
 
 
 step = 0.5 * grad / grad.norm()
@@ -266,7 +267,7 @@ along_first = [distance(x.detach() - k * step) for k in range(41)]
 descent, path = task.image[None].to(DEVICE), [float(loss.detach())]
 for _ in range(40):
     current = descent.clone().requires_grad_(True)
-    (g,) = torch.autograd.grad(clip_guidance_loss(clip, current, mask, target)[0], current)
+    (g,) = torch.autograd.grad(d_clip(clip, current, mask, target).sum(), current)
     descent = (current - 0.5 * g / g.norm()).clamp(-1, 1).detach()  # a fresh gradient at every step
     path.append(distance(descent))
 with_circle = render_scene(task.scene.background, [*task.scene.objects, ToyObject("red", "circle", 24, 9, 5)]).images
@@ -334,7 +335,7 @@ def make_cond_fn(scale: float, norms: list | None = None):
         with torch.enable_grad():
             x_in = x_t.detach().requires_grad_(True)
             pred_x0 = guided_diffusion.pred_x0_from_eps(x_in, t, unet(x_in, guided_diffusion.model_timesteps(t))[:, :3])
-            (g,) = torch.autograd.grad(scale * clip_guidance_loss(clip, pred_x0, whole, guide_target)[0], x_in)
+            (g,) = torch.autograd.grad(scale * d_clip(clip, pred_x0, whole, guide_target).sum(), x_in)
         if norms is not None:
             norms.append(float(g.norm()))
         return -g
@@ -344,7 +345,7 @@ def make_cond_fn(scale: float, norms: list | None = None):
 def sample(cond_fn=None) -> torch.Tensor:
     records = sample_progressive(unet, guided_diffusion, (GUIDED_BATCH, 3, 32, 32), generator=torch.Generator().manual_seed(SEED),
                                  device=DEVICE, clip_denoised=True, cond_fn=cond_fn)
-    return list(records)[-1]["sample"]
+    return list(records)[-1].x_prev
 
 
 def rows_of_4(**named):
@@ -365,7 +366,7 @@ _ = show_grid(**rows_of_4(unguided=plain, **{"λ = 500": guided}))
 
 # %%
 with torch.no_grad():
-    d_plain, d_guided = (clip_guidance_loss(clip, s.clamp(-1, 1), whole, guide_target)[1].cpu() for s in (plain, guided))
+    d_plain, d_guided = (d_clip(clip, s.clamp(-1, 1), whole, guide_target).cpu() for s in (plain, guided))
 table([{"sample": i, "unguided": float(p), "λ = 500": float(g)} for i, (p, g) in enumerate(zip(d_plain, d_guided, strict=True))])
 
 # %% [markdown]
@@ -392,7 +393,7 @@ def attack(bound: float, augment=None) -> torch.Tensor:
     optimizer = torch.optim.Adam([w], lr=0.1)
     for step_index in range(ADV_STEPS):
         views = None if augment is None else (lambda v, i=step_index: augment(v, torch.Generator().manual_seed(i)))
-        loss, _ = clip_guidance_loss(clip, grey_image + bound * torch.tanh(w), whole, adv_target, augment=views)
+        loss = d_clip(clip, grey_image + bound * torch.tanh(w), whole, adv_target, views=views).sum()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -539,7 +540,7 @@ table([{"image": name, **distances(image), "oracle score": oracle_score(image)} 
 strong = sample(make_cond_fn(5000.0))
 _ = show_grid(**rows_of_4(**{"λ = 500": guided, "λ = 5000": strong}))
 with torch.no_grad():
-    d_strong = clip_guidance_loss(clip, strong.clamp(-1, 1), whole, guide_target)[1].cpu()
+    d_strong = d_clip(clip, strong.clamp(-1, 1), whole, guide_target).cpu()
 table([{"λ": lam, "largest |x|": float(s.abs().max()), "share outside [-1, 1]": float((s.abs() > 1).float().mean()),
         "mean D_CLIP": float(d.mean()), "roughness": float((s[..., 1:] - s[..., :-1]).abs().mean())}
        for lam, s, d in ((500, guided, d_guided), (5000, strong, d_strong))], digits=4)

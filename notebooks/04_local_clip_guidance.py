@@ -76,18 +76,18 @@ fig = show_grid([[image[0], mask[0], (image * mask)[0]]], titles=[["input x", "m
 # $r\cdot\text{mean}(\hat x_0 - \text{clamp}(\hat x_0))^2$ that keeps the guess in the pixel range. The step then shifts
 # the mean of $p(x_{t-1}\mid x_t)$: $x_{t-1} \sim \mathcal N(\mu - \Sigma\,\nabla \mathcal L,\ \Sigma)$.
 #
-# `guided_step` returns each term of $g\,D_{CLIP} + r\,\text{range} + \lambda D_{bg}$:
+# `bdlib.core.variants.step` takes one step of the edit the settings describe and returns its record; its `losses`
+# hold each term of $g\,D_{CLIP} + r\,\text{range} + \lambda D_{bg}$ (summed here over the batch of one):
 
 # %%
-from bdlib.core.algorithms import guided_step
+from bdlib.core.variants import step as one_step
 
 g = torch.Generator().manual_seed(SEED)  # every draw on the CPU, then moved (bdlib's randomness rule)
 x_k = diffusion.q_sample(image, torch.full((1,), k, device=DEVICE), torch.randn(image.shape, generator=g).to(DEVICE))
 text = world.encode_prompt(prompt).to(DEVICE)
 one_view = settings.with_(augmentations=1)  # one CLIP view: the numbers below are exactly reproducible
-step = guided_step(world.unet, diffusion, world.clip, x_k, k, init=image, mask=mask, text_embed=text,
-                   settings=one_view, noise=torch.zeros_like(x_k), lpips=world.lpips)
-{name: float(step[name]) for name in ("clip_loss", "range_loss", "bg_mse_loss")}
+step = one_step(world, one_view, x_k, k, x=image, m=mask, text=text, noise=torch.zeros_like(x_k))
+{name: float(term.sum()) for name, term in step.losses.terms.items()}
 
 # %% [markdown]
 # The CLIP term dominates this first step; the range term is 0 because the toy world clamps $\hat x_0$, so it is
@@ -102,7 +102,7 @@ step = guided_step(world.unet, diffusion, world.clip, x_k, k, init=image, mask=m
 # paper as written (no backward pass through the UNet; the benchmark's `alg2 gradient w.r.t. x̂_0` row).
 
 # %%
-fig = show_grid([[x_k[0], step["pred_x0"][0], (step["pred_x0"] * mask)[0]]],
+fig = show_grid([[x_k[0], step.pred_x0[0], (step.pred_x0 * mask)[0]]],
                 titles=[[f"x_k (t = {diffusion.timestep_map[k]})", "x̂_0", "x̂_0 ⊙ m: what CLIP sees"]])
 
 # %% [markdown]
@@ -116,8 +116,7 @@ fig = show_grid([[x_k[0], step["pred_x0"][0], (step["pred_x0"] * mask)[0]]],
 def mean_gradient(**changes) -> dict[str, float]:
     """Mean |gradient| of one guided step from x_k, inside and outside the mask (one CLIP view, no range loss)."""
     s = one_view.with_(range_scale=0.0, **changes)
-    grad = guided_step(world.unet, diffusion, world.clip, x_k, k, init=image, mask=mask, text_embed=text, settings=s,
-                       noise=torch.zeros_like(x_k), lpips=world.lpips)["grad"].abs()
+    grad = one_step(world, s, x_k, k, x=image, m=mask, text=text, noise=torch.zeros_like(x_k)).grad.abs()
     return {"inside": float((grad * mask).sum() / (3 * mask.sum())),
             "outside": float((grad * (1 - mask)).sum() / (3 * (1 - mask).sum()))}
 
@@ -314,7 +313,7 @@ lambda_panel(world, task, seed=SEED)  # λ = 0 and 10 to 10⁵ (the fast strip's
 #
 # 1. Run the λ grid with `official=True`. The official background term is λ times a mean over the whole batch; with
 #    one sample, does the background change differ from the paper mode's at the same λ? Report both at λ = 3000.
-# 2. Use a λ that follows the bound, $\lambda_t = \lambda_{max}(t)/4$, by driving the chain yourself with `guided_step`.
+# 2. Use a λ that follows the bound, $\lambda_t = \lambda_{max}(t)/4$, by driving the chain yourself with `bdlib.core.variants.step`.
 #    What background change do you get, against the constant default?
 # 3. Why is $\lambda_{max}$ at $t = 249$ hundreds of times larger than at $t = 749$? Give the two factors.
 # 4. Set the guidance scale and λ to 0. What is left of Algorithm 1, and how large is the background change?
@@ -334,9 +333,8 @@ def follow_the_bound() -> torch.Tensor:
     x = diffusion.q_sample(image, torch.full((1,), k, device=DEVICE), torch.randn(image.shape, generator=gen).to(DEVICE))
     for index in range(k, -1, -1):
         s = settings.with_(lam=naive_lambda_bound(world, settings, index) / 4)
-        x = guided_step(world.unet, diffusion, world.clip, x, index, init=image, mask=mask, text_embed=text,
-                        settings=s.with_(augmentations=1), noise=torch.randn(image.shape, generator=gen).to(DEVICE),
-                        lpips=world.lpips)["sample"]
+        x = one_step(world, s.with_(augmentations=1), x, index, x=image, m=mask, text=text,
+                     noise=torch.randn(image.shape, generator=gen).to(DEVICE)).x_prev
     return x.clamp(-1, 1)
 
 
@@ -366,15 +364,15 @@ answers
 #    background (section 2) and moves it further.
 
 # %% tags=["checks"] jupyter={"source_hidden": true}
-from bdlib.core.losses import background_mse, clip_guidance_loss, range_loss
+from bdlib.core.losses import background_mse, d_clip, range_loss
 
-pred_x0 = step["pred_x0"]
-assert abs(float(step["clip_loss"]) - one_view.guidance_scale * float(clip_guidance_loss(world.clip, pred_x0, mask,
-           text)[0])) < 1e-3, "§1: the CLIP term is g·D_CLIP(x̂_0 ⊙ m)"
-assert abs(float(step["range_loss"]) - one_view.range_scale * float(range_loss(pred_x0).sum())) < 1e-5, "§1: range"
-assert abs(float(step["bg_mse_loss"]) - one_view.background_weight * float(background_mse(pred_x0, image, mask)
-           .sum())) < 1e-3, "§1: the background term is λ·MSE"
-assert float(step["range_loss"]) == 0.0, "§1: the clamped guess is never out of range"
+pred_x0, terms = step.pred_x0, {name: float(term.sum()) for name, term in step.losses.terms.items()}
+assert abs(terms["clip"] - one_view.guidance_scale * float(d_clip(world.clip, pred_x0, mask, text).sum())) < 1e-3, (
+    "§1: the CLIP term is g·D_CLIP(x̂_0 ⊙ m)")
+assert abs(terms["range"] - one_view.range_scale * float(range_loss(pred_x0).sum())) < 1e-5, "§1: range"
+assert abs(terms["bg"] - one_view.background_weight * float(background_mse(pred_x0, image, mask).sum())) < 1e-3, (
+    "§1: the background term is λ·MSE")
+assert terms["range"] == 0.0, "§1: the clamped guess is never out of range"
 assert gradients["g·D_CLIP, ∇ w.r.t. x_t"]["outside"] > 0, "§2: the CLIP x_t-gradient reaches the background"
 assert gradients["g·D_CLIP, ∇ w.r.t. x̂_0"]["outside"] == 0, "§2: the CLIP x̂_0-gradient stays in the mask"
 assert gradients["λ·D_bg, ∇ w.r.t. x_t"]["outside"] > 0, "§2: the background term acts on the background"

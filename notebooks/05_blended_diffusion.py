@@ -74,35 +74,34 @@ fig = show_grid([[image[0], mask[0], (image * mask)[0]]], titles=[["input x", "m
 #
 # $$x_{t-1} = x_{t-1,fg}\odot m + x_{t-1,bg}\odot(1-m).$$
 #
-# The guided step is `bdlib.core.algorithms.guided_step` (notebooks 03 and 04). We write the background and the blend
-# ourselves, from the same noises, and compare them with what the library computed.
+# The library's step is `bdlib.core.algorithms.blended_step` (`bdlib.core.variants.step` builds it from the settings).
+# We write the background and the blend ourselves, from the same noises, and compare them with what it computed.
 
 # %%
-from bdlib.core.algorithms import guided_step
+from bdlib.core.variants import step as one_step
 
 g = torch.Generator().manual_seed(SEED)  # every draw on the CPU, then moved (bdlib's randomness rule)
 eps, z, eps_bg = (torch.randn(image.shape, generator=g).to(DEVICE) for _ in range(3))
 x_k = diffusion.q_sample(image, torch.full((1,), k, device=DEVICE), eps)  # x_k = √ᾱ_k·x + √(1-ᾱ_k)·ε
-step = guided_step(world.unet, diffusion, world.clip, x_k, k, init=image, mask=mask,
-                   text_embed=world.encode_prompt(prompt).to(DEVICE), settings=settings.with_(augmentations=1),
-                   noise=z, bg_noise=eps_bg)
-fg = step["sample"]  # x_{k-1,fg}: the guided DDPM step
+text = world.encode_prompt(prompt).to(DEVICE)
+step = one_step(world, settings.with_(augmentations=1), x_k, k, x=image, m=mask, text=text, noise=z, bg_noise=eps_bg)
+fg = step.fg  # x_{k-1,fg}: the guided DDPM step
 a_prev = float(diffusion.alphas_cumprod[k - 1])
 bg = a_prev**0.5 * image + (1 - a_prev) ** 0.5 * eps_bg  # x_{k-1,bg} = √ᾱ_{k-1}·x + √(1-ᾱ_{k-1})·ε'
 blend = fg * mask + bg * (1 - mask)  # x_{k-1} = x_{k-1,fg} ⊙ m + x_{k-1,bg} ⊙ (1-m)
-float((bg - step["background"]).abs().max()), float((blend - step["blended"]).abs().max())
+float((bg - step.bg).abs().max()), float((blend - step.blend).abs().max())
 
 # %% [markdown]
 # Both differences are at the level of float rounding: the library's step is these three lines. A whole edit
 # repeats them from $k$ down to 0; `edit(..., callback=f)` hands `f` each step's record (`x_t`, `pred_x0`
-# $=\hat x_0$, `fg`, `bg`, `sample` = the blend), so we can watch the chain. Read the columns from left to right.
+# $=\hat x_0$, `fg`, `bg`, `blend`), so we can watch the chain. Read the columns from left to right.
 
 # %%
 records = []
 result = edit(world, image, mask, prompt, seed=SEED, callback=records.append)
 picks = [round(i * (len(records) - 1) / 4) for i in range(5)]
-fig = show_grid([[records[i][name][0] for i in picks] for name in ("pred_x0", "fg", "bg", "sample")],
-                titles=[[f"t = {records[i]['timestep']}" for i in picks], [], [], []],
+fig = show_grid([[getattr(records[i], name)[0] for i in picks] for name in ("pred_x0", "fg", "bg", "blend")],
+                titles=[[f"t = {records[i].timestep}" for i in picks], [], [], []],
                 row_labels=["x̂_0", "foreground", "background", "blend"], panel_inches=1.3)
 
 # %% [markdown]
@@ -263,10 +262,10 @@ table(report_rows(report, ("alg2 default", "alg2 paste once at the end", "alg2 n
 #
 # The official implementation (omriav/blended-diffusion) differs from the paper's text in several places. bdlib
 # follows the paper by default and the official code with `MethodSettings(official=True)`, which switches every
-# row that changes a result (precision stays a separate setting). The table is `bdlib.core.settings.DIFFERENCES`:
+# row that changes a result (precision stays a separate setting). The table is `bdlib.core.official.DIFFERENCES`:
 
 # %%
-from bdlib.core.settings import differences_table
+from bdlib.core.official import differences_table
 
 Markdown(differences_table())
 
@@ -278,17 +277,16 @@ Markdown(differences_table())
 # %%
 calls = []
 hook = world.unet.register_forward_hook(lambda *_: calls.append(1))
-steps = {}
+steps, passes = {}, {}
 for name, s in (("paper", settings.with_(augmentations=1)), ("official", settings.with_(augmentations=1, official=True))):
     calls.clear()
-    steps[name] = guided_step(world.unet, diffusion, world.clip, x_k, k, init=image, mask=mask,
-                              text_embed=world.encode_prompt(prompt).to(DEVICE), settings=s, noise=z, bg_noise=eps_bg)
-    steps[name]["passes"] = len(calls)
+    steps[name] = one_step(world, s, x_k, k, x=image, m=mask, text=text, noise=z, bg_noise=eps_bg)
+    passes[name] = len(calls)
 hook.remove()
 s_k = float(diffusion.sqrt_one_minus_alphas_cumprod[k])
 table([{"mode": name, "background noise std": float(diffusion.sqrt_one_minus_alphas_cumprod[k - (name == "paper")]),
         "CLIP sees": "x̂_0" if name == "paper" else f"x̂_0·{s_k:.3f} + x_t·{1 - s_k:.3f}",
-        "CLIP distance": float(out["clip_dists"][0]), "network passes": out["passes"]}
+        "CLIP distance": float(out.losses.clip_dists[0]), "network passes": passes[name]}
        for name, out in steps.items()])
 
 # %% [markdown]
@@ -308,16 +306,16 @@ table([{"mode": name, "background noise std": float(diffusion.sqrt_one_minus_alp
 #   with the same guidance and pasting the input's background once at the end gives far fewer clean objects and a
 #   colour jump at the border about twice as large (section 4's second table); without any paste the background is
 #   another picture.
-# * `official=True` reproduces the official code row by row (`bdlib.core.settings.DIFFERENCES`).
+# * `official=True` reproduces the official code row by row (`bdlib.core.official.DIFFERENCES`).
 #
 # Next: notebook 06 looks at what goes wrong at high guidance scales (adversarial results) and how the extending
 # augmentations fight it.
 #
 # ## Exercises
 #
-# 1. Remove the final paste: is `records[-1]["sample"]` already equal to the input outside the mask? Why? And with
+# 1. Remove the final paste: is `records[-1].blend` already equal to the input outside the mask? Why? And with
 #    `official=True`?
-# 2. Plot the CLIP distance of each record (`r["clip_dists"]`) along the chain. From which step on does it stop
+# 2. Plot the CLIP distance of each record (`r.losses.clip_dists`) along the chain. From which step on does it stop
 #    falling?
 # 3. With DDIM (`ddim=True`) the foreground step is deterministic given $x_t$. Is the background still exact?
 # 4. Grow the mask by 10 pixels (`edit(..., dilate=10)`): how much of the image is masked now, and what is left of
@@ -333,9 +331,9 @@ edit(world, image, mask, prompt, seed=SEED, official=True, callback=official_rec
 ddim = edit(world, image, mask, prompt, seed=SEED, ddim=True)
 dilated = edit(world, image, mask, prompt, seed=SEED, dilate=10)
 answers = {
-    "1: paper, before the paste": largest_change_outside(records[-1]["sample"]),
-    "1: official, before the paste": largest_change_outside(official_records[-1]["sample"]),
-    "2: step of the lowest CLIP distance (t)": int(min(records, key=lambda r: float(r["clip_dists"][0]))["timestep"]),
+    "1: paper, before the paste": largest_change_outside(records[-1].blend),
+    "1: official, before the paste": largest_change_outside(official_records[-1].blend),
+    "2: step of the lowest CLIP distance (t)": min(records, key=lambda r: float(r.losses.clip_dists[0])).timestep,
     "3: DDIM, after the paste": largest_change_outside(ddim.best),
     "4: mask coverage after dilate=10": float(dilated.mask.mean()),
 }
@@ -348,7 +346,7 @@ answers
 #    equals the input outside the mask (0). The official code blends with the input noised to level 0 at that step,
 #    so its last sample still differs outside the mask (the number above); only its final paste makes it exact.
 # 2. The printed timestep is where the masked CLIP distance was lowest along the chain: the late steps mostly
-#    sharpen; the plot of `[float(r["clip_dists"][0]) for r in records]` against `[r["timestep"] for r in records]`
+#    sharpen; the plot of `[float(r.losses.clip_dists[0]) for r in records]` against `[r.timestep for r in records]`
 #    shows the same.
 # 3. Yes (0 above): the blend and the paste do not depend on how the foreground step is sampled.
 # 4. The printed fraction of the image is masked (about two thirds here): the background that is left is a frame
@@ -356,10 +354,10 @@ answers
 #    (`edit` refuses a mask that covers everything).
 
 # %% tags=["checks"] jupyter={"source_hidden": true}
-assert float((blend - step["blended"]).abs().max()) < 1e-5, "§1: the library's blend is the three lines written by hand"
+assert float((blend - step.blend).abs().max()) < 1e-5, "§1: the library's blend is the three lines written by hand"
 for r in records:
-    assert torch.equal(r["sample"], r["fg"] * r["mask"] + r["bg"] * (1 - r["mask"])), "§1: the blend at every step"
-assert torch.equal(records[-1]["bg"], image), "§1: the last background is the clean input (level t-1 = -1)"
+    assert torch.equal(r.blend, r.fg * mask + r.bg * (1 - mask)), "§1: the blend at every step"
+assert torch.equal(records[-1].bg, image), "§1: the last background is the clean input (level t-1 = -1)"
 assert exact == 0.0 and drift > 0, "§2: Algorithm 2's background is exact, Algorithm 1's is not"
 for kv, r in by_k.items():
     assert largest_change_outside(r.best) == 0.0, f"§3: the background is exact for every k (k = {kv})"
@@ -378,6 +376,6 @@ assert max(kb, key=lambda kv: kb[kv]["text_match"]) > max(kb, key=lambda kv: kb[
 assert kb[max(kb)]["clean"] < kb[k]["clean"], "§3: the noisiest starts are less clean"
 assert (min(kb), max(kb, key=lambda kv: kb[kv]["fg_mean_abs"])) == (4, 14), "summary: the rise from k = 4 to 14"
 assert 0.55 < answers["4: mask coverage after dilate=10"] < 0.75, "exercise 4: about two thirds masked"
-assert (steps["paper"]["passes"], steps["official"]["passes"]) == (1, 2), "§5: one network pass against two"
+assert (passes["paper"], passes["official"]) == (1, 2), "§5: one network pass against two"
 assert answers["1: paper, before the paste"] == 0.0 and answers["1: official, before the paste"] > 0, "exercise 1"
 assert answers["3: DDIM, after the paste"] == 0.0, "exercise 3"

@@ -118,11 +118,11 @@ table(scale_rows)
 #
 # An adversarial result fools the view it was optimised for. We score each result with the guiding CLIP twice: on
 # its clean masked view (what one-view guidance pushed down) and averaged over 32 fresh warped views
-# (`bdlib.core.losses.clip_guidance_loss` with a 32-view augmentation at a fixed seed). The gap between the two is
+# (`bdlib.core.losses.d_clip` with a 32-view augmentation at a fixed seed). The gap between the two is
 # the signature of a pattern that only works from one viewpoint.
 
 # %%
-from bdlib.core.losses import clip_guidance_loss
+from bdlib.core.losses import d_clip
 
 
 def clip_views(images: torch.Tensor, n_views: int) -> torch.Tensor:
@@ -132,7 +132,7 @@ def clip_views(images: torch.Tensor, n_views: int) -> torch.Tensor:
     text = torch.cat([world.encode_prompt(t.prompt) for t in tasks]).to(DEVICE)
     augment = None if n_views == 1 else (lambda v: check(v, torch.Generator().manual_seed(1234)))
     with torch.no_grad():
-        return clip_guidance_loss(world.clip, images.to(DEVICE), masks, text, augment)[1].cpu()
+        return d_clip(world.clip, images.to(DEVICE), masks, text, augment).cpu()
 
 
 gaps = [{"scale": scale, "views": views, "clean view": float(clip_views(run.results, 1).mean()),
@@ -165,8 +165,8 @@ ranges = {}
 for clamp in (True, False):
     records = []
     result = edit(world, task.image, task.mask, task.prompt, seed=SEED, clip_denoised=clamp, callback=records.append)
-    ranges[clamp] = {"t": [r["timestep"] for r in records], "max |x̂_0|": [float(r["pred_x0"].abs().max()) for r in records],
-                     "range loss": [settings.range_scale * float(range_loss(r["pred_x0"]).sum()) for r in records],
+    ranges[clamp] = {"t": [r.timestep for r in records], "max |x̂_0|": [float(r.pred_x0.abs().max()) for r in records],
+                     "range loss": [settings.range_scale * float(range_loss(r.pred_x0).sum()) for r in records],
                      "result": result.best}
 fig, axes = plt.subplots(1, 2, figsize=(9, 2.6))
 for clamp, run in ranges.items():

@@ -11,19 +11,20 @@ import pytest
 import torch
 from PIL import Image
 
+from bdlib.core.sampling import SampleStep
 from bdlib.course.animation import GAP, HEADER, animate_chain, chain_frames, enlarge, pick_steps
 from bdlib.course.viz import to_numpy_image
 
 
-def fake_chain(steps: int = 12, batch: int = 2, size: int = 32, seed: int = 0) -> list[dict]:
-    """Records shaped like edit()'s: x_t noise shrinking towards a flat image, x̂_0 and the blend."""
+def fake_chain(steps: int = 12, batch: int = 2, size: int = 32, seed: int = 0) -> list[SampleStep]:
+    """A chain's records: x_t noise shrinking towards a flat image, x̂_0 and the step's output."""
     g = torch.Generator().manual_seed(seed)
     clean = torch.rand(batch, 3, size, size, generator=g) * 0.2 - 0.1
     records = []
     for i, t in enumerate(range(steps - 1, -1, -1)):
         level = t / max(steps - 1, 1)
         x_t = clean + level * torch.randn(batch, 3, size, size, generator=g)
-        records.append({"t": t, "timestep": 40 * t, "x_t": x_t, "pred_x0": clean + 0.01 * i, "sample": x_t * 0.9})
+        records.append(SampleStep(t, 40 * t, x_t, clean + 0.01 * i, x_t, x_t * 0.9))
     return records
 
 
@@ -48,7 +49,7 @@ def test_frames_place_each_image_pixel_for_pixel():
     assert len(frames) == 4
     height, width, channels = frames[0].shape
     assert channels == 3 and width >= 2 * 160 and height >= 2 * 160  # 32 px images drawn at x5: 160 px each
-    expected = enlarge(to_numpy_image(records[2]["pred_x0"][1]), 5)  # column 1, row 1 of frame 2
+    expected = enlarge(to_numpy_image(records[2].pred_x0[1]), 5)  # column 1, row 1 of frame 2
     top, left = HEADER + 160 + GAP, GAP + 160 + GAP
     assert np.array_equal(frames[2][top : top + 160, left : left + 160], expected), "placed without resampling"
 
@@ -77,8 +78,10 @@ def test_webp_and_save(tmp_path):
 
 def test_a_chain_of_pure_noise_stays_under_two_megabytes():
     """The worst case for compression: 30 frames of three noise images, 160 px each."""
-    records = fake_chain(steps=30, batch=1)
-    for r in records:
-        r["pred_x0"] = r["sample"] = r["x_t"] = torch.randn_like(r["x_t"])
+    g = torch.Generator().manual_seed(1)
+    records = [
+        SampleStep(r.t, r.timestep, *(torch.randn(r.x_t.shape, generator=g) for _ in range(4)))
+        for r in fake_chain(steps=30, batch=1)
+    ]
     animation = animate_chain(records)
     assert animation.frames == 30 and len(animation.data) < 2 * 1024 * 1024

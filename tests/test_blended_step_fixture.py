@@ -1,4 +1,5 @@
-"""One official guided step (tests/fixtures/blended_step) reproduced by bdlib.core.algorithms.guided_step."""
+"""One official guided step (tests/fixtures/blended_step) reproduced by bdlib: official mode (bdlib.core.official)
+and the paper's step around the same numbers (bdlib.core.algorithms), each built from the settings alone."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from bdlib.core.algorithms import guided_step
+from bdlib.core import official, variants
 from bdlib.core.diffusion import create_diffusion
 from bdlib.core.settings import MethodSettings
 from bdlib.nets.clip_adapter import normalize01
 from bdlib.nets.unet import UNetModel
+from bdlib.worlds.base import World
 
 
 class VisionOnlyClip:
@@ -51,16 +53,39 @@ class Recorder(torch.nn.Module):
         return self.unet(x, timesteps)
 
 
+def fixture_world(unet, clip) -> World:
+    """The fixture's networks as a world: the small official UNet, the stand-in CLIP, the respaced-100 chain."""
+    return World(
+        name="fixture",
+        unet=unet,
+        clip=clip,
+        image_size=32,
+        make_diffusion=lambda respacing: create_diffusion(1000, "linear", respacing),
+        defaults=MethodSettings(),
+        check_prompt=lambda prompt: None,
+    )
+
+
 def _run(fixture, case, settings):
+    """One step at the case's t, built from ``settings`` alone; returns the record, the model's calls, and what CLIP
+    saw (the official x_in mix, or x̂_0)."""
     F, unet, vit = fixture
     I, R = F["inputs"], F[case]
     model = Recorder(unet)
-    out = guided_step(
-        model, create_diffusion(1000, "linear", "100"), vit, I["x_t"], int(R["t"][0]),
-        init=I["init_image"], mask=I["mask"], text_embed=I["text_embed"], settings=settings,
-        noise=I["step_noise"], bg_noise=I["bg_noise"],
-    )  # fmt: skip
-    return F, R, out, model.calls
+    world = fixture_world(model, vit)
+    t = int(R["t"][0])
+    x, bg_noise = I["init_image"].expand(2, -1, -1, -1), I["bg_noise"].expand(2, -1, -1, -1)
+    out = variants.step(
+        world, settings, I["x_t"], t, x=x, m=I["mask"], text=I["text_embed"], noise=I["step_noise"], bg_noise=bg_noise
+    )
+    seen = out.pred_x0
+    if settings.official:
+        seen = official.clip_input(world.diffusion("100"), out.pred_x0, I["x_t"], t)
+    return F, R, out, model.calls, seen
+
+
+def _terms(out, *names):
+    return [float(out.losses.terms[name].sum()) for name in names]
 
 
 def _close(ours, ref, r):
@@ -76,70 +101,73 @@ OFFICIAL = MethodSettings(official=True, augmentations=1, guidance_scale=1000, r
 
 @pytest.mark.parametrize("case", ["case_t40", "case_t3"])
 def test_official_mode_reproduces_the_official_step(fixture, case):
-    F, R, out, calls = _run(fixture, case, OFFICIAL)
+    F, R, out, calls, seen = _run(fixture, case, OFFICIAL)
     tol = F["tolerances"]
     assert len(calls) == 2  # official: a no-grad pass for the mean and one with grad
     for call in calls:
         torch.testing.assert_close(call, R["model_timesteps"], rtol=0, atol=0)
-    _close(out["clip_input"], R["x_in"], tol["forward"])
-    _close(out["clip_dists"], R["clip_dists"], tol["forward"])
-    _scalar(out["clip_loss"], R["clip_loss"])
-    _scalar(out["range_loss"], R["range_loss"])
-    _scalar(out["loss"], R["loss"])
-    _close(out["pred_x0"], R["pmv_pred_xstart"], tol["forward"])
-    _close(out["mean"], R["pmv_mean"], tol["forward"])
-    _close(out["variance"], R["pmv_variance"], tol["forward"])
-    for key, ref in [("grad", "grad"), ("guided_mean", "guided_mean"), ("sample", "p_sample_sample")]:
-        _close(out[key], R[ref], tol["grad"])
-    _close(out["background"], R["background_stage_t"], tol["forward"])
-    _close(out["blended"], R["blended_sample"], tol["grad"])
+    _close(seen, R["x_in"], tol["forward"])
+    _close(out.losses.clip_dists, R["clip_dists"], tol["forward"])
+    clip_loss, range_loss = _terms(out, "clip", "range")
+    _scalar(clip_loss, R["clip_loss"])
+    _scalar(range_loss, R["range_loss"])
+    _scalar(out.losses.total.sum(), R["loss"])
+    _close(out.pred_x0, R["pmv_pred_xstart"], tol["forward"])
+    _close(out.mean, R["pmv_mean"], tol["forward"])
+    _close(out.variance, R["pmv_variance"], tol["forward"])
+    _close(out.grad, R["grad"], tol["grad"])
+    _close(out.mean + out.variance * out.grad, R["guided_mean"], tol["grad"])
+    _close(out.fg, R["p_sample_sample"], tol["grad"])
+    _close(out.bg, R["background_stage_t"].expand(2, -1, -1, -1), tol["forward"])
+    _close(out.blend, R["blended_sample"], tol["grad"])
 
 
 def test_official_background_is_at_t_and_paper_background_at_t_minus_1(fixture):
-    F, R, official, _ = _run(fixture, "case_t3", OFFICIAL)
-    assert (official["blended"] - R["blended_sample_if_tminus1"]).abs().max() > 0.05
-    # paper blending with the official CLIP input: only the blend level changes
-    mixed = OFFICIAL.with_(official=False)
-    F, R, paper, calls = _run(fixture, "case_t3", mixed)
+    F, R, official_step, _, _ = _run(fixture, "case_t3", OFFICIAL)
+    assert (official_step.blend - R["blended_sample_if_tminus1"]).abs().max() > 0.05
+    # the paper's step around the same numbers: only the blend level changes
+    F, R, paper, calls, _ = _run(fixture, "case_t3", OFFICIAL.with_(official=False))
     assert len(calls) == 1  # the paper's default: one network pass per step
-    _close(paper["background"], R["background_stage_tminus1"], F["tolerances"]["forward"])
+    _close(paper.bg, R["background_stage_tminus1"].expand(2, -1, -1, -1), F["tolerances"]["forward"])
     # the paper's CLIP sees x̂_0, so the guided sample differs slightly; compare the blend itself
-    expected = paper["sample"] * F["inputs"]["mask"] + R["background_stage_tminus1"] * (1 - F["inputs"]["mask"])
-    _close(paper["blended"], expected, F["tolerances"]["grad"])
+    expected = paper.fg * F["inputs"]["mask"] + R["background_stage_tminus1"] * (1 - F["inputs"]["mask"])
+    _close(paper.blend, expected, F["tolerances"]["grad"])
 
 
 def test_paper_clip_input_is_pred_x0(fixture):
     settings = OFFICIAL.with_(official=False)
-    F, R, out, _ = _run(fixture, "xstart_clip_t40", settings)
+    F, R, out, _, seen = _run(fixture, "xstart_clip_t40", settings)
     tol = F["tolerances"]
-    _close(out["clip_input"], R["x_in"], tol["forward"])
-    _close(out["clip_dists"], R["clip_dists"], tol["forward"])
-    _scalar(out["loss"], R["loss"])
-    _close(out["grad"], R["grad"], tol["grad"])
-    _close(out["guided_mean"], R["guided_mean"], tol["grad"])
+    _close(seen, R["x_in"], tol["forward"])
+    _close(out.losses.clip_dists, R["clip_dists"], tol["forward"])
+    _scalar(out.losses.total.sum(), R["loss"])
+    _close(out.grad, R["grad"], tol["grad"])
+    _close(out.mean + out.variance * out.grad, R["guided_mean"], tol["grad"])
 
 
 @pytest.mark.parametrize("case", ["bgloss_t40", "bgloss_t3"])
 def test_algorithm1_background_mse_term_from_the_switch_alone(fixture, case):
     # the official weights come from official=True itself: no λ set here (the fixture has no LPIPS network)
     settings = MethodSettings(official=True, algorithm="local", augmentations=1)
-    assert (settings.background_weight, settings.background_weight * settings.lpips_share) == (10000.0, 1000.0)
-    F, R, out, _ = _run(fixture, case, settings)
+    assert (official.OFFICIAL_LAM, official.OFFICIAL_LAM * official.OFFICIAL_LPIPS_WEIGHT) == (10000.0, 1000.0)
+    F, R, out, _, seen = _run(fixture, case, settings)
     tol = F["tolerances"]
-    assert "blended" not in out
-    _close(out["clip_input"], R["x_in"], tol["forward"])
-    _scalar(out["clip_loss"], R["clip_loss"])
-    _scalar(out["range_loss"], R["range_loss"])
-    _scalar(out["bg_mse_loss"], R["l2_loss"])
-    _scalar(out["loss"], R["loss"])
-    for key, ref in [("grad", "grad"), ("guided_mean", "guided_mean"), ("sample", "p_sample_sample")]:
-        _close(out[key], R[ref], tol["grad"])
+    assert out.bg is None and out.blend is None  # Algorithm 1: no blend
+    _close(seen, R["x_in"], tol["forward"])
+    clip_loss, range_loss, l2_loss = _terms(out, "clip", "range", "bg")
+    _scalar(clip_loss, R["clip_loss"])
+    _scalar(range_loss, R["range_loss"])
+    _scalar(l2_loss, R["l2_loss"])
+    _scalar(out.losses.total.sum(), R["loss"])
+    _close(out.grad, R["grad"], tol["grad"])
+    _close(out.mean + out.variance * out.grad, R["guided_mean"], tol["grad"])
+    _close(out.fg, R["p_sample_sample"], tol["grad"])
 
 
 @pytest.mark.parametrize("case,scale,rng", [("debug_t40_clip_only", 1000, 0), ("debug_t40_range_only", 0, 50)])
 def test_gradient_halves(fixture, case, scale, rng):
-    F, R, out, _ = _run(fixture, case, OFFICIAL.with_(guidance_scale=scale, range_scale=rng))
-    _close(out["grad"], R["grad"], F["tolerances"]["grad"])
+    F, R, out, _, _ = _run(fixture, case, OFFICIAL.with_(guidance_scale=scale, range_scale=rng))
+    _close(out.grad, R["grad"], F["tolerances"]["grad"])
 
 
 def _ddim_by_hand(fixtures_dir, R, grad, t):
@@ -161,17 +189,17 @@ def test_guided_blended_ddim_step_in_both_modes(fixture, fixtures_dir, case):
     I, R = F["inputs"], F[case]
     t = int(R["t"][0])
     tol = F["tolerances"]
-    official = OFFICIAL.with_(ddim=True)
-    paper = official.with_(official=False)
-    for settings, background in ((official, R["background_stage_t"]), (paper, R["background_stage_tminus1"])):
-        _, _, out, _ = _run(fixture, case, settings)
+    official_ddim = OFFICIAL.with_(ddim=True)
+    paper = official_ddim.with_(official=False)
+    for settings, background in ((official_ddim, R["background_stage_t"]), (paper, R["background_stage_tminus1"])):
+        _, _, out, _, _ = _run(fixture, case, settings)
         # the gradient each mode computes was checked against the fixture above; here the DDIM step around it
         expected, pred_x0 = _ddim_by_hand(fixtures_dir, {"x_t": I["x_t"], "model_output": R["model_output"]},
-                                          out["grad"], t)  # fmt: skip
-        _close(out["sample"], expected, tol["grad"])
-        _close(out["pred_x0"], pred_x0, tol["grad"])
-        _close(out["blended"], expected * I["mask"] + background * (1 - I["mask"]), tol["grad"])
+                                          out.grad, t)  # fmt: skip
+        _close(out.fg, expected, tol["grad"])
+        _close(out.pred_x0, pred_x0, tol["grad"])
+        _close(out.blend, expected * I["mask"] + background * (1 - I["mask"]), tol["grad"])
     # and the official gradient itself, through the whole DDIM step: the fixture's grad gives the same sample
-    _, _, out, _ = _run(fixture, case, official)
+    _, _, out, _, _ = _run(fixture, case, official_ddim)
     expected, _ = _ddim_by_hand(fixtures_dir, {"x_t": I["x_t"], "model_output": R["model_output"]}, R["grad"], t)
-    _close(out["sample"], expected, tol["grad"])
+    _close(out.fg, expected, tol["grad"])

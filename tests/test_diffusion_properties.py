@@ -99,11 +99,11 @@ def test_progressive_sampler_from_noised_input_starts_at_k_and_yields_each_step(
     init = torch.rand(2, 3, 8, 8) * 2 - 1
     model = ZeroEps()
     records = list(sample_progressive(model, d, init=init, start_index=74, generator=torch.Generator().manual_seed(0)))
-    assert [r["t"] for r in records] == list(range(74, -1, -1))
+    assert [r.t for r in records] == list(range(74, -1, -1))
     assert model.timesteps[0] == float(d.timestep_map[74]) == 747.0
-    assert set(records[0]) >= {"t", "x_t", "pred_x0", "sample"}
+    assert records[0].timestep == 747
     for before, after in zip(records[:-1], records[1:], strict=True):
-        assert after["x_t"] is before["sample"]
+        assert after.x_t is before.x_prev
 
 
 def test_sampler_is_reproducible_and_ddim_eta0_deterministic():
@@ -132,11 +132,11 @@ def test_sampler_applies_guidance_as_mean_shift_and_score_correction():
 
     plain, guided = first_step(), first_step(cond_fn=lambda x, t, mv: g)
     variance = float(np.exp(0.5 * np.log(d.betas[12]) + 0.5 * d.posterior_log_variance_clipped[12]))
-    torch.testing.assert_close(guided["sample"] - plain["sample"], variance * g, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(guided.x_prev - plain.x_prev, variance * g, rtol=1e-4, atol=1e-6)
     plain, guided = first_step(ddim=True), first_step(ddim=True, cond_fn=lambda x, t, mv: g)
     # ε' = ε̂ - √(1-ᾱ) g and x̂_0 = (x_t - √(1-ᾱ) ε)/√ᾱ, so x̂_0 moves by (1-ᾱ)/√ᾱ · g
     ac = d.alphas_cumprod[12]
-    moved = (guided["pred_x0"] - plain["pred_x0"]) * np.sqrt(ac) / (1 - ac)
+    moved = (guided.pred_x0 - plain.pred_x0) * np.sqrt(ac) / (1 - ac)
     torch.testing.assert_close(moved, g, rtol=1e-3, atol=1e-4)
 
 

@@ -33,8 +33,8 @@ def test_blended_edit_keeps_the_background_exactly_and_ranks(random_toy_world, e
     assert (result.images - image[None])[~keep].abs().max() > 0.05  # and the region did change
     assert torch.all(result.distances[:-1] <= result.distances[1:])
     assert sorted(result.order.tolist()) == [0, 1, 2]
-    assert [r["t"] for r in records] == list(range(6, -1, -1))
-    assert {"x_t", "pred_x0", "fg", "bg", "mask", "sample"} <= set(records[0])
+    assert [r.t for r in records] == list(range(6, -1, -1))
+    assert all(r.x_prev is r.blend for r in records)  # Algorithm 2: the next step starts from the blend
 
 
 def test_same_seed_same_result_other_seed_differs(random_toy_world, example):
@@ -106,11 +106,11 @@ def test_bf16_networks_give_close_distances_and_an_exact_background(example):
         keep = (1 - result.mask).bool().expand_as(result.images)
         assert (result.images - image[None])[keep].abs().max() == 0
     for precision in ("bf16", "bf16-clip"):
-        change = (first[precision]["clip_dists"] - first["fp32"]["clip_dists"]).abs().max()
+        change = (first[precision].losses.clip_dists - first["fp32"].losses.clip_dists).abs().max()
         assert 0 < change < 0.01  # CLIP did run in bf16, and its distances moved only at bf16's precision
     # "bf16-clip" keeps the UNet in float32: the first x̂_0 is bit-identical to fp32's; "bf16" moves it.
-    assert torch.equal(first["bf16-clip"]["pred_x0"], first["fp32"]["pred_x0"])
-    assert not torch.equal(first["bf16"]["pred_x0"], first["fp32"]["pred_x0"])
+    assert torch.equal(first["bf16-clip"].pred_x0, first["fp32"].pred_x0)
+    assert not torch.equal(first["bf16"].pred_x0, first["fp32"].pred_x0)
     with pytest.raises(ValueError, match="precision must be one of fp32, bf16, fp16, bf16-clip, fp16-clip"):
         edit(world, image, mask, "a red circle", precision="fp8")
 
@@ -135,15 +135,15 @@ def test_whole_edit_in_both_modes_ddim_and_ddpm(random_toy_world, example, offic
     result = edit(random_toy_world, image, mask, "a red circle", samples=2, seed=2, ddim=ddim, official=official,
                   callback=records.append)  # fmt: skip
     for record in records:  # the blend at every step
-        blend = record["fg"] * record["mask"] + record["bg"] * (1 - record["mask"])
-        torch.testing.assert_close(record["sample"], blend)
+        blend = record.fg * mask + record.bg * (1 - mask)
+        torch.testing.assert_close(record.blend, blend)
     last = records[-1]
     # paper: the last sample (its background is the clean input); official: x̂_0 of the last step, pasted
-    final = last["pred_x0"] if official else last["sample"]
-    expected = (final * last["mask"] + image[None] * (1 - last["mask"])).clamp(-1, 1)[result.order]
+    final = last.pred_x0 if official else last.blend
+    expected = (final * mask + image[None] * (1 - mask)).clamp(-1, 1)[result.order]
     torch.testing.assert_close(result.images, expected)
     if not ddim:  # a DDPM step at t = 0 ends at the guided mean, not at x̂_0: the two modes differ there
-        assert not torch.equal(last["pred_x0"], last["fg"])
+        assert not torch.equal(last.pred_x0, last.fg)
 
 
 # ----------------------------------------------------------------------------- bad input (issue 16)

@@ -28,9 +28,10 @@ def test_a_grid_equals_one_edit_per_value(random_toy_world, field, values, extra
         alone = edit(random_toy_world, task.image, task.mask, "a red circle", seed=5, **{field: value}, **extra)
         torch.testing.assert_close(result.images, alone.images, rtol=0, atol=1e-4)
         torch.testing.assert_close(result.distances, alone.distances, rtol=0, atol=1e-5)
-    if field == "k":  # one chain: the loop starts at the largest k, the others join it on the way
-        assert [r["t"] for r in records] == list(range(max(values), -1, -1))
-        assert [len(r["rows"]) for r in records][0] == values.count(max(values))
+    if field == "k":  # one chain per k, each from its own start
+        assert [r.t for r in records] == [t for k in values for t in range(k, -1, -1)]
+    else:  # one chain for every λ, in one batch
+        assert [r.t for r in records] == list(range(6, -1, -1)) and records[0].x_t.shape[0] == len(values)
 
 
 def test_grid_refusals(random_toy_world):

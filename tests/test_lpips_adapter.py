@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
-from bdlib.core.algorithms import _background_terms
 from bdlib.core.settings import MethodSettings
+from bdlib.core.variants import loss_for
 from bdlib.nets.lpips_adapter import background_lpips, load_lpips
 
 SIZE = 64
@@ -61,31 +63,43 @@ def lpips_by_hand(model, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return total
 
 
-def test_both_modes_against_lpips_written_by_hand(lpips_vgg) -> None:
+def _background_terms(world, x, reference, mask, settings):
+    """Algorithm 1's background terms of ``x`` (as x̂_0 and x_t: the official mix of the two is x itself)."""
+    size = x.shape[-1]
+    world = dataclasses.replace(world, image_size=size)
+    loss = loss_for(world, settings, reference.expand_as(x), mask, None, None)
+    return loss(x, x, torch.full((x.shape[0],), 10)).terms
+
+
+def test_both_modes_against_lpips_written_by_hand(lpips_vgg, random_toy_world) -> None:
     reference, mask = images(0), box_mask()  # batch 1, broadcast to the batch of x
     x = torch.cat([reference + mask * images(1), reference + 0.3 * (1 - mask) * images(2)])
     keep = 1 - mask
     paper = background_lpips(lpips_vgg, x, reference, mask)
-    official = background_lpips(lpips_vgg, x, reference, mask, official=True)
+    world = dataclasses.replace(random_toy_world, lpips=lpips_vgg)
+    settings = MethodSettings(algorithm="local", official=True, lam=10.0, lpips_weight=1.0, respacing="100")
+    official = _background_terms(world, x, reference, mask, settings)["bg_lpips"] / 10.0
     torch.testing.assert_close(paper, lpips_by_hand(lpips_vgg, x * keep, (reference * keep).expand_as(x)))
     torch.testing.assert_close(official, lpips_by_hand(lpips_vgg, x * keep, reference.expand_as(x)))
     assert paper[0] == 0.0 and paper[1] > 0.0  # paper mode: only the background counts
     assert official[0] > 0.0  # official mode: the input's region is compared with grey, a term no edit can lower
 
 
-def test_guided_step_weights_lpips_as_each_mode_says(lpips_vgg) -> None:
+def test_the_loss_weights_lpips_as_each_mode_says(lpips_vgg, random_toy_world) -> None:
     reference, mask = images(0), box_mask()
     x = reference + 0.3 * images(3, batch=2)
     keep = 1 - mask
-    paper = _background_terms(x, reference, mask, MethodSettings(algorithm="local"), lpips_vgg)
-    official = _background_terms(x, reference, mask, MethodSettings(algorithm="local", official=True), lpips_vgg)
-    by_hand_paper = lpips_by_hand(lpips_vgg, x * keep, (reference * keep).expand_as(x)).sum()
+    world = dataclasses.replace(random_toy_world, lpips=lpips_vgg)
+    paper = _background_terms(world, x, reference, mask, MethodSettings(algorithm="local", respacing="100"))
+    official = _background_terms(
+        world, x, reference, mask, MethodSettings(algorithm="local", official=True, respacing="100")
+    )
+    by_hand_paper = lpips_by_hand(lpips_vgg, x * keep, (reference * keep).expand_as(x))
     by_hand_official = lpips_by_hand(lpips_vgg, x * keep, reference.expand_as(x)).sum()
-    torch.testing.assert_close(paper["bg_lpips_loss"], 2500 * 0.4 * by_hand_paper)  # λ·w per image
-    torch.testing.assert_close(official["bg_lpips_loss"], 1000 * by_hand_official)  # lpips_sim_lambda, summed
-    mse = ((x - reference) * keep).pow(2)
-    torch.testing.assert_close(paper["bg_mse_loss"], 2500 * mse.mean(dim=(1, 2, 3)).sum())  # per image
-    torch.testing.assert_close(official["bg_mse_loss"], 10000 * (x * keep - reference).pow(2).mean())  # batch mean
+    mse = ((x - reference) * keep).pow(2).mean(dim=(1, 2, 3))
+    torch.testing.assert_close(paper["bg"].sum(), 2500 * (mse + 0.4 * by_hand_paper).sum())  # λ·(MSE + w·LPIPS)
+    torch.testing.assert_close(official["bg_lpips"].sum(), 1000 * by_hand_official)  # lpips_sim_lambda, summed
+    torch.testing.assert_close(official["bg"].sum(), 10000 * (x * keep - reference).pow(2).mean())  # batch mean
 
 
 def test_gradient_flows_to_the_background_only(lpips_vgg) -> None:

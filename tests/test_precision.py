@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bdlib.core.algorithms import guided_step
+from bdlib.core import variants
 from bdlib.core.augment import ExtendingAugmentations
 from bdlib.core.diffusion import create_diffusion
 from bdlib.core.settings import MethodSettings
 from bdlib.runtime.precision import PRECISIONS, check_precision, network_autocast
+from bdlib.worlds.base import World
 
 
 class SpyClip:
@@ -42,11 +43,14 @@ def run_step(precision: str) -> tuple[SpyClip, list[bool]]:
     mask[..., 2:6, 2:6] = 1
     augment = ExtendingAugmentations(4)
     settings = MethodSettings(respacing="10", start_index=6, precision=precision, augmentations=4, lpips_weight=0)
-    guided_step(
-        unet, create_diffusion(1000, "linear", respacing="10", learn_sigma=True), clip, x_t, 6,
-        init=torch.zeros(1, 3, 8, 8), mask=mask, text_embed=torch.randn(1, 4), settings=settings,
+    world = World(
+        name="spy", unet=unet, clip=clip, image_size=8, defaults=settings, check_prompt=lambda prompt: None,
+        make_diffusion=lambda respacing: create_diffusion(1000, "linear", respacing=respacing, learn_sigma=True),
+    )  # fmt: skip
+    variants.step(
+        world, settings, x_t, 6, x=torch.zeros(2, 3, 8, 8), m=mask, text=torch.randn(1, 4),
         noise=torch.zeros_like(x_t), bg_noise=torch.zeros_like(x_t),
-        augment=lambda views: augment(views, torch.Generator().manual_seed(2)),
+        views=lambda views: augment(views, torch.Generator().manual_seed(2)),
     )  # fmt: skip
     return clip, unet_autocast
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from bdlib.applications import removal_start_index
-from bdlib.core.algorithms import edit_progressive
+from bdlib.core import variants
 from bdlib.core.settings import MethodSettings
 from bdlib.edit import rank_distances
 from bdlib.inpaint import smooth_fill
@@ -134,11 +134,7 @@ def _run_batch(world: World, chunk: Sequence[EditTask], indices: Sequence[int], 
         text = text.repeat_interleave(n, 0).to(device)
     keys = [(i, j) for i in indices for j in range(n)]
     streams = SampleStreams(seed, keys, groups=[i for i, _ in keys], device=device)
-    *_, last = edit_progressive(
-        world.unet, world.diffusion(settings.respacing), world.guidance_clip(settings.noise_aware), init, mask, text,
-        settings, streams, lpips=world.lpips,
-    )  # fmt: skip
-    final, unpasted = last["result"], last["unpasted"]
+    final, unpasted = variants.run(world, settings, init, mask, text, streams)
     offsets = torch.arange(len(chunk), device=final.device) * n
     if has_prompt:
         plain_text = torch.cat([world.encode_prompt(t.prompt) for t in chunk]).repeat_interleave(n, 0)

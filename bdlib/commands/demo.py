@@ -56,10 +56,10 @@ def run(args: argparse.Namespace) -> int:
     diffusion = toy_diffusion(respacing=str(args.steps))
     records = list(sample_progressive(model, diffusion, (1, 3, 32, 32), generator=gen, clip_denoised=True))
     picks = [round(i * (len(records) - 1) / (len(NOISE_LEVELS) - 2)) for i in range(len(NOISE_LEVELS) - 1)]
-    chain = [records[i]["x_t"] for i in picks] + [records[-1]["sample"]]
-    chain_titles = [f"x_t, t={records[i]['timestep']}" for i in picks] + ["x_0"]
-    pred = [records[i]["pred_x0"] for i in picks] + [records[-1]["sample"]]
-    pred_titles = [f"x̂_0 at t={records[i]['timestep']}" for i in picks] + ["x_0"]
+    chain = [records[i].x_t for i in picks] + [records[-1].x_prev]
+    chain_titles = [f"x_t, t={records[i].timestep}" for i in picks] + ["x_0"]
+    pred = [records[i].pred_x0 for i in picks] + [records[-1].x_prev]
+    pred_titles = [f"x̂_0 at t={records[i].timestep}" for i in picks] + ["x_0"]
 
     fig = show_grid(
         [forward, chain, pred],

@@ -1,296 +1,277 @@
-"""Algorithms 1 and 2 of Blended Diffusion as one progressive sampler with switches.
+"""Algorithms 1 and 2 of Blended Diffusion (Avrahami, Lischinski, Fried, CVPR 2022), as the paper writes them.
 
-One guided step at respaced index ``t`` (paper, Algorithms 1-2; official ``cond_fn``/``postprocess_fn``)::
+Both start from the input ``x`` noised to level ``k`` and walk down the chain. At every step a network predicts
+``ε̂``, hence ``x̂_0``, the mean ``μ`` and the variance ``Σ`` of ``p(x_{t-1} | x_t)`` (:mod:`bdlib.core.diffusion`);
+a loss ``L`` judges ``x̂_0``, and the step's mean moves against its gradient (guided-diffusion's classifier
+guidance). The two algorithms differ in what keeps the background::
 
-    ε̂, v = UNet(x_t, t)                      → μ, Σ, x̂_0                (Diffusion.p_mean_variance)
-    L = g·D_CLIP(aug(x̂_0 ⊙ m), text) + r·range(x̂_0) [+ λ·D_bg(x̂_0, x, m)   Algorithm 1 only]
-    x_{t-1,fg} ~ N(μ - Σ·∇_{x_t} L, Σ)                                  (a DDPM step; DDIM: score correction)
-    Algorithm 2:  x_{t-1} = x_{t-1,fg} ⊙ m + q(x_{t-1} | x) ⊙ (1 - m)   (blend with the noised input)
+    Algorithm 1 (local CLIP-guided diffusion):  L = s·D_CLIP(x̂_0 ⊙ m, d) + r·range(x̂_0) + λ·D_bg(x, x̂_0, m)
+                                                x_{t-1} ~ N(μ - Σ∇L, Σ)
+    Algorithm 2 (blended diffusion):            L = s·D_CLIP(x̂_0 ⊙ m, d) + r·range(x̂_0)
+                                                x_{t-1,fg} ~ N(μ - Σ∇L, Σ)
+                                                x_{t-1,b}  ~ q(x_{t-1} | x)     (the input, noised to the same level)
+                                                x_{t-1} = x_{t-1,fg} ⊙ m + x_{t-1,b} ⊙ (1 - m)
 
-and at the end of Algorithm 2 the original background is pasted back, so it is preserved exactly.
+and Algorithm 2 ends by pasting the input's background back, so it is preserved exactly. ``D_CLIP`` is averaged
+over the extending augmentations of x̂_0 (``views``, :mod:`bdlib.core.augment`); ``range`` keeps x̂_0 in [-1, 1];
+``D_bg = MSE + w·LPIPS`` on the background (:mod:`bdlib.core.losses`). The loss is ``L`` summed over the batch, so
+the gradient each sample receives does not depend on the others.
 
-An empty prompt (``text_embed=None``) has no CLIP term and no range loss: the region is filled by the prior
-alone, as in the official code, whose ``cond_fn`` returns a zero gradient then (and, in official mode, also
-drops Algorithm 1's background loss). ``settings.gradient="pred_x0"`` takes ∇L with respect to x̂_0 instead
-of x_t, as the paper's algorithms are written: no backward pass through the UNet.
+This module is the paper path and nothing else. What the course varies is passed in: ``guide`` (which gradient:
+through the network, the default; w.r.t. x̂_0 as the algorithms are written; none for an empty prompt), ``update``
+(a DDPM step, the default, or DDIM) and ``blend`` (the blending ablations); :mod:`bdlib.core.variants` builds them
+from :class:`~bdlib.core.settings.MethodSettings`, and :mod:`bdlib.core.official` holds the official code's step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from functools import partial
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 
-from bdlib.core.augment import ExtendingAugmentations
 from bdlib.core.diffusion import Diffusion, MeanVariance
-from bdlib.core.losses import (
-    ClipLike,
-    background_mse,
-    clip_distance,
-    clip_guidance_loss,
-    official_background_mse,
-    range_loss,
-    tile_text,
-)
-from bdlib.core.sampling import resolve_start_index
-from bdlib.core.settings import MethodSettings
-from bdlib.nets.lpips_adapter import background_lpips
-from bdlib.runtime.precision import guidance_networks, network_autocast
-from bdlib.runtime.randomness import SampleStreams
+from bdlib.core.losses import ClipLike, background_mse, d_clip, range_loss
+from bdlib.core.sampling import Denoiser, at, chain
 
 
-def _detached(mv: MeanVariance) -> MeanVariance:
-    return MeanVariance(*(value.detach() for value in (mv.mean, mv.variance, mv.log_variance, mv.pred_x0, mv.eps)))
+@dataclass(frozen=True)
+class Losses:
+    """The terms of ``L`` for each sample: ``terms[name]`` is a weighted term (B,); ``clip_dists`` is D_CLIP itself."""
+
+    terms: dict[str, torch.Tensor]
+    clip_dists: torch.Tensor | None = None
+
+    @property
+    def total(self) -> torch.Tensor:
+        """``L`` per sample (B,): the sum of the terms (0 when nothing guides)."""
+        return sum(self.terms.values(), torch.zeros(()))
+
+    def detached(self) -> Losses:
+        dists = None if self.clip_dists is None else self.clip_dists.detach()
+        return Losses({name: value.detach() for name, value in self.terms.items()}, dists)
 
 
-def guided_step(
-    unet: Callable[..., torch.Tensor],
-    diffusion: Diffusion,
+#: A loss: ``(x_t, x̂_0, t) -> Losses``; the algorithms' losses read x̂_0 only, a noise-aware one reads ``x_t, t``.
+Loss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], Losses]
+#: Which gradient guides: ``(denoise, x_t, t, loss) -> (p(x_{t-1} | x_t), g = -∇L, the losses)``.
+Guide = Callable[[Denoiser, torch.Tensor, torch.Tensor, Loss], "tuple[MeanVariance, torch.Tensor, Losses]"]
+#: The reverse step with guidance ``g``: ``(diffusion, p, x_t, t, noise, g) -> (x_{t-1}, x̂_0)``.
+Update = Callable[..., "tuple[torch.Tensor, torch.Tensor]"]
+
+
+class Noise(Protocol):
+    """Where a chain's noise comes from: ``randn(shape)`` is (B, *shape), row ``i`` from sample ``i``'s own stream
+    (:class:`bdlib.runtime.randomness.SampleStreams`)."""
+
+    def randn(self, shape) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class EditStep:
+    """One step of Algorithm 1 or 2, as the callback of an edit receives it. Tensors are (B, 3, S, S)."""
+
+    t: int  # the (respaced) index of the step: k, k-1, ..., 0
+    timestep: int  # the original step it stands for (timestep_map[t])
+    x_t: torch.Tensor  # the step's input
+    pred_x0: torch.Tensor  # x̂_0, the network's guess of the clean image
+    mean: torch.Tensor  # μ of p(x_{t-1} | x_t), before guidance
+    variance: torch.Tensor  # Σ
+    grad: torch.Tensor  # g = -∇L: the guided mean is μ + Σ·g
+    losses: Losses  # the terms of L
+    fg: torch.Tensor  # x_{t-1,fg}: the guided step (Algorithm 1's x_{t-1})
+    bg: torch.Tensor | None = None  # x_{t-1,b}: the input noised to the level of x_{t-1} (Algorithm 2)
+    blend: torch.Tensor | None = None  # x_{t-1} = x_{t-1,fg} ⊙ m + x_{t-1,b} ⊙ (1 - m) (Algorithm 2)
+    extra: dict = field(default_factory=dict)  # what a variant adds (the official code's CLIP input, ...)
+
+    @property
+    def x_prev(self) -> torch.Tensor:
+        """x_{t-1}, the next step's input: the blend (Algorithm 2) or the guided step (Algorithm 1)."""
+        return self.fg if self.blend is None else self.blend
+
+
+# ------------------------------------------------------------------------------------------------ the losses
+def blended_loss(
     clip: ClipLike,
-    x_t: torch.Tensor,
-    index: int,
+    text: torch.Tensor,
+    m: torch.Tensor,
+    views=None,
     *,
-    init: torch.Tensor,
-    mask: torch.Tensor,
-    text_embed: torch.Tensor | None,
-    settings: MethodSettings,
-    noise: torch.Tensor,
-    bg_noise: torch.Tensor | None = None,
-    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    lpips: Callable[..., torch.Tensor] | None = None,
-    background_weights: torch.Tensor | None = None,
-) -> dict[str, Any]:
-    """One guided reverse step at respaced index ``index`` for a batch that shares it.
+    s: float = 1000.0,
+    r: float = 50.0,
+    distance: str = "spherical",
+) -> Loss:
+    """Algorithm 2's ``L = s·D_CLIP(x̂_0 ⊙ m, d) + r·range(x̂_0)`` (``views``: the extending augmentations)."""
 
-    Returns the intermediates (``pred_x0``, ``clip_input``, ``clip_dists``, the loss terms, ``grad`` =
-    ``-∇ L``, ``mean``, ``sample`` = x_{t-1,fg}) and, for Algorithm 2, ``background`` and ``blended``.
-    ``text_embed=None`` is the empty prompt: no CLIP term (``clip_dists`` are NaN). ``background_weights``
-    (B,) gives each image its own λ, as if it were alone in its edit (a grid of λ values in one batch).
-    """
-    batch = x_t.shape[0]
-    t = torch.full((batch,), index, dtype=torch.long, device=x_t.device)
-    timesteps = diffusion.model_timesteps(t)
-    device, precision = x_t.device, settings.precision
-    clip, lpips = guidance_networks(clip, lpips, device, precision)  # only the networks in low precision
-    has_prompt = text_embed is not None
-    guided = has_prompt or (settings.algorithm == "local" and not settings.official)
+    def loss(x_t: torch.Tensor, pred_x0: torch.Tensor, t: torch.Tensor) -> Losses:
+        dists = d_clip(clip, pred_x0, m, text, views, distance)  # D_CLIP(x̂_0 ⊙ m, d), (B,)
+        return Losses({"clip": s * dists, "range": r * range_loss(pred_x0)}, dists)
 
-    def model_output(x_in: torch.Tensor) -> MeanVariance:
-        with network_autocast(device, precision, "unet"):
-            out = unet(x_in, timesteps).float()  # the head is float32 already; a custom UNet may not be
-        return diffusion.p_mean_variance(out, x_in, t, settings.clamps_pred_x0)
+    return loss
 
-    terms: dict[str, torch.Tensor] = {}
-    dists = torch.full((batch,), float("nan"), device=device)
-    through_unet = guided and settings.gradient == "x_t" and not settings.noise_aware
+
+def background_loss(x: torch.Tensor, m: torch.Tensor, lam, lpips=None, w: float = 0.0) -> Loss:
+    """Algorithm 1's ``λ·D_bg(x, x̂_0, m)``, ``D_bg = MSE + w·LPIPS`` of x̂_0 against x on the background ``1 - m``.
+    ``lam`` is a number or one λ per sample (B,); LPIPS only where a network is given."""
+
+    def loss(x_t: torch.Tensor, pred_x0: torch.Tensor, t: torch.Tensor) -> Losses:
+        d_bg = background_mse(pred_x0, x, m)  # ‖(x̂_0 - x) ⊙ (1-m)‖² / P, (B,)
+        if lpips is not None:
+            d_bg = d_bg + w * lpips(pred_x0, x, m)  # + w·LPIPS(x̂_0 ⊙ (1-m), x ⊙ (1-m))
+        return Losses({"bg": lam * d_bg})
+
+    return loss
+
+
+def local_loss(clip_loss: Loss, bg_loss: Loss) -> Loss:
+    """Algorithm 1's ``L``: Algorithm 2's terms plus ``λ·D_bg``."""
+
+    def loss(x_t: torch.Tensor, pred_x0: torch.Tensor, t: torch.Tensor) -> Losses:
+        clip, bg = clip_loss(x_t, pred_x0, t), bg_loss(x_t, pred_x0, t)
+        return Losses({**clip.terms, **bg.terms}, clip.clip_dists)
+
+    return loss
+
+
+# ------------------------------------------------------------------------------------------------ one step
+def guidance(denoise: Denoiser, x_t: torch.Tensor, t: torch.Tensor, loss: Loss):
+    """``p(x_{t-1} | x_t)`` and ``g = -∇_{x_t} L``, through the network (guided-diffusion's ``cond_fn``)."""
     with torch.enable_grad():
-        x = x_t.detach().requires_grad_(through_unet or settings.noise_aware)
-        if through_unet:
-            mv = model_output(x)
-            pred_x0 = mv.pred_x0
-        else:
-            with torch.no_grad():
-                mv = model_output(x_t)
-            pred_x0 = mv.pred_x0.detach().requires_grad_(guided and not settings.noise_aware)
-        leaf = x if (through_unet or settings.noise_aware) else pred_x0
-        clip_input = pred_x0
-        if settings.noise_aware and has_prompt:
-            clip_input = x
-            clip_sum, dists = _noise_aware_clip_loss(clip, x, timesteps, mask, text_embed, augment, settings)
-            terms["clip_loss"] = settings.guidance_scale * clip_sum
-        elif guided:
-            if settings.clip_sees_mix:  # official: x_in = x̂_0·s + x_t·(1-s), s = √(1-ᾱ_t) (respaced)
-                fac = float(diffusion.sqrt_one_minus_alphas_cumprod[index])
-                clip_input = pred_x0 * fac + x * (1 - fac)
-            if has_prompt:
-                clip_sum, dists = clip_guidance_loss(clip, clip_input, mask, text_embed, augment, settings.distance)
-                terms["clip_loss"] = settings.guidance_scale * clip_sum
-                if settings.range_scale:
-                    terms["range_loss"] = settings.range_scale * range_loss(pred_x0).sum()
-            if settings.algorithm == "local":
-                terms.update(_background_terms(clip_input, init, mask, settings, lpips, background_weights))
-        if terms:
-            loss = sum(terms.values())
-            (grad,) = torch.autograd.grad(loss, leaf)
-            grad = -grad
-        else:  # the empty prompt: nothing guides
-            loss = torch.zeros((), device=device)
-            grad = torch.zeros_like(x_t)
-    if settings.two_pass and through_unet:  # the official code's separate no-grad pass
-        with torch.no_grad():
-            mv = model_output(x_t)
-    mv = _detached(mv)
+        x = x_t.detach().requires_grad_()
+        out = denoise(x, t)  # ε̂, v = UNet(x_t, t) → μ, Σ, x̂_0
+        losses = loss(x, out.pred_x0, t)  # L(x̂_0)
+        (grad,) = torch.autograd.grad(losses.total.sum(), x)  # ∇_{x_t} L, through x̂_0 and the UNet
+    return out.detached(), -grad, losses.detached()
+
+
+def unguided(denoise: Denoiser, x_t: torch.Tensor, t: torch.Tensor, loss=None):
+    """No guidance (an empty prompt in Algorithm 2): ``p(x_{t-1} | x_t)`` and ``g = 0``; the prior fills the region."""
     with torch.no_grad():
-        if settings.ddim:
-            sample, pred_x0 = diffusion.ddim_step(mv, x_t, t, noise, eta=settings.eta, grad=grad)
-        else:
-            sample, pred_x0 = diffusion.ddpm_step(mv, t, noise, grad=grad), mv.pred_x0
-    out: dict[str, Any] = {
-        "t": index,
-        "pred_x0": pred_x0,
-        "clip_input": clip_input.detach(),
-        "clip_dists": dists.detach(),
-        "loss": loss.detach(),  # tensors, not floats: no host-device sync inside the sampling loop
-        **{name: value.detach() for name, value in terms.items()},
-        "grad": grad,
-        "mean": mv.mean,
-        "variance": mv.variance,
-        "guided_mean": Diffusion.guided_mean(mv, grad),
-        "sample": sample,
-    }
-    if settings.algorithm == "blended":
-        out["background"] = _noised_background(diffusion, init, index, bg_noise, settings)
-        out["blended"] = sample * mask + out["background"] * (1 - mask)
-    return out
+        out = denoise(x_t, t)
+    return out, torch.zeros_like(x_t), Losses({})
 
 
-def _noise_aware_clip_loss(clip, x, timesteps, mask, text_embed, augment, settings):
-    """CLIP distance of a noise-aware CLIP that reads ``(x_t ⊙ m, t)``: the gradient skips the UNet."""
-    batch = x.shape[0]
-    pooled = torch.nn.functional.adaptive_avg_pool2d(x * mask, clip.input_resolution)
-    views = pooled if augment is None else augment(pooled)
-    copies = views.shape[0] // batch
-    embeds = clip.encode_pixels(clip.normalize(views.add(1).div(2)), timesteps.repeat(copies)).float()
-    dists = clip_distance(embeds, tile_text(text_embed, copies), settings.distance).view(-1, batch).mean(dim=0)
-    return dists.sum(), dists
+def ddpm_update(diffusion: Diffusion, out: MeanVariance, x_t, t, noise, grad):
+    """``x_{t-1} ~ N(μ + Σ·g, Σ)``: the guided mean plus ``σ_t·z`` (no noise at t = 0); x̂_0 unchanged."""
+    return diffusion.ddpm_step(out, t, noise, grad=grad), out.pred_x0
 
 
-def _background_terms(x, init, mask, settings: MethodSettings, lpips, weights=None) -> dict[str, torch.Tensor]:
-    """Algorithm 1's ``λ·D_bg``: MSE (+ weighted LPIPS) between the background of x and of the input. ``weights``
-    (B,): one λ per image, each weighted as in an edit of its own (batch 1)."""
-    if weights is not None:
-        if settings.official:  # the official mean over one image's elements, against the full input
-            mse = (x * (1 - mask) - init).pow(2).mean(dim=(1, 2, 3))
-        else:
-            mse = background_mse(x, init, mask)
-        terms = {"bg_mse_loss": (weights * mse).sum()}
-        if settings.lpips_share and lpips is not None:
-            value = weights * background_lpips(lpips, x, init, mask, settings.official)
-            terms["bg_lpips_loss"] = settings.lpips_share * value.sum()
-        return terms
-    lam = settings.background_weight
-    if settings.official:  # λ on the mean over the whole batch: λ/B per image (image_editor.py:204-208)
-        terms = {"bg_mse_loss": lam * official_background_mse(x, init, mask)}
-    else:
-        terms = {"bg_mse_loss": lam * background_mse(x, init, mask).sum()}
-    if settings.lpips_share and lpips is not None:
-        value = background_lpips(lpips, x, init, mask, settings.official).sum()
-        terms["bg_lpips_loss"] = lam * settings.lpips_share * value
-    return terms
-
-
-def _noised_background(diffusion, init, index, bg_noise, settings) -> torch.Tensor:
-    """The input noised to the level of the blend: t (official) or t-1 (paper; the clean input at t = 0)."""
-    level = index if settings.background_at_t else index - 1
+def noised_input(diffusion: Diffusion, x: torch.Tensor, level: int, noise: torch.Tensor) -> torch.Tensor:
+    """``q(x_level | x) = √ᾱ_level·x + √(1-ᾱ_level)·ε``; below level 0, the clean input itself."""
     if level < 0:
-        return init.clone()
-    t = torch.full((init.shape[0],), level, dtype=torch.long, device=init.device)
-    if bg_noise is None:
-        raise ValueError("bg_noise is required for blended diffusion: the noise that takes the input to level t")
-    noise = bg_noise if bg_noise.shape[0] == init.shape[0] else bg_noise[:1].expand_as(init)
-    return diffusion.q_sample(init, t, noise)
+        return x.clone()
+    return diffusion.q_sample(x, at(level, x), noise)
 
 
+def blend_images(fg: torch.Tensor, bg: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """``fg ⊙ m + bg ⊙ (1 - m)``."""
+    return fg * m + bg * (1 - m)
 
-def edit_progressive(
-    unet: Callable[..., torch.Tensor],
+
+def blended_step(
+    denoise: Denoiser,
     diffusion: Diffusion,
-    clip: ClipLike,
-    init: torch.Tensor,
-    mask: torch.Tensor,
-    text_embed: torch.Tensor | None,
-    settings: MethodSettings,
-    streams: SampleStreams,
+    x_t: torch.Tensor,
+    t: int,
     *,
-    lpips: Callable[..., torch.Tensor] | None = None,
-    start_indices: Sequence[int] | None = None,
-    background_weights: Sequence[float] | None = None,
-) -> Iterator[dict[str, Any]]:
-    """Run Algorithm 1 or 2 from ``x_k = q(x_k | init)`` down to ``t = 0``, yielding a record per step.
+    x: torch.Tensor,
+    m: torch.Tensor,
+    loss: Loss,
+    noise: torch.Tensor,
+    bg_noise: torch.Tensor,
+    guide: Guide = guidance,
+    update: Update = ddpm_update,
+    blend=blend_images,
+) -> EditStep:
+    """One step of Algorithm 2 at index ``t``: a guided step for the foreground, blended with the noised input."""
+    ts = at(t, x_t)
+    # μ, Σ ← μ_θ(x_t), Σ_θ(x_t);  x̂_0 from ε̂;  L = s·D_CLIP(x̂_0 ⊙ m, d) + r·range(x̂_0);  g = -∇L
+    out, grad, losses = guide(denoise, x_t, ts, loss)
+    # x_{t-1,fg} ~ N(μ + Σ·g, Σ)
+    fg, pred_x0 = update(diffusion, out, x_t, ts, noise, grad)
+    # x_{t-1,b} ~ q(x_{t-1} | x): the input noised to the level of x_{t-1} (at t = 0: the input itself)
+    bg = noised_input(diffusion, x, t - 1, bg_noise)
+    # x_{t-1} = x_{t-1,fg} ⊙ m + x_{t-1,b} ⊙ (1 - m)
+    x_prev = blend(fg, bg, m)
+    return EditStep(
+        t, int(diffusion.timestep_map[t]), x_t, pred_x0, out.mean, out.variance, grad, losses, fg, bg, x_prev
+    )
 
-    The batch has one sample per stream of ``streams`` (sample ``i`` draws all its noise from its own stream,
-    :mod:`bdlib.runtime.randomness`). Each record holds ``t``, ``x_t`` (the step's input), ``pred_x0``, ``fg`` (the
-    guided sample), ``bg`` (the noised input, Algorithm 2), ``mask`` and ``sample`` (what the next step starts
-    from). The last record also has ``unpasted``, the last sample (official mode: the last x̂_0), and ``result``:
-    the same with the input's background pasted back exactly for Algorithm 2.
 
-    A grid of edits in one batch: ``start_indices`` gives each sample its own k (a sample waits, and draws nothing,
-    until the chain reaches its k; the records of those steps hold only the ``rows`` that ran) and
-    ``background_weights`` its own λ (Algorithm 1).
-    """
-    batch = len(streams)
-    starts = list(start_indices) if start_indices is not None else [settings.start_index] * batch
-    if len(starts) != batch:
-        raise ValueError(f"{len(starts)} start indices for {batch} samples")
-    k = max(resolve_start_index(diffusion, start, has_init=True) for start in starts)
-    if init.shape[0] not in (1, batch):
-        raise ValueError(f"init holds {init.shape[0]} images but there are {batch} sample streams: pass 1 or {batch}")
-    shape = (batch, *init.shape[1:])
-    per_sample = shape[1:]
-    device = init.device
-    init_b = init.expand(shape) if init.shape[0] == 1 else init
-    weights = None if background_weights is None else torch.tensor(background_weights, device=device).float()
-    augmentations = ExtendingAugmentations(settings.augmentations, official=settings.official)
-    start = torch.tensor(starts, dtype=torch.long, device=device)
-    x = diffusion.q_sample(init_b, start, streams.randn(per_sample))
-    for index in range(k, -1, -1):
-        rows = [i for i, s in enumerate(starts) if s >= index]  # the samples whose chain has started
-        part = _Rows(rows, batch, device)
-        active = streams if part.whole else streams.subset(rows)
-        noise = active.randn(per_sample)
-        bg_noise = None
-        if settings.algorithm == "blended":  # the official code shares one background noise across the batch
-            draw = active.randn_shared if settings.shared_background_noise else active.randn
-            bg_noise = draw(per_sample)
-        augment_fn = None if settings.augmentations == 1 else partial(augmentations, randomness=active)
-        step = guided_step(
-            unet, diffusion, clip, part.take(x), index, init=part.take(init_b), mask=part.take(mask),
-            text_embed=part.take(text_embed), settings=settings, noise=noise, bg_noise=bg_noise, augment=augment_fn,
-            lpips=lpips, background_weights=part.take(weights),
+def local_step(
+    denoise: Denoiser,
+    diffusion: Diffusion,
+    x_t: torch.Tensor,
+    t: int,
+    *,
+    loss: Loss,
+    noise: torch.Tensor,
+    guide: Guide = guidance,
+    update: Update = ddpm_update,
+) -> EditStep:
+    """One step of Algorithm 1 at index ``t``: a guided step whose loss also asks for the input's background."""
+    ts = at(t, x_t)
+    # μ, Σ ← μ_θ(x_t), Σ_θ(x_t);  x̂_0 from ε̂;  L = s·D_CLIP + r·range + λ·D_bg(x, x̂_0, m);  g = -∇L
+    out, grad, losses = guide(denoise, x_t, ts, loss)
+    # x_{t-1} ~ N(μ + Σ·g, Σ)
+    x_prev, pred_x0 = update(diffusion, out, x_t, ts, noise, grad)
+    return EditStep(t, int(diffusion.timestep_map[t]), x_t, pred_x0, out.mean, out.variance, grad, losses, x_prev)
+
+
+# ------------------------------------------------------------------------------------------------ the loops
+def blended_diffusion(
+    denoise: Denoiser,
+    diffusion: Diffusion,
+    x: torch.Tensor,
+    m: torch.Tensor,
+    k: int,
+    loss: Loss,
+    noise: Noise,
+    *,
+    callback=None,
+    **step_options,
+) -> torch.Tensor:
+    """Algorithm 2: edit the region ``m`` of ``x`` (B, 3, S, S); returns x_0 with the input's background."""
+    shape = x.shape[1:]
+    # x_k ~ N(√ᾱ_k x, (1-ᾱ_k) I)
+    x_k = diffusion.q_sample(x, at(k, x), noise.randn(shape))
+
+    def step(x_t: torch.Tensor, t: int) -> EditStep:
+        step_noise, bg_noise = noise.randn(shape), noise.randn(shape)
+        return blended_step(
+            denoise, diffusion, x_t, t, x=x, m=m, loss=loss, noise=step_noise, bg_noise=bg_noise, **step_options
         )
-        each_step = settings.algorithm == "blended" and settings.blending == "each step"
-        nxt = part.put(x, step["blended"] if each_step else step["sample"])
-        record = {
-            "t": index,
-            "timestep": int(diffusion.timestep_map[index]),
-            "rows": rows,
-            "x_t": part.take(x),
-            "pred_x0": step["pred_x0"],
-            "fg": step["sample"],
-            "bg": step.get("background"),
-            "mask": part.take(mask),
-            "sample": part.take(nxt),
-            "clip_dists": step["clip_dists"],
-            "loss": step["loss"],
-        }
-        if index == 0:
-            final = step["pred_x0"] if settings.result_from_pred_x0 else nxt
-            record["unpasted"] = final  # the chain's own result, before the final paste
-            pasted = settings.algorithm == "blended" and settings.blending != "none"
-            record["result"] = final * mask + init_b * (1 - mask) if pasted else final
-        yield record
-        x = nxt
+
+    # for t = k, ..., 0: a guided foreground, blended with the noised input (blended_step)
+    for record in chain(x_k, k, step):
+        if callback is not None:
+            callback(record)
+    # x_0 ⊙ m + x ⊙ (1 - m): the input's background, exactly
+    return blend_images(record.blend, x, m)
 
 
-class _Rows:
-    """The rows of a batch that take part in a step: all of them (the tensors pass through untouched), or some."""
+def local_diffusion(
+    denoise: Denoiser,
+    diffusion: Diffusion,
+    x: torch.Tensor,
+    k: int,
+    loss: Loss,
+    noise: Noise,
+    *,
+    callback=None,
+    **step_options,
+) -> torch.Tensor:
+    """Algorithm 1: a guided chain from ``x`` noised to level ``k``; returns its x_0 (the background is not exact)."""
+    shape = x.shape[1:]
+    # x_k ~ N(√ᾱ_k x, (1-ᾱ_k) I)
+    x_k = diffusion.q_sample(x, at(k, x), noise.randn(shape))
 
-    def __init__(self, rows: list[int], batch: int, device: torch.device) -> None:
-        self.whole = len(rows) == batch
-        self.index = None if self.whole else torch.tensor(rows, dtype=torch.long, device=device)
+    def step(x_t: torch.Tensor, t: int) -> EditStep:
+        return local_step(denoise, diffusion, x_t, t, loss=loss, noise=noise.randn(shape), **step_options)
 
-    def take(self, value: torch.Tensor | None) -> torch.Tensor | None:
-        """The rows of a per-sample tensor (tensors with one row, shared by all samples, pass unchanged)."""
-        if self.whole or value is None or value.shape[0] == 1:
-            return value
-        return value[self.index]
-
-    def put(self, full: torch.Tensor, part: torch.Tensor) -> torch.Tensor:
-        """``full`` with the rows of ``part`` written in."""
-        if self.whole:
-            return part
-        out = full.clone()
-        out[self.index] = part
-        return out
+    # for t = k, ..., 0: x_{t-1} ~ N(μ + Σ·g, Σ) (local_step)
+    for record in chain(x_k, k, step):
+        if callback is not None:
+            callback(record)
+    return record.fg

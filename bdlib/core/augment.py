@@ -6,12 +6,10 @@ one clean copy plus ``N - 1`` copies through kornia's ``RandomAffine(15°, trans
 ``RandomPerspective(0.7, p 0.7)``, ``N = 8``.
 
 Here both transforms of a copy are composed into one homography and applied with a single
-``kornia.geometry.transform.warp_perspective`` call for the whole batch (border padding). ``official=True``
-applies them as the official code does: the affine warp with border padding, then the perspective warp with
-zero padding (kornia's ``RandomPerspective`` default), two interpolations, kornia's default
-``align_corners=False``. Every random number is drawn on
-the CPU from the caller's generator, or from each sample's own stream (:class:`bdlib.runtime.randomness.SampleStreams`),
-so a seed fixes the views on every device.
+``kornia.geometry.transform.warp_perspective`` call for the whole batch (border padding), and the shift goes both
+ways (the official warps, kornia's two modules with their quirk of never shifting sideways, are in
+:mod:`bdlib.core.official`). Every random number is drawn on the CPU from the caller's generator, or from each
+sample's own stream (:class:`bdlib.runtime.randomness.SampleStreams`), so a seed fixes the views on every device.
 """
 
 from __future__ import annotations
@@ -37,14 +35,12 @@ class ExtendingAugmentations:
         p_affine: float = 0.7,
         distortion: float = 0.7,
         p_perspective: float = 0.7,
-        official: bool = False,
     ) -> None:
         if not isinstance(num, int) or num < 1:
             raise ValueError(f"the number of augmentations must be an integer >= 1 (1 = no augmentation), got {num!r}")
         self.num = num
         self.degrees, self.translate, self.p_affine = degrees, translate, p_affine
         self.distortion, self.p_perspective = distortion, p_perspective
-        self.official = official
 
     def maps(self, params: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The affine and the perspective 3x3 maps ``(count, 3, 3)`` (pixel coordinates of a ``size``² image) from
@@ -88,10 +84,6 @@ class ExtendingAugmentations:
             params = torch.rand(copies * batch, PARAMS_PER_VIEW, generator=randomness, dtype=torch.float64)
         affine, perspective = (m.to(images.device, images.dtype) for m in self.maps(params, height))
         warped = images.repeat(copies, 1, 1, 1)  # (N-1)·B, copy-major
-        if self.official:  # two warps, as kornia's RandomAffine(padding "border") then RandomPerspective (zeros)
-            warped = warp_perspective(warped, affine, (height, width), padding_mode="border", align_corners=False)
-            warped = warp_perspective(warped, perspective, (height, width), padding_mode="zeros", align_corners=False)
-        else:
-            warped = warp_perspective(warped, perspective @ affine, (height, width), padding_mode="border",
-                                      align_corners=True)
+        warped = warp_perspective(warped, perspective @ affine, (height, width), padding_mode="border",
+                                  align_corners=True)  # fmt: skip
         return torch.cat([images, warped], dim=0)  # (N·B, C, S, S)

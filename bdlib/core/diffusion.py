@@ -38,6 +38,11 @@ class MeanVariance:
     pred_x0: torch.Tensor  # (B, C, H, W)  x̂_0
     eps: torch.Tensor  # (B, C, H, W)  ε̂ as the network predicted it
 
+    def detached(self) -> MeanVariance:
+        """The same Gaussian, cut from the autograd graph."""
+        return MeanVariance(*(value.detach() for value in (self.mean, self.variance, self.log_variance,
+                                                            self.pred_x0, self.eps)))  # fmt: skip
+
 
 class Diffusion:
     """A (possibly respaced) Gaussian diffusion over ``num_steps`` steps.

@@ -5,8 +5,10 @@ Paper, section 4.1 (Algorithm 1)::
     L = D_CLIP(x̂_0 ⊙ m, text) + λ · D_bg(x, x̂_0, m)          D_bg = MSE + LPIPS on the background (1 - m)
 
 The CLIP distance is the squared spherical (great-circle) distance between normalized embeddings, as in
-the official code: ``d(a, b) = 2 · arcsin(‖â - b̂‖ / 2)²``. Losses are **summed over the batch**, so the
-gradient that sample ``i`` receives does not depend on the batch size.
+the official code: ``d(a, b) = 2 · arcsin(‖â - b̂‖ / 2)²``; the paper's cosine distance ``1 - cos θ`` is the other
+choice (both ≈ θ²/2 for small angles). Every function here returns one value per sample (B,); the algorithms
+(:mod:`bdlib.core.algorithms`) weigh the terms and sum them over the batch, so the gradient that sample ``i``
+receives does not depend on the other samples.
 """
 
 from __future__ import annotations
@@ -67,27 +69,26 @@ def masked_clip_pixels(clip: ClipLike, images: torch.Tensor, mask: torch.Tensor)
     return clip.normalize(pooled.add(1).div(2))
 
 
-def clip_guidance_loss(
+def d_clip(
     clip: ClipLike,
     images: torch.Tensor,
     mask: torch.Tensor,
     text_embed: torch.Tensor,
-    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    views: Callable[[torch.Tensor], torch.Tensor] | None = None,
     distance: str = "spherical",
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``Σ_i mean_n d(CLIP(aug_n(x_i ⊙ m)), text)`` and the per-sample distances ``(B,)``.
+) -> torch.Tensor:
+    """``D_CLIP(x ⊙ m, d)`` per sample (B,): the distance of CLIP's view of the masked region to the prompt,
+    averaged over the ``views`` of the region (the extending augmentations of section 4.2).
 
-    ``augment`` maps ``(B, 3, R, R)`` to ``(N·B, 3, R, R)`` laid out copy-major (``[copy][sample]``),
-    the first copy clean (the extending augmentations of section 4.2). ``text_embed`` is (1, D) for one
-    prompt or (B, D) for one prompt per image.
+    ``views`` maps ``(B, 3, R, R)`` to ``(N·B, 3, R, R)`` laid out copy-major (``[copy][sample]``), the first copy
+    clean. ``text_embed`` is (1, D) for one prompt or (B, D) for one prompt per image.
     """
     batch = images.shape[0]
     pooled = F.adaptive_avg_pool2d(images * mask, clip.input_resolution)  # (B, 3, R, R)
-    views = pooled if augment is None else augment(pooled)  # (N·B, 3, R, R)
-    embeds = clip.encode_pixels(clip.normalize(views.add(1).div(2))).float()  # (N·B, D)
-    dists = clip_distance(embeds, tile_text(text_embed, views.shape[0] // batch), distance).view(-1, batch)  # (N, B)
-    per_sample = dists.mean(dim=0)  # (B,)
-    return per_sample.sum(), per_sample
+    copies = pooled if views is None else views(pooled)  # (N·B, 3, R, R)
+    embeds = clip.encode_pixels(clip.normalize(copies.add(1).div(2))).float()  # (N·B, D)
+    dists = clip_distance(embeds, tile_text(text_embed, copies.shape[0] // batch), distance).view(-1, batch)  # (N, B)
+    return dists.mean(dim=0)  # (B,)
 
 
 def tile_text(text_embed: torch.Tensor, copies: int) -> torch.Tensor:
@@ -98,12 +99,3 @@ def tile_text(text_embed: torch.Tensor, copies: int) -> torch.Tensor:
 def background_mse(images: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per-image mean of ``((x - x_ref) ⊙ (1 - m))²``: the MSE half of ``D_bg``."""
     return ((images - reference) * (1 - mask)).pow(2).mean(dim=(1, 2, 3))
-
-
-def official_background_mse(images: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The official code's L2 term: ``mse(x ⊙ (1-m), x_ref)`` averaged over *all* ``B·3·H·W`` elements.
-
-    Its target is the full reference (the masked region adds a constant that does not change the
-    gradient), and its mean over the batch gives each image an effective weight ``λ / B``.
-    """
-    return F.mse_loss(images * (1 - mask), reference.expand_as(images))

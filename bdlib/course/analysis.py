@@ -20,29 +20,29 @@ from __future__ import annotations
 
 import torch
 
-from bdlib.core.algorithms import guided_step
+from bdlib.core.algorithms import EditStep, local_step
 from bdlib.core.losses import background_mse
+from bdlib.core.sampling import at
 from bdlib.core.settings import MethodSettings
+from bdlib.core.variants import denoiser_for, loss_for
 from bdlib.worlds.base import World
 
 
 def _pred_x0(world: World, settings: MethodSettings, x_t: torch.Tensor, index: int) -> torch.Tensor:
-    diffusion = world.diffusion(settings.respacing)
-    t = torch.full((x_t.shape[0],), index, device=x_t.device)
+    denoise, _ = denoiser_for(world, settings)
     with torch.no_grad():
-        return diffusion.denoise(world.unet, x_t, t, settings.clamps_pred_x0).pred_x0
+        return denoise(x_t, at(index, x_t)).pred_x0
 
 
 def _background_step(
     world: World, settings: MethodSettings, image: torch.Tensor, mask: torch.Tensor, x_t: torch.Tensor, index: int,
     lam: float,
-) -> dict:
+) -> EditStep:
     """One noiseless Algorithm 1 step at ``index`` guided by ``λ·D_bg`` alone (no CLIP or range term, one view)."""
-    step_settings = settings.with_(algorithm="local", lam=lam, guidance_scale=0.0, range_scale=0.0, augmentations=1)
-    return guided_step(
-        world.unet, world.diffusion(settings.respacing), world.clip, x_t, index, init=image, mask=mask,
-        text_embed=None, settings=step_settings, noise=torch.zeros_like(x_t), lpips=world.lpips,
-    )
+    local = settings.with_(algorithm="local", lam=lam)
+    denoise, diffusion = denoiser_for(world, local)
+    loss = loss_for(world, local, image, mask, None, None)  # no prompt: the background term alone
+    return local_step(denoise, diffusion, x_t, index, loss=loss, noise=torch.zeros_like(x_t))
 
 
 def naive_lambda_bound(world: World, settings: MethodSettings, index: int) -> float:
@@ -66,7 +66,7 @@ def background_step_ratio(
     noise): below 1 the step pulls the background towards the input, above 1 it overshoots."""
     before = float(background_mse(_pred_x0(world, settings, x_t, index), image, mask).mean())
     out = _background_step(world, settings, image, mask, x_t, index, lam)
-    moved = x_t + out["variance"] * out["grad"]
+    moved = x_t + out.variance * out.grad
     return float(background_mse(_pred_x0(world, settings, moved, index), image, mask).mean()) / before
 
 
@@ -111,4 +111,4 @@ def background_gradient(
     world: World, settings: MethodSettings, image: torch.Tensor, mask: torch.Tensor, x_t: torch.Tensor, index: int
 ) -> torch.Tensor:
     """``-∇_{x_t} D_bg`` of one step (λ = 1, no CLIP term): the direction in which the background term moves x_t."""
-    return _background_step(world, settings, image, mask, x_t, index, 1.0)["grad"]
+    return _background_step(world, settings, image, mask, x_t, index, 1.0).grad

@@ -1,10 +1,11 @@
 """Animated pictures of a diffusion chain: ``x_t``, ``x̂_0`` and the blend over the steps of an edit, or the
 reverse chain of a sampler, as one GIF (or WebP) that a notebook shows inline and a built page shows as an image.
 
-A chain is a list of per-step records, the dicts that ``bdlib.edit(..., callback=records.append)`` and
-:func:`bdlib.core.sampling.sample_progressive` produce: each holds batch tensors (B, 3, H, W) in [-1, 1] under keys
-such as ``x_t``, ``pred_x0``, ``fg``, ``bg`` and ``sample``, and the step's ``t`` (respaced index) and, where
-known, ``timestep`` (the original t). A frame shows one step: one column per key, one row per sample, every
+A chain is a list of per-step records, the :class:`~bdlib.core.algorithms.EditStep` s that
+``bdlib.edit(..., callback=records.append)`` passes and the :class:`~bdlib.core.sampling.SampleStep` s that
+:func:`bdlib.core.sampling.sample_progressive` yields: each holds batch tensors (B, 3, H, W) in [-1, 1] such as
+``x_t``, ``pred_x0``, ``fg``, ``bg``, ``blend`` and ``x_prev``, the step's ``t`` (respaced index) and ``timestep``
+(the original t). A frame shows one step: one column per key, one row per sample, every
 image enlarged by an integer factor with nearest-neighbour (a 32 px toy image becomes 160 px, never blurred),
 labelled once per column, with the step's ``t`` above.
 
@@ -40,10 +41,11 @@ LABELS = {
     "pred_x0": r"$\hat{x}_0$",
     "fg": "foreground",
     "bg": "noised input",
-    "sample": "blend $x_{t-1}$",
+    "blend": "blend $x_{t-1}$",
+    "x_prev": "$x_{t-1}$",
     "mean": r"$\mu(x_t)$",
 }
-EDIT_KEYS = ("x_t", "pred_x0", "sample")  # what an edit's animation shows by default
+EDIT_KEYS = ("x_t", "pred_x0", "x_prev")  # what an edit's animation shows by default (x_prev: the blend)
 FORMATS = {"gif": "image/gif", "webp": "image/webp"}
 GAP, HEADER, DPI = 8, 44, 100  # pixels between images, pixels of text above them, dots per inch of the canvas
 
@@ -96,16 +98,16 @@ def enlarge(picture: np.ndarray, scale: int) -> np.ndarray:
     return (block * 255).round().clip(0, 255).astype(np.uint8)
 
 
-def _tensor_at(record: dict[str, Any], key: str, index: int) -> torch.Tensor:
-    if key not in record or record[key] is None:
-        present = sorted(name for name, value in record.items() if value is not None)
-        raise KeyError(f"the records have no {key!r}; they hold {present}")
-    value = record[key]
+def _tensor_at(record: Any, key: str, index: int) -> torch.Tensor:
+    value = getattr(record, key, None)
+    if not isinstance(value, torch.Tensor):
+        present = sorted(name for name in dir(record) if isinstance(getattr(record, name, None), torch.Tensor))
+        raise KeyError(f"the records have no picture {key!r}; they hold {present}")
     return value[index] if value.ndim == 4 else value
 
 
 def chain_frames(
-    records: Sequence[dict[str, Any]],
+    records: Sequence[Any],
     keys: Sequence[str] = EDIT_KEYS,
     *,
     samples: Sequence[int] = (0,),
@@ -143,7 +145,7 @@ def chain_frames(
         for r, sample in enumerate(samples):
             for c, key in enumerate(keys):
                 placed[r][c].set_data(enlarge(to_numpy_image(_tensor_at(record, key, sample)), scale))
-        when = f"t = {record['timestep']}" if "timestep" in record else f"t = {record.get('t', i)}"
+        when = f"t = {record.timestep}"
         caption.set_text(f"{title}  {when}  (step {i + 1} of {len(records)})".strip())
         canvas.draw()
         frames.append(np.asarray(canvas.buffer_rgba())[..., :3].copy())
@@ -165,7 +167,7 @@ def encode(frames: Sequence[np.ndarray], fmt: str = "gif", fps: float = 8.0, hol
 
 
 def animate_chain(
-    records: Sequence[dict[str, Any]],
+    records: Sequence[Any],
     keys: Sequence[str] = EDIT_KEYS,
     *,
     samples: int | Sequence[int] = 0,

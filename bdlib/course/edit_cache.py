@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from bdlib.core.algorithms import EditStep
 from bdlib.core.sampling import resolve_start_index
 from bdlib.core.settings import MethodSettings
 from bdlib.edit import EditResult, edit, prepare_edit, resolve_edit_settings
@@ -54,13 +55,11 @@ def as_input(task: Any, prompt: str | None = None) -> EditInput:
 
 @dataclass
 class CachedEdit:
-    """A finished edit: the ranked result, the chain's start x_k and raw end (both in the order drawn, at the
-    world's size; ``raw`` is not clamped to [-1, 1]: it is what the guidance optimised), and its run time.
-    ``raw`` is None for an edit that came from a batched grid (:func:`grid_edits`), which returns results only."""
+    """A finished edit: the ranked result, the chain's start x_k (in the order drawn, at the world's size) and its
+    run time."""
 
     result: EditResult
     start: torch.Tensor  # (samples, 3, S, S) x_k
-    raw: torch.Tensor | None  # (samples, 3, S, S) the last step's result before clamping
     timestep: int  # original (unrespaced) timestep of the start index
     seconds: float
 
@@ -128,18 +127,17 @@ def cached_edit(
     key = edit_key(world, inp, seed, samples, full)
 
     def run() -> CachedEdit:
-        first: dict[str, Any] = {}
+        first: list[EditStep] = []
 
-        def keep_start(record: dict[str, Any]) -> None:
+        def keep_start(record: EditStep) -> None:
             if not first:
-                first.update(x_t=record["x_t"].detach().float().cpu(), timestep=record["timestep"])
-            if "result" in record:
-                first["raw"] = record["result"].detach().float().cpu()
+                first.append(record)
 
         start = time.perf_counter()
         result = edit(world, inp.image, inp.mask, inp.prompt, samples=samples, seed=seed, settings=full,
                       callback=keep_start)  # fmt: skip
-        return CachedEdit(result, first["x_t"], first["raw"], first["timestep"], time.perf_counter() - start)
+        x_k = first[0].x_t.detach().float().cpu()
+        return CachedEdit(result, x_k, first[0].timestep, time.perf_counter() - start)
 
     return cache.get_or_run(key, run)
 
@@ -182,5 +180,5 @@ def grid_edits(
         cache.misses += len(missing)
         for value, result in zip(missing, results, strict=True):
             x_k, timestep = chain_start(world, inp, seed, full[value])
-            cache.put(keys[value], CachedEdit(result, x_k, None, timestep, seconds))
+            cache.put(keys[value], CachedEdit(result, x_k, timestep, seconds))
     return [cached_edit(world, inp, seed=seed, settings=full[v], cache=cache) for v in values]

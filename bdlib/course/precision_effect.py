@@ -6,8 +6,9 @@ from collections.abc import Sequence
 
 import torch
 
-from bdlib.core.algorithms import guided_step
+from bdlib.core.algorithms import blended_step
 from bdlib.core.augment import ExtendingAugmentations
+from bdlib.core.variants import denoiser_for, loss_for, step_options
 from bdlib.runtime.randomness import randn_on
 from bdlib.worlds.base import World
 
@@ -35,20 +36,23 @@ def guided_step_change(
     augment_seed = int(torch.randint(0, 2**31, (1,), generator=generator))
     augmentations = ExtendingAugmentations(world.defaults.augmentations)
 
-    def run(precision: str) -> dict:
-        return guided_step(
-            world.unet, diffusion, world.clip, x_t, index, init=init, mask=mask, text_embed=text_embed,
-            settings=world.defaults.with_(precision=precision), noise=noise, bg_noise=noise,
-            augment=lambda views: augmentations(views, torch.Generator().manual_seed(augment_seed)),
-        )  # fmt: skip
+    def views(pooled: torch.Tensor) -> torch.Tensor:
+        return augmentations(pooled, torch.Generator().manual_seed(augment_seed))
+
+    def run(precision: str):
+        settings = world.defaults.with_(precision=precision)
+        denoise, _ = denoiser_for(world, settings)
+        loss = loss_for(world, settings, init, mask, text_embed, views)
+        return blended_step(denoise, diffusion, x_t, index, x=init, m=mask, loss=loss, noise=noise, bg_noise=noise,
+                            **step_options(settings, text_embed))  # fmt: skip
 
     reference = run("fp32")
     changes = {}
     for precision in precisions:
         out = run(precision)
         changes[precision] = {
-            "grad_relative_l2": float((out["grad"] - reference["grad"]).norm() / reference["grad"].norm()),
-            "clip_distance_max_abs": float((out["clip_dists"] - reference["clip_dists"]).abs().max()),
-            "pred_x0_max_abs": float((out["pred_x0"] - reference["pred_x0"]).abs().max()),
+            "grad_relative_l2": float((out.grad - reference.grad).norm() / reference.grad.norm()),
+            "clip_distance_max_abs": float((out.losses.clip_dists - reference.losses.clip_dists).abs().max()),
+            "pred_x0_max_abs": float((out.pred_x0 - reference.pred_x0).abs().max()),
         }
     return changes

@@ -1,17 +1,14 @@
 """LPIPS (Zhang et al., CVPR 2018) for Algorithm 1's background term, on [-1, 1] tensors.
 
 Local CLIP-guided diffusion (Blended Diffusion, Algorithm 1) keeps the background close to the input
-with ``D_bg(x, x̂_0, m) = MSE + LPIPS`` computed outside the edit region (m = 1 inside it). The two modes
-of bdlib (``bdlib.core.settings``) compare different pictures:
+with ``D_bg(x, x̂_0, m) = MSE + LPIPS`` computed outside the edit region (m = 1 inside it)::
 
-    paper mode:     LPIPS(x̂ ⊙ (1 - m), x ⊙ (1 - m))     both backgrounds, the region mid-grey in both
-    official mode:  LPIPS(x̂ ⊙ (1 - m), x)               the masked guess against the *full* input
-                                                         (omriav/blended-diffusion image_editor.py:194-201)
+    LPIPS(x̂ ⊙ (1 - m), x ⊙ (1 - m))     both backgrounds, the region mid-grey in both
 
-Zero is mid-grey in [-1, 1]. In paper mode both images carry the same grey patch, so only the background
-(and the patch's border, which the VGG receptive fields see) contributes; in official mode the input's
-region is compared with grey too, a constant-target term that the edit cannot lower. ``lpips.LPIPS``
-already expects [-1, 1] input (``normalize=False``), so the tensors go in unchanged.
+Zero is mid-grey in [-1, 1]: both images carry the same grey patch, so only the background (and the patch's
+border, which the VGG receptive fields see) contributes. (The official code compares the masked guess with the
+*full* input instead: :func:`bdlib.core.official.official_loss`.) ``lpips.LPIPS`` already expects [-1, 1] input
+(``normalize=False``), so the tensors go in unchanged.
 """
 
 from __future__ import annotations
@@ -60,10 +57,9 @@ def _check_inputs(x: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor) 
 
 
 def background_lpips(
-    lpips_model: nn.Module, x: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor, official: bool = False
+    lpips_model: nn.Module, x: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor
 ) -> torch.Tensor:
-    """Background LPIPS of Algorithm 1 per sample, shape (B,): ``LPIPS(x ⊙ (1-m), reference ⊙ (1-m))``, or
-    ``LPIPS(x ⊙ (1-m), reference)`` with ``official=True`` (see the module docstring).
+    """Background LPIPS of Algorithm 1 per sample, shape (B,): ``LPIPS(x ⊙ (1-m), reference ⊙ (1-m))``.
 
     Args:
         lpips_model: an ``lpips.LPIPS`` (see :func:`load_lpips`).
@@ -74,5 +70,5 @@ def background_lpips(
     _check_inputs(x, reference, mask)
     keep = 1.0 - mask.to(x.dtype)  # (B or 1, 1, H, W)
     ours = x * keep  # (B, 3, H, W)
-    theirs = (reference if official else reference * keep).expand_as(ours)  # (B, 3, H, W)
+    theirs = (reference * keep).expand_as(ours)  # (B, 3, H, W)
     return lpips_model(ours, theirs, normalize=False).flatten()  # (B,)

@@ -140,19 +140,19 @@ def load_image(source: ImageLike) -> torch.Tensor:
     return image.clamp(-1, 1)
 
 
-def load_mask(source: ImageLike, invert: bool = False, official: bool = False) -> torch.Tensor:
+def load_mask(source: ImageLike, invert: bool = False, red_above_zero: bool = False) -> torch.Tensor:
     """A binary mask (1, 1, H, W) of 0/1 floats, 1 = edit; thresholded at half of the value range.
 
     Files, PIL images and arrays are read by :func:`picture_values`, the same way: their alpha channel if they
     have one and it is not constant, else their luma (ITU-R 601-2), above one half (127.5 of 255). Tensors hold
-    one channel, (H, W) to (1, 1, H, W), thresholded at 0.5. ``official=True`` reads a mask as the official code
-    does: the red channel (of the RGB picture), any value above 0.
+    one channel, (H, W) to (1, 1, H, W), thresholded at 0.5. ``red_above_zero=True`` reads a mask as the official
+    code does (:mod:`bdlib.core.official`): the red channel of the RGB picture, any value above 0.
     """
     if isinstance(source, (str, os.PathLike)):
         source = _open(source, "mask")
     if isinstance(source, (Image.Image, np.ndarray)):
         colour, alpha = picture_values(source, "mask")
-        if official:
+        if red_above_zero:
             values, half = colour[..., 0], 0.0
         else:
             use_alpha = alpha is not None and alpha.min() != alpha.max()
@@ -165,7 +165,7 @@ def load_mask(source: ImageLike, invert: bool = False, official: bool = False) -
         _check_size(values.shape[-2], values.shape[-1], "mask")
         if not torch.isfinite(values).all():
             raise ValueError("the mask tensor holds NaN or infinite values: give values in [0, 1]")
-        mask = (values.reshape(values.shape[-2:]) > (0 if official else 0.5)).float()
+        mask = (values.reshape(values.shape[-2:]) > (0 if red_above_zero else 0.5)).float()
     else:
         raise ValueError(f"cannot read a mask from {type(source).__name__}: give a path, PIL image, array or tensor")
     mask = mask[None, None]
