@@ -10,7 +10,8 @@ Usage::
 
 from bdlib.core.settings import MethodSettings
 from bdlib.edit import EditResult, edit
-from bdlib.worlds.base import World, load_world
+from bdlib.worlds import load_world
+from bdlib.worlds.base import World
 
 __version__ = "0.1.0"
 __all__ = ["EditResult", "MethodSettings", "World", "edit", "load_world"]

@@ -38,7 +38,7 @@ replace_object = add_object
 REMOVAL_START_FRACTION = 0.25
 
 
-def removal_start_index(world: World, respacing: str | None = None) -> int:
+def default_removal_k(world: World, respacing: str | None = None) -> int:
     """The start index k of the removal recipe: :data:`REMOVAL_START_FRACTION` of the world's chain."""
     return round(REMOVAL_START_FRACTION * (world.diffusion(respacing).num_steps - 1))
 
@@ -54,14 +54,14 @@ def removal_input(image: ImageLike, mask: ImageLike, invert_mask: bool = False, 
 
 def remove_object(world: World, image: ImageLike, mask: ImageLike, fill: bool = True, **kwargs: Any) -> EditResult:
     """Remove what the mask covers: the empty prompt (no CLIP guidance), by default on the input with the region
-    filled smoothly from its border and from k = :func:`removal_start_index` (``k=`` overrides it).
+    filled smoothly from its border and from k = :func:`default_removal_k` (``k=`` overrides it).
 
     ``fill=False`` is the paper's plain recipe: the prior alone refills the region from the world's default k,
     which in the toy world often draws a new object there (its prior never saw an empty scene; see README)."""
     if fill:
         image = removal_input(image, mask, kwargs.get("invert_mask", False), kwargs.get("dilate", 0))
         settings = kwargs.get("settings") or world.defaults
-        kwargs.setdefault("k", removal_start_index(world, kwargs.get("respacing", settings.respacing)))
+        kwargs.setdefault("k", default_removal_k(world, kwargs.get("respacing", settings.respacing)))
     return edit(world, image, mask, "", **kwargs)
 
 
@@ -93,7 +93,7 @@ def scribble_edit(
     diffusion and CLIP turn it into a plausible object.
     """
     painted = paint_scribble(image, scribble_mask, color)
-    kwargs.setdefault("k", world.defaults.start_index // 2)
+    kwargs.setdefault("k", world.defaults.k // 2)
     if region is None:
         kwargs.setdefault("dilate", 2)
         region = scribble_mask

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from bdlib.core import official, variants
 from bdlib.core.algorithms import EditStep
 from bdlib.core.losses import clip_distance, masked_clip_pixels
-from bdlib.core.sampling import resolve_start_index
+from bdlib.core.sampling import resolve_k
 from bdlib.core.settings import MethodSettings
 from bdlib.runtime.imageio import ImageLike, load_image, load_mask
 from bdlib.runtime.memory import check_edit_memory
@@ -129,18 +129,18 @@ def rank_distances(
 
 def resolve_edit_settings(world: World, settings: MethodSettings | None = None, **overrides: Any) -> MethodSettings:
     """``settings``, or the world's defaults for the algorithm asked (``World.defaults_for``), with single fields
-    changed; ``k`` is an alias of ``start_index``, and overrides that are None are ignored (so optional values,
+    changed; ``k`` is an alias of ``k``, and overrides that are None are ignored (so optional values,
     e.g. a widget's, can be passed straight through)."""
     overrides = {name: value for name, value in overrides.items() if value is not None}
     if "k" in overrides:
-        overrides["start_index"] = overrides.pop("k")
+        overrides["k"] = overrides.pop("k")
     base = settings or world.defaults_for(overrides.get("algorithm", world.defaults.algorithm))
     return base.with_(**overrides)
 
 
-def check_start_index(world: World, settings: MethodSettings) -> None:
+def check_k(world: World, settings: MethodSettings) -> None:
     """Refuse a start index k outside the world's chain for ``settings.respacing``."""
-    resolve_start_index(world.diffusion(settings.respacing), settings.start_index, has_init=True)
+    resolve_k(world.diffusion(settings.respacing), settings.k, has_init=True)
 
 
 def prepare_edit(
@@ -178,7 +178,7 @@ def check_finite_step(record: EditStep, settings: MethodSettings) -> None:
     bad = (~finite).nonzero().flatten().tolist()
     weights = f"guidance scale {settings.guidance_scale:g}, range scale {settings.range_scale:g}"
     if settings.algorithm == "local":
-        weights += f", λ {settings.background_weight:g}"
+        weights += f", λ {settings.lam:g}" if settings.lam is not None else ", λ (the default)"
     clamps = settings.clip_denoised and not settings.official
     clamp = "" if clamps else " (x̂_0 is not clamped in this mode, so large weights feed back)"
     raise DivergedError(
@@ -220,7 +220,7 @@ def draw_samples(
 def check_memory(world: World, prepared: PreparedEdit, samples: int, batch_size: int | None = None) -> None:
     """Refuse ``samples`` drawn ``batch_size`` at a time if a batch cannot fit in memory (bdlib.runtime.memory)."""
     step = min(batch_size or samples, samples)
-    views = max(1.0, prepared.settings.augmentations / 8)  # measured at 8 views; more views cost more
+    views = max(1.0, prepared.settings.views / 8)  # measured at 8 views; more views cost more
     per_sample = int(world.sample_bytes_per_pixel * world.image_size**2 * views)
     check_edit_memory(per_sample, samples, step, tuple(prepared.image.shape[-2:]), world.image_size, world.device)
 
@@ -275,7 +275,7 @@ def edit(
     """Edit the masked region of ``image`` to match ``prompt``; return ``samples`` results ranked best first.
 
     ``settings`` defaults to the world's; keyword ``overrides`` change single fields (``k=`` is an alias
-    of ``start_index``, ``lam=`` is λ, ``algorithm="local"`` runs Algorithm 1). ``batch_size`` (default: all
+    of ``k``, ``lam=`` is λ, ``algorithm="local"`` runs Algorithm 1). ``batch_size`` (default: all
     samples at once) only trades memory for speed: sample ``i`` is the same whatever the batches. ``callback``
     receives every step's :class:`~bdlib.core.algorithms.EditStep` (``t``, ``x_t``, ``pred_x0``, ``fg``, ``bg``,
     ``blend``, ...), batch after batch. ``prompt=""`` is plain inpainting by the prior (no CLIP guidance).
@@ -291,7 +291,7 @@ def edit(
         raise ValueError(f"batch_size must be a positive integer (or None for all samples at once), got {batch_size!r}")
     seed = check_seed(seed)
     settings = resolve_edit_settings(world, settings, **overrides)
-    check_start_index(world, settings)
+    check_k(world, settings)
     prepared = prepare_edit(world, image, mask, prompt, settings, invert_mask, dilate)
     check_memory(world, prepared, samples, batch_size)
     return finish_edit(prepared, *draw_in_batches(world, prepared, seed, range(samples), batch_size, callback))

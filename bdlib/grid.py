@@ -19,7 +19,7 @@ from bdlib.core import variants
 from bdlib.core.algorithms import EditStep
 from bdlib.edit import (
     EditResult,
-    check_start_index,
+    check_k,
     finish_edit,
     prepare_edit,
     rank_distances,
@@ -29,7 +29,7 @@ from bdlib.runtime.imageio import ImageLike
 from bdlib.runtime.randomness import SampleStreams, check_seed
 from bdlib.worlds.base import World
 
-GRID_FIELDS = ("lam", "start_index")
+GRID_FIELDS = ("lam", "k")
 
 
 def edit_grid(
@@ -47,18 +47,17 @@ def edit_grid(
     callback: Callable[[EditStep], None] | None = None,
     **overrides: Any,
 ) -> list[EditResult]:
-    """One :class:`~bdlib.edit.EditResult` (one sample) per value of ``field`` ("lam", or "start_index" alias
+    """One :class:`~bdlib.edit.EditResult` (one sample) per value of ``field`` ("lam" or "k"
     "k"). ``settings`` and ``overrides`` are those of :func:`bdlib.edit.edit`."""
-    field = "start_index" if field == "k" else field
     if field not in GRID_FIELDS:
-        raise ValueError(f"a grid runs over one of {', '.join(GRID_FIELDS)} (or k), got {field!r}")
+        raise ValueError(f"a grid runs over one of {', '.join(GRID_FIELDS)} got {field!r}")
     if not values:
         raise ValueError("the grid needs at least one value")
     seed = check_seed(seed)
     base = resolve_edit_settings(world, settings, **overrides)
     per_value = [base.with_(**{field: value}) for value in values]  # each value checked as an edit would be
     for settings_i in per_value:
-        check_start_index(world, settings_i)
+        check_k(world, settings_i)
     if field == "lam" and base.algorithm != "local":
         raise ValueError("λ only acts in Algorithm 1: pass algorithm='local' for a λ grid")
     prepared = prepare_edit(world, image, mask, prompt, base, invert_mask, dilate)

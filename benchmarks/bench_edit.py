@@ -37,7 +37,8 @@ from bench_common import FlopCount, device_name, device_peaks, peak_memory_mb, s
 
 from bdlib.edit import edit
 from bdlib.runtime.precision import PRECISIONS
-from bdlib.worlds.base import World, load_world
+from bdlib.worlds import load_world
+from bdlib.worlds.base import World
 from bdlib.worlds.toy.tasks import example_task
 
 
@@ -86,7 +87,7 @@ def edit_timing(
     """A :class:`Timing` whose ``run`` times one default edit (its first ``max_steps`` steps if given)."""
     image, mask, prompt = inputs_for(world)
     settings = world.defaults.with_(official=official, precision=precision)
-    steps = settings.start_index + 1
+    steps = settings.k + 1
     timed_steps = min(steps, max_steps) if max_steps else steps
     device = world.device
 
@@ -161,9 +162,9 @@ def config_record(
         "precision": precision,
         "channels_last": args.channels_last,
         "compiled_unet": compiled,
-        "augmentations": world.defaults.augmentations,
+        "views": world.defaults.views,
         "respacing": world.defaults.respacing,
-        "start_index": world.defaults.start_index,
+        "k": world.defaults.k,
         "threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
         "repeats": len(timing.times),

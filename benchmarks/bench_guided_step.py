@@ -265,7 +265,7 @@ def base_record(
         "autocast": bool(low_precision_dtypes(precision)),
         "image_size": world.image_size,
         "clip_input_size": world.clip.input_resolution,
-        "augmentations": NUM_VIEWS,
+        "views": NUM_VIEWS,
         "timestep_index": T_INDEX,
         "repeats": args.repeats,
         "warmup": args.warmup,

@@ -32,7 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import device_name  # noqa: E402
 
-CHANGES = [("seed", 1), ("guidance_scale", 3000.0), ("augmentations", 4), ("prompt", "a green triangle")]
+CHANGES = [("seed", 1), ("guidance_scale", 3000.0), ("views", 4), ("prompt", "a green triangle")]
 
 
 def sequential_grid(world, image, mask, prompt, field, values, *, seed=0, settings=None, **overrides):
@@ -51,7 +51,7 @@ def build_panel(kind: str, world, smoke: bool, cache):
     from bdlib.course.widgets import k_panel, lambda_panel
     from bdlib.worlds.toy.tasks import make_task
 
-    run = {"respacing": "10", "start_index": 6, "augmentations": 1} if smoke else {}
+    run = {"respacing": "10", "k": 6, "views": 1} if smoke else {}
     if kind == "lambda":
         settings = world.defaults_for("local").with_(**run)
         values = (0.0, 3000.0) if smoke else None  # None: the panel's own grid, as lesson 04 shows it

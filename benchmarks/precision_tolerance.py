@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(8)))
     parser.add_argument("--out", default="benchmarks/results/precision_tolerance_toy.json")
     args = parser.parse_args(argv)
-    if any(not 0 <= i <= TOY_DEFAULTS.start_index for i in args.indices):
-        parser.error(f"--indices must lie in the default chain: 0..{TOY_DEFAULTS.start_index}")
+    if any(not 0 <= i <= TOY_DEFAULTS.k for i in args.indices):
+        parser.error(f"--indices must lie in the default chain: 0..{TOY_DEFAULTS.k}")
     records = step_differences(args.precision, args.indices, args.seeds)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(records, indent=2))

@@ -369,7 +369,7 @@ plt.show()
 #    $\beta_t$, sample the four $x_T$ of exercise 2 with the same step noise, and report the RMS distance to the
 #    learned-variance DDPM samples. What do the samples look like, and why?
 # 4. Start from a *real* scene noised part of the way instead of from pure noise (SDEdit, and the first half of
-#    Blended Diffusion): `sample_progressive(..., init=scene, start_index=k)` on `toy_diffusion("50")`. Report
+#    Blended Diffusion): `sample_progressive(..., init=scene, k=k)` on `toy_diffusion("50")`. Report
 #    the RMS distance of the result to the scene for $k = 12$, 24 and 36 (original $t \approx 245$, 490, 734).
 
 # %% [markdown]
@@ -439,7 +439,7 @@ variance_ratios[:-1], float((x - ddpm4).pow(2).mean().sqrt()), int(fixed.timeste
 # %% tags=["solution"] jupyter={"source_hidden": true}
 d50 = toy_diffusion("50")
 scene = scenes[:1]
-sdedit = {k: list(sample_progressive(unet, d50, init=scene, start_index=k, generator=generator(SEED), device=DEVICE,
+sdedit = {k: list(sample_progressive(unet, d50, init=scene, k=k, generator=generator(SEED), device=DEVICE,
                                      clip_denoised=True))[-1].x_prev for k in (12, 24, 36)}
 _ = show_grid([[scene[0]] + [s[0] for s in sdedit.values()]],
               titles=[["input"] + [f"k = {k} (t = {d50.timestep_map[k]})" for k in sdedit]])

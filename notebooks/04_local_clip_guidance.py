@@ -45,7 +45,7 @@ from bdlib.course.viz import show_grid, table
 world = load_world("toy", device=DEVICE)
 settings = world.defaults_for("local")  # Algorithm 1 at the world's defaults
 diffusion = world.diffusion(settings.respacing)
-k = settings.start_index
+k = settings.k
 settings
 
 # %% [markdown]
@@ -85,7 +85,7 @@ from bdlib.core.variants import step as one_step
 g = torch.Generator().manual_seed(SEED)  # every draw on the CPU, then moved (bdlib's randomness rule)
 x_k = diffusion.q_sample(image, torch.full((1,), k, device=DEVICE), torch.randn(image.shape, generator=g).to(DEVICE))
 text = world.encode_prompt(prompt).to(DEVICE)
-one_view = settings.with_(augmentations=1)  # one CLIP view: the numbers below are exactly reproducible
+one_view = settings.with_(views=1)  # one CLIP view: the numbers below are exactly reproducible
 step = one_step(world, one_view, x_k, k, x=image, m=mask, text=text, noise=torch.zeros_like(x_k))
 {name: float(term.sum()) for name, term in step.losses.terms.items()}
 
@@ -264,7 +264,7 @@ xs = [max(float(row["setting"].split("=")[1]), 1.0) for row in lam_rows]
 fig, ax = plt.subplots(figsize=(7, 2.6))
 for key, label in (("bg_mean_abs", "background change"), ("text_match", "text match"), ("clean", "clean objects")):
     ax.plot(xs, [row[key] for row in lam_rows], "o-", label=label)
-ax.axvline(settings.background_weight, color="grey", ls=":", label=f"default λ = {settings.background_weight:g}")
+ax.axvline(settings.lam, color="grey", ls=":", label=f"default λ = {settings.lam:g}")
 ax.set_xscale("log")
 ax.set_xlabel("λ (λ = 0 drawn at 1)")
 ax.legend(fontsize=8)
@@ -333,7 +333,7 @@ def follow_the_bound() -> torch.Tensor:
     x = diffusion.q_sample(image, torch.full((1,), k, device=DEVICE), torch.randn(image.shape, generator=gen).to(DEVICE))
     for index in range(k, -1, -1):
         s = settings.with_(lam=naive_lambda_bound(world, settings, index) / 4)
-        x = one_step(world, s.with_(augmentations=1), x, index, x=image, m=mask, text=text,
+        x = one_step(world, s.with_(views=1), x, index, x=image, m=mask, text=text,
                      noise=torch.randn(image.shape, generator=gen).to(DEVICE)).x_prev
     return x.clamp(-1, 1)
 
@@ -370,7 +370,7 @@ pred_x0, terms = step.pred_x0, {name: float(term.sum()) for name, term in step.l
 assert abs(terms["clip"] - one_view.guidance_scale * float(d_clip(world.clip, pred_x0, mask, text).sum())) < 1e-3, (
     "§1: the CLIP term is g·D_CLIP(x̂_0 ⊙ m)")
 assert abs(terms["range"] - one_view.range_scale * float(range_loss(pred_x0).sum())) < 1e-5, "§1: range"
-assert abs(terms["bg"] - one_view.background_weight * float(background_mse(pred_x0, image, mask).sum())) < 1e-3, (
+assert abs(terms["bg"] - one_view.lam * float(background_mse(pred_x0, image, mask).sum())) < 1e-3, (
     "§1: the background term is λ·MSE")
 assert terms["range"] == 0.0, "§1: the clamped guess is never out of range"
 assert gradients["g·D_CLIP, ∇ w.r.t. x_t"]["outside"] > 0, "§2: the CLIP x_t-gradient reaches the background"

@@ -47,7 +47,7 @@ from bdlib.course.viz import show_grid, table
 world = load_world("toy", device=DEVICE)
 settings = world.defaults  # Algorithm 2 at the world's defaults
 diffusion = world.diffusion(settings.respacing)
-k = settings.start_index
+k = settings.k
 
 # %% [markdown]
 # The toy world's defaults run a 25-step chain and start at $k = 18$ (three quarters of the chain, original
@@ -84,7 +84,7 @@ g = torch.Generator().manual_seed(SEED)  # every draw on the CPU, then moved (bd
 eps, z, eps_bg = (torch.randn(image.shape, generator=g).to(DEVICE) for _ in range(3))
 x_k = diffusion.q_sample(image, torch.full((1,), k, device=DEVICE), eps)  # x_k = √ᾱ_k·x + √(1-ᾱ_k)·ε
 text = world.encode_prompt(prompt).to(DEVICE)
-step = one_step(world, settings.with_(augmentations=1), x_k, k, x=image, m=mask, text=text, noise=z, bg_noise=eps_bg)
+step = one_step(world, settings.with_(views=1), x_k, k, x=image, m=mask, text=text, noise=z, bg_noise=eps_bg)
 fg = step.fg  # x_{k-1,fg}: the guided DDPM step
 a_prev = float(diffusion.alphas_cumprod[k - 1])
 bg = a_prev**0.5 * image + (1 - a_prev) ** 0.5 * eps_bg  # x_{k-1,bg} = √ᾱ_{k-1}·x + √(1-ᾱ_{k-1})·ε'
@@ -141,7 +141,7 @@ exact, drift
 # %%
 fig = show_grid([[local.best[0], result.best[0]],
                  [diff_picture(local.best[0], image[0]), diff_picture(result.best[0], image[0])]],
-                titles=[[f"Algorithm 1, λ = {local.settings.background_weight:g}", "Algorithm 2"], ["", ""]],
+                titles=[[f"Algorithm 1, λ = {local.settings.lam:g}", "Algorithm 2"], ["", ""]],
                 row_labels=["result", "|Δ| × 4"])
 
 # %% [markdown]
@@ -226,7 +226,8 @@ k_panel(world, task, seed=SEED)  # the six k of the fast strip, across the trans
 # the background's change *before* the final paste.
 
 # %%
-from bdlib.bench.evaluation import Setting, run_setting, score
+from bdlib.bench.evaluation import run_setting, score
+from bdlib.bench.rows import Setting
 from bdlib.worlds.toy.tasks import generate_tasks
 
 tasks = generate_tasks(4 if FAST else 16, SEED, kinds=("add", "replace"))
@@ -278,7 +279,7 @@ Markdown(differences_table())
 calls = []
 hook = world.unet.register_forward_hook(lambda *_: calls.append(1))
 steps, passes = {}, {}
-for name, s in (("paper", settings.with_(augmentations=1)), ("official", settings.with_(augmentations=1, official=True))):
+for name, s in (("paper", settings.with_(views=1)), ("official", settings.with_(views=1, official=True))):
     calls.clear()
     steps[name] = one_step(world, s, x_k, k, x=image, m=mask, text=text, noise=z, bg_noise=eps_bg)
     passes[name] = len(calls)

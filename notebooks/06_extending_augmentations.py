@@ -73,16 +73,17 @@ fig = show_grid([list(views[:4]), list(views[4:])], titles=[["clean"] + [f"view 
 #
 # ## 2. One view against eight
 #
-# We edit every task with one CLIP view (`augmentations=1`) and with eight, at the default scale 1000 and at
+# We edit every task with one CLIP view (`views=1`) and with eight, at the default scale 1000 and at
 # 10,000, one sample per task (`bdlib.bench.evaluation.run_setting`: the benchmark's batched runner, the same seeds for
 # every setting). The oracle, a network that never guides anything, judges each region.
 
 # %%
-from bdlib.bench.evaluation import Setting, run_setting, score
+from bdlib.bench.evaluation import run_setting, score
+from bdlib.bench.rows import Setting
 
 SCALES = (settings.guidance_scale, 10 * settings.guidance_scale)
 runs = {(scale, views): run_setting(world, tasks, Setting(f"{scale:g}/{views}", settings.with_(
-            guidance_scale=scale, augmentations=views)), seed=SEED)
+            guidance_scale=scale, views=views)), seed=SEED)
         for scale in SCALES for views in (1, 8)}
 fig = show_grid([[t.image for t in tasks]] + [list(run.results) for run in runs.values()],
                 row_labels=["input"] + [f"{scale:g}, {views} view{'s' * (views > 1)}" for scale, views in runs],
@@ -228,10 +229,10 @@ def oracle_of(**changes) -> dict:
 
 
 answers = {
-    "1: 30x, 1 view": oracle_of(guidance_scale=30 * settings.guidance_scale, augmentations=1),
+    "1: 30x, 1 view": oracle_of(guidance_scale=30 * settings.guidance_scale, views=1),
     "1: 30x, 8 views": oracle_of(guidance_scale=30 * settings.guidance_scale),
     "2: 8 views": oracle_of(),
-    "2: 32 views": oracle_of(augmentations=32),
+    "2: 32 views": oracle_of(views=32),
     "3: noise-aware": oracle_of(noise_aware=True),
 }
 identical = ExtendingAugmentations(8, degrees=0, translate=0, distortion=0)(tasks[0].image[None])
@@ -247,7 +248,7 @@ answers
 # 3. The noise-aware CLIP's text match and clean score are printed; its gradient skips the UNet, and in the
 #    benchmark it is the best guide of the toy world (README's claims table).
 # 4. All eight views are the clean image (largest difference 0): the loss is the one-view loss, and the results and
-#    the gap behave like `augmentations=1`.
+#    the gap behave like `views=1`.
 
 # %% tags=["checks"] jupyter={"source_hidden": true}
 assert torch.equal(views[0], tasks[0].image), "§1: view 0 is the clean image"

@@ -38,7 +38,8 @@ SEED = 0
 import torch
 
 from bdlib import edit, load_world
-from bdlib.bench.evaluation import Setting, load_report, report_rows, run_setting, score
+from bdlib.bench.evaluation import load_report, report_rows, run_setting, score
+from bdlib.bench.rows import Setting
 from bdlib.course.viz import show_grid, table
 from bdlib.worlds.toy.tasks import generate_tasks
 
@@ -168,7 +169,7 @@ ys, xs = region[0].nonzero(as_tuple=True)
 blob = torch.zeros_like(region)
 blob[..., ys.min() + 1 : ys.min() + 7, xs.min() + 1 : xs.min() + 7] = 1  # a 6x6 blob in the region's corner
 scribbled = scribble_edit(world, task.image, blob, colour, task.prompt, region=region, seed=SEED)
-unscribbled = edit(world, task.image, region, task.prompt, seed=SEED, k=scribbled.settings.start_index)
+unscribbled = edit(world, task.image, region, task.prompt, seed=SEED, k=scribbled.settings.k)
 fig = show_grid([[task.image, region, paint_scribble(task.image, blob, colour)[0], unscribbled.best[0],
                   scribbled.best[0]]], titles=[["input", "region", "scribble", "no scribble", "with scribble"]],
                 suptitle=repr(task.prompt))
@@ -261,7 +262,7 @@ fig = show_grid([[task.image] + list(ranked.images)],
 #
 # ## Exercises
 #
-# 1. Remove with the fill but from the default $k$ (`remove_object(..., k=settings.start_index)`). How many of the
+# 1. Remove with the fill but from the default $k$ (`remove_object(..., k=settings.k)`). How many of the
 #    $N$ regions still hold no object?
 # 2. Compose two edits: remove an object, then add another in the same place (feed `result.best` of the first into
 #    the second). Does the oracle find the new object?
@@ -270,13 +271,13 @@ fig = show_grid([[task.image] + list(ranked.images)],
 # 4. Outpaint to the left instead (`direction="left"`). Is the background exact outside the strip?
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
-late = [remove_object(world, t.image, t.mask, seed=SEED, k=settings.start_index).best[0] for t in remove_tasks]
+late = [remove_object(world, t.image, t.mask, seed=SEED, k=settings.k).best[0] for t in remove_tasks]
 first = remove_tasks[0]
 cleared = remove_object(world, first.image, first.mask, seed=SEED).best
 added = edit(world, cleared, first.mask, "a red circle", seed=SEED)
 blue = tuple(c / 255 for c in COLOR_RGB["blue"])
 wrong = {k_name: scribble_edit(world, task.image, blob, blue, "a red circle", region=region, seed=SEED, k=k_value)
-         for k_name, k_value in (("half k", settings.start_index // 2), ("default k", settings.start_index))}
+         for k_name, k_value in (("half k", settings.k // 2), ("default k", settings.k))}
 left = extrapolate(world, outpaint_tasks[0].image, "", direction="left", fraction=1 / 3, seed=SEED)
 keep = (1 - left.mask).bool().expand_as(left.best)
 answers = {

@@ -92,7 +92,8 @@ fig = show_grid([[tasks[shown].image] + list(edits[shown].images)],
 # (what good edits score): the share of those good edits that the pattern would be ranked above.
 
 # %%
-from bdlib.bench.evaluation import Setting, run_setting
+from bdlib.bench.evaluation import run_setting
+from bdlib.bench.rows import Setting
 from bdlib.core.losses import clip_distance, masked_clip_pixels
 from bdlib.worlds.toy.scenes import render_spec
 
@@ -103,7 +104,7 @@ def guiding_distance(images: torch.Tensor, task) -> torch.Tensor:
         return clip_distance(world.clip.encode_pixels(pixels), world.encode_prompt(task.prompt).to(DEVICE)).cpu()
 
 
-adversarial = world.defaults.with_(augmentations=1, guidance_scale=10 * world.defaults.guidance_scale)
+adversarial = world.defaults.with_(views=1, guidance_scale=10 * world.defaults.guidance_scale)
 patterns = run_setting(world, tasks, Setting("patterns", adversarial), seed=SEED).results
 accepted = torch.cat([e.distances[v] for e, v in zip(edits, verdicts, strict=True)])  # good edits' distances
 blind = []
@@ -161,7 +162,7 @@ world.clip.encode_pixels = counting  # count every image CLIP encodes
 edit(world, tasks[0].image, tasks[0].mask, tasks[0].prompt, seed=SEED)
 del world.clip.encode_pixels  # back to the class's method
 hook.remove()
-steps = world.defaults.start_index + 1
+steps = world.defaults.k + 1
 {"guided steps": steps, **counts, "CLIP images per step": counts["CLIP images"] / steps}
 
 # %% [markdown]
@@ -291,7 +292,7 @@ later = {row["setting"]: row for row in report_rows(load_report(), ("alg2 defaul
 assert all(later["alg2 noise-aware clip"][key] > later["alg2 default"][key] for key in ("text_match", "clean")), (
     "summary: the noise-aware CLIP guides better")
 assert counts["UNet"] == steps, "§3: one UNet pass per step"
-assert counts["CLIP images"] == steps * world.defaults.augmentations + 1, "§3: eight views per step, one for ranking"
+assert counts["CLIP images"] == steps * world.defaults.views + 1, "§3: eight views per step, one for ranking"
 assert official_calls["UNet"] == 2 * steps, "exercise 3: two UNet passes per step in official mode"
 d8, d1, d_real = (answers[f"2: CLIP d, {name}"] for name in ("8-view pattern", "1-view pattern", "real object"))
 assert d_real < d8 < d1, "exercise 2: closer, but still above the real object"

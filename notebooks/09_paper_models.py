@@ -66,9 +66,9 @@ from bdlib.course.viz import show_grid, table
 plt.rcParams["figure.dpi"] = 100
 ON_CPU = torch.device(DEVICE).type == "cpu"
 if ON_CPU:  # what runs where: the table above
-    NET_SIZE, EDIT, SAMPLES = (64 if FAST else 128), dict(respacing="10", start_index=0 if FAST else 1, augmentations=2), 1
+    NET_SIZE, EDIT, SAMPLES = (64 if FAST else 128), dict(respacing="10", k=0 if FAST else 1, views=2), 1
 elif FAST:
-    NET_SIZE, EDIT, SAMPLES = 256, dict(respacing="10", start_index=2, augmentations=2), 1
+    NET_SIZE, EDIT, SAMPLES = 256, dict(respacing="10", k=2, views=2), 1
 else:
     NET_SIZE, EDIT, SAMPLES = 256, {}, 4  # {} = the world's defaults: the official settings
 RESULTS = Path(bdlib.__file__).resolve().parents[1] / "benchmarks" / "results"  # measured benchmark runs
@@ -123,7 +123,7 @@ str(resolve_cache_dir()), USE_RANDOM
 # two networks:
 
 # %%
-from bdlib.worlds.base import load_world
+from bdlib.worlds import load_world
 
 world = load_world("paper", device=DEVICE, random_weights=USE_RANDOM, with_lpips=False, seed=SEED)
 LABEL = "RANDOM WEIGHTS: architecture and timing only" if USE_RANDOM else "official checkpoints"
@@ -328,7 +328,7 @@ table([{"row of figures/evaluation.json": name, "precision": rows[name]["setting
 #
 # ## Exercises
 #
-# 1. `respacing="25"` with `start_index=18` covers the same fraction of the chain as the official k. How many
+# 1. `respacing="25"` with `k=18` covers the same fraction of the chain as the official k. How many
 #    seconds of guided steps would one sample take at 256x256: at the speed measured in
 #    `benchmarks/results/edit_paper_cpu_1step.json`, and at this run's estimated pass time?
 # 2. The official code runs the UNet twice per step (a forward without grad for the mean, then forward+backward for
@@ -415,7 +415,7 @@ assert all(run["load_average_1m"] > run["cpu_count"] for run in json.loads((RESU
 )
 assert result.images.shape == (SAMPLES, 3, 256, 256) and torch.isfinite(result.images).all(), "§4: the edit ran"
 assert torch.equal(result.images * (1 - mask), image.expand_as(result.images) * (1 - mask)), "§4: background exact"
-assert len(steps) == result.settings.start_index + 1 and len(passes) == len(steps), "§4: one UNet pass per step"
+assert len(steps) == result.settings.k + 1 and len(passes) == len(steps), "§4: one UNet pass per step"
 assert all(c["bf16-clip"]["pred_x0_max_abs"] == 0 for c in change.values()), "§5: bf16-clip leaves x̂_0 untouched"
 matches = [rows[name]["text_match"] for name in ("alg2 default", "alg2 bf16", "alg2 bf16-clip")]
 cleans = [rows[name]["clean"] for name in ("alg2 default", "alg2 bf16", "alg2 bf16-clip")]

@@ -38,7 +38,7 @@ def random_toy_world():
         clip=build_toy_clip().eval().requires_grad_(False),
         image_size=32,
         make_diffusion=toy_diffusion,
-        defaults=MethodSettings(respacing="10", start_index=6, lpips_weight=0.0, augmentations=4),
+        defaults=MethodSettings(respacing="10", k=6, lpips_weight=0.0, views=4),
         check_prompt=check_toy_prompt,
         description="toy world with random weights (tests)",
     )

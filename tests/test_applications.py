@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from bdlib.applications import (
+    default_removal_k,
     extend_canvas,
     extrapolate,
     paint_scribble,
     removal_input,
-    removal_start_index,
     remove_object,
     replace_background,
 )
@@ -56,7 +56,7 @@ def test_recipes_keep_what_they_promise(random_toy_world, example):
     background = replace_background(random_toy_world, image, mask, "a red circle")
     assert torch.equal(background.images[0][:, mask[0] == 1], image[:, mask[0] == 1])  # the object stays
     removed = remove_object(random_toy_world, image, mask)
-    assert removed.prompt == "" and removed.settings.start_index == removal_start_index(random_toy_world) == 2
+    assert removed.prompt == "" and removed.settings.k == default_removal_k(random_toy_world) == 2
     assert torch.equal(removed.images[0][:, mask[0] == 0], image[:, mask[0] == 0])  # the background is exact
     assert torch.isnan(removed.distances).all()  # nothing to rank by
 

@@ -35,7 +35,7 @@ REQUIRED_FIELDS = {
     "device_name",
     "batch",
     "precision",
-    "augmentations",
+    "views",
     "image_size",
     "seconds_per_step",
     "seconds_all",
@@ -83,7 +83,7 @@ def test_smoke_writes_one_record_per_configuration(smoke_records: list[dict]) ->
     assert sorted((r["precision"], r["batch"]) for r in smoke_records) == [("bf16", 1), ("fp32", 1)]
     for r in smoke_records:
         assert REQUIRED_FIELDS <= r.keys(), REQUIRED_FIELDS - r.keys()
-        assert r["world"] == "smoke" and r["device"] == "cpu" and r["augmentations"] == 8
+        assert r["world"] == "smoke" and r["device"] == "cpu" and r["views"] == 8
         assert r["image_size"] == 64
         assert r["seconds_per_step"] > 0 and len(r["seconds_all"]) == 1
         assert r["peak_memory_kind"] == "process_peak_rss" and r["peak_memory_mb"] > 0
@@ -139,7 +139,7 @@ def test_edit_benchmark_writes_the_issue_fields_per_precision_and_batch(tmp_path
     records = json.loads(out.read_text())
     assert [(r["precision"], r["batch"]) for r in records] == [("fp32", 1), ("fp32", 2), ("bf16", 1), ("bf16", 2)]
     for record in records:
-        assert {"world", "device", "batch", "augmentations", "steps", "seconds_per_edit", "seconds_per_step",
+        assert {"world", "device", "batch", "views", "steps", "seconds_per_edit", "seconds_per_step",
                 "peak_memory_mb", "official_two_pass_seconds_per_edit"} <= set(record)  # fmt: skip
         assert record["timed_steps"] == 2 and record["extrapolated"] and len(record["seconds_all"]) == 1
         assert record["seconds_per_edit"] == pytest.approx(record["seconds_per_step"] * record["steps"])

@@ -96,7 +96,7 @@ def _scalar(ours, ref):
     assert abs(float(ours) - float(ref)) <= 1e-4 * abs(float(ref))
 
 
-OFFICIAL = MethodSettings(official=True, augmentations=1, guidance_scale=1000, range_scale=50)
+OFFICIAL = MethodSettings(official=True, views=1, guidance_scale=1000, range_scale=50)
 
 
 @pytest.mark.parametrize("case", ["case_t40", "case_t3"])
@@ -148,7 +148,7 @@ def test_paper_clip_input_is_pred_x0(fixture):
 @pytest.mark.parametrize("case", ["bgloss_t40", "bgloss_t3"])
 def test_algorithm1_background_mse_term_from_the_switch_alone(fixture, case):
     # the official weights come from official=True itself: no λ set here (the fixture has no LPIPS network)
-    settings = MethodSettings(official=True, algorithm="local", augmentations=1)
+    settings = MethodSettings(official=True, algorithm="local", views=1)
     assert (official.OFFICIAL_LAM, official.OFFICIAL_LAM * official.OFFICIAL_LPIPS_WEIGHT) == (10000.0, 1000.0)
     F, R, out, _, seen = _run(fixture, case, settings)
     tol = F["tolerances"]

@@ -39,7 +39,7 @@ def test_unknown_command_and_choice_are_refused(capsys):
 def test_edit_command_writes_ranked_results_and_a_figure(tmp_path, capsys):
     out = tmp_path / "edited.png"
     args = ["edit", "--image", "bdlib/examples/scene.png", "--mask", "bdlib/examples/scene_mask.png"]
-    args += ["--prompt", "a red circle", "--out", str(out), "--samples", "2", "--steps", "10", "--k", "6"]
+    args += ["--prompt", "a red circle", "--out", str(out), "--samples", "2", "--respacing", "10", "--k", "6"]
     assert main(args) == 0
     for path in (out, tmp_path / "edited_rank2.png", tmp_path / "edited_figure.png"):
         assert path.exists(), path
@@ -51,7 +51,7 @@ def test_edit_command_refuses_bad_input_before_writing(tmp_path, capsys):
     base = ["edit", "--image", "bdlib/examples/scene.png", "--mask", "bdlib/examples/scene_mask.png"]
     assert main([*base, "--prompt", "a red circle", "--out", str(tmp_path / "x.jpg")]) == 2
     assert main([*base, "--prompt", "a pink circle", "--out", str(tmp_path / "x.png")]) == 2
-    assert main([*base, "--prompt", "a red circle", "--out", str(tmp_path / "y.png"), "--steps", "10"]) == 2
+    assert main([*base, "--prompt", "a red circle", "--out", str(tmp_path / "y.png"), "--respacing", "10"]) == 2
     err = capsys.readouterr().err
     assert ".png" in err and "pink" in err and "--k" in err
     assert not list(tmp_path.iterdir())
@@ -81,7 +81,7 @@ def test_figures_command_regenerates_small_figures(tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- bad input: a clear error, nothing lost
 EXAMPLES = Path(__file__).resolve().parent.parent / "bdlib" / "examples"
-FAST = ["--steps", "10", "--k", "3"]
+FAST = ["--respacing", "10", "--k", "3"]
 
 
 def cli(*args: str) -> int:
@@ -120,9 +120,10 @@ def _short_error(err: str) -> None:
 
 @pytest.mark.parametrize(
     "extra",
-    [["--scale", "nan"], ["--scale", "inf"], ["--scale", "1e30"], ["--lam", "nan", "--local"],
-     ["--lam", "1e30", "--local"], ["--seed", "-1"], ["--seed", str(2**64)], ["--dilate", "-5"],
-     ["--device", "cuda:99"], ["--samples", "0"], ["--samples", "100000"], ["--aug", "100000"]],
+    [["--guidance-scale", "nan"], ["--guidance-scale", "inf"], ["--guidance-scale", "1e30"],
+     ["--lam", "nan", "--algorithm", "local"],
+     ["--lam", "1e30", "--algorithm", "local"], ["--seed", "-1"], ["--seed", str(2**64)], ["--dilate", "-5"],
+     ["--device", "cuda:99"], ["--samples", "0"], ["--samples", "100000"], ["--views", "100000"]],
 )  # fmt: skip
 def test_edit_refuses_bad_numbers_before_any_work(inputs, no_edit, capsys, extra):
     image, mask = inputs

@@ -32,10 +32,10 @@ CASES = {
 @pytest.fixture(scope="module")
 def worlds(random_toy_world):
     """The random toy world (with a noise-aware CLIP) on the CPU and a deep copy of it on the simulated device."""
-    from bdlib.worlds.toy.noisy_clip import build_toy_noisy_clip
+    from bdlib.worlds.toy.noise_aware_clip import build_toy_noisy_clip
 
     cpu = copy.copy(random_toy_world)
-    cpu.noisy_clip = build_toy_noisy_clip().eval().requires_grad_(False)
+    cpu.noise_aware_clip = build_toy_noisy_clip().eval().requires_grad_(False)
     cpu.__post_init__()
     on_device = copy.deepcopy(cpu)
     with SimulatedAccelerator():
@@ -48,7 +48,7 @@ def worlds(random_toy_world):
 def test_a_whole_edit_runs_on_the_device_and_matches_the_cpu(worlds, case):
     cpu, on_device = worlds
     task = example_task()
-    kwargs = dict(samples=2, seed=4, augmentations=3, **CASES[case])
+    kwargs = dict(samples=2, seed=4, views=3, **CASES[case])
     with SameKernels():
         with SimulatedAccelerator():
             result = edit(on_device, task.image, task.mask, "a red circle", **kwargs)

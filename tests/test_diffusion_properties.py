@@ -98,7 +98,7 @@ def test_progressive_sampler_from_noised_input_starts_at_k_and_yields_each_step(
     d = create_diffusion(1000, "linear", "100")
     init = torch.rand(2, 3, 8, 8) * 2 - 1
     model = ZeroEps()
-    records = list(sample_progressive(model, d, init=init, start_index=74, generator=torch.Generator().manual_seed(0)))
+    records = list(sample_progressive(model, d, init=init, k=74, generator=torch.Generator().manual_seed(0)))
     assert [r.t for r in records] == list(range(74, -1, -1))
     assert model.timesteps[0] == float(d.timestep_map[74]) == 747.0
     assert records[0].timestep == 747
@@ -110,13 +110,13 @@ def test_sampler_is_reproducible_and_ddim_eta0_deterministic():
     d = create_diffusion(1000, "linear", "ddim25")
     init = torch.rand(1, 3, 8, 8) * 2 - 1
     model = ZeroEps()
-    a = sample(model, d, init=init, start_index=10, generator=torch.Generator().manual_seed(3))
-    b = sample(model, d, init=init, start_index=10, generator=torch.Generator().manual_seed(3))
-    c = sample(model, d, init=init, start_index=10, generator=torch.Generator().manual_seed(4))
+    a = sample(model, d, init=init, k=10, generator=torch.Generator().manual_seed(3))
+    b = sample(model, d, init=init, k=10, generator=torch.Generator().manual_seed(3))
+    c = sample(model, d, init=init, k=10, generator=torch.Generator().manual_seed(4))
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert not torch.equal(a, c)
     # DDIM with eta = 0 and ε̂ = 0 maps x_k to x_k/√ᾱ_k: the only randomness is the start noise
-    ddim = sample(model, d, init=init, start_index=0, ddim=True, generator=torch.Generator().manual_seed(3))
+    ddim = sample(model, d, init=init, k=0, ddim=True, generator=torch.Generator().manual_seed(3))
     x0_noised = d.q_sample(init, torch.tensor([0]), torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(3)))
     torch.testing.assert_close(ddim, x0_noised * d.sqrt_recip_alphas_cumprod[0], rtol=1e-5, atol=1e-6)
 
@@ -128,7 +128,7 @@ def test_sampler_applies_guidance_as_mean_shift_and_score_correction():
 
     def first_step(**kwargs):
         gen = torch.Generator().manual_seed(0)
-        return next(sample_progressive(ZeroEps(), d, init=init, start_index=12, generator=gen, **kwargs))
+        return next(sample_progressive(ZeroEps(), d, init=init, k=12, generator=gen, **kwargs))
 
     plain, guided = first_step(), first_step(cond_fn=lambda x, t, mv: g)
     variance = float(np.exp(0.5 * np.log(d.betas[12]) + 0.5 * d.posterior_log_variance_clipped[12]))
@@ -168,10 +168,10 @@ def test_more_sections_than_steps():
 
 def test_start_index_out_of_range_and_without_init():
     d = create_diffusion(1000, "linear", "100")
-    with pytest.raises(ValueError, match=r"start_index must be an integer in \[0, 99\]"):
-        next(sample_progressive(ZeroEps(), d, init=torch.zeros(1, 3, 4, 4), start_index=100))
+    with pytest.raises(ValueError, match=r"k must be an integer in \[0, 99\]"):
+        next(sample_progressive(ZeroEps(), d, init=torch.zeros(1, 3, 4, 4), k=100))
     with pytest.raises(ValueError, match="needs an input image"):
-        next(sample_progressive(ZeroEps(), d, (1, 3, 4, 4), start_index=50))
+        next(sample_progressive(ZeroEps(), d, (1, 3, 4, 4), k=50))
 
 
 def test_mismatched_shapes():

@@ -12,7 +12,7 @@ from PIL import Image
 from bdlib.core.settings import MAX_WEIGHT, MethodSettings
 from bdlib.edit import PreparedEdit, edit, finish_edit
 from bdlib.runtime.imageio import load_mask, save_image
-from bdlib.worlds.base import load_world
+from bdlib.worlds import load_world
 from bdlib.worlds.toy.tasks import example_task
 from bdlib.worlds.toy.world import load_toy_world
 
@@ -84,7 +84,7 @@ def test_bad_prompt_k_and_files(random_toy_world, example, tmp_path):
     image, mask = example
     with pytest.raises(ValueError, match="pink"):
         edit(random_toy_world, image, mask, "a pink circle")
-    with pytest.raises(ValueError, match=r"start_index must be an integer in \[0, 9\]"):
+    with pytest.raises(ValueError, match=r"k must be an integer in \[0, 9\]"):
         edit(random_toy_world, image, mask, "a red circle", k=10)
     (tmp_path / "notes.png").write_text("not an image")
     with pytest.raises(ValueError, match="is not an image"):

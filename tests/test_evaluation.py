@@ -19,7 +19,7 @@ from bdlib.worlds.toy.oracle import build_oracle
 @pytest.fixture(scope="module")
 def cheap_world(random_toy_world):
     torch.manual_seed(0)
-    cheap = random_toy_world.defaults.with_(respacing="6", start_index=3, augmentations=2)
+    cheap = random_toy_world.defaults.with_(respacing="6", k=3, views=2)
     return dataclasses.replace(random_toy_world, oracle=build_oracle().eval(), defaults=cheap)
 
 

@@ -40,5 +40,5 @@ def test_grid_refusals(random_toy_world):
         edit_grid(random_toy_world, task.image, task.mask, "a red circle", "lam", [1.0])
     with pytest.raises(ValueError, match="runs over one of"):
         edit_grid(random_toy_world, task.image, task.mask, "a red circle", "seed", [1])
-    with pytest.raises(ValueError, match="start_index"):
+    with pytest.raises(ValueError, match="k"):
         edit_grid(random_toy_world, task.image, task.mask, "a red circle", "k", [2, 99])

@@ -42,7 +42,7 @@ def run_step(precision: str) -> tuple[SpyClip, list[bool]]:
     mask = torch.zeros(1, 1, 8, 8)
     mask[..., 2:6, 2:6] = 1
     augment = ExtendingAugmentations(4)
-    settings = MethodSettings(respacing="10", start_index=6, precision=precision, augmentations=4, lpips_weight=0)
+    settings = MethodSettings(respacing="10", k=6, precision=precision, views=4, lpips_weight=0)
     world = World(
         name="spy", unet=unet, clip=clip, image_size=8, defaults=settings, check_prompt=lambda prompt: None,
         make_diffusion=lambda respacing: create_diffusion(1000, "linear", respacing=respacing, learn_sigma=True),

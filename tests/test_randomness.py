@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from bdlib.bench.evaluation import Setting, run_setting
+from bdlib.bench.evaluation import run_setting
+from bdlib.bench.rows import Setting
 from bdlib.core.augment import ExtendingAugmentations
 from bdlib.core.sampling import sample_progressive
 from bdlib.edit import edit
@@ -24,7 +25,7 @@ def example():
 @pytest.mark.parametrize("official", [False, True])
 def test_samples_do_not_depend_on_batching(random_toy_world, example, official):
     image, mask = example
-    kwargs = dict(samples=8, seed=3, official=official, augmentations=4)
+    kwargs = dict(samples=8, seed=3, official=official, views=4)
     one_batch = edit(random_toy_world, image, mask, "a red circle", **kwargs)
     two_by_four = edit(random_toy_world, image, mask, "a red circle", batch_size=4, **kwargs)
     one_by_one = edit(random_toy_world, image, mask, "a red circle", batch_size=1, **kwargs)
@@ -45,7 +46,7 @@ def test_sample_i_is_the_same_in_a_larger_edit(random_toy_world, example):
 
 def test_benchmark_tasks_do_not_depend_on_their_batch(random_toy_world):
     tasks = generate_tasks(5, seed=0)
-    setting = Setting("t", random_toy_world.defaults.with_(augmentations=2), samples=2)
+    setting = Setting("t", random_toy_world.defaults.with_(views=2), samples=2)
     together = run_setting(random_toy_world, tasks, setting, batch_size=64, seed=1)
     apart = run_setting(random_toy_world, tasks, setting, batch_size=2, seed=1)
     torch.testing.assert_close(apart.results, together.results, rtol=0, atol=1e-4)

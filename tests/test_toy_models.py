@@ -29,7 +29,7 @@ from bdlib.worlds.toy.clip_model import (
 )
 from bdlib.worlds.toy.corruptions import KINDS, make_examples
 from bdlib.worlds.toy.ddpm import load_toy_ddpm, toy_diffusion
-from bdlib.worlds.toy.noisy_clip import build_toy_noisy_clip, load_toy_noisy_clip, toy_noisy_clip_step_fn
+from bdlib.worlds.toy.noise_aware_clip import build_toy_noisy_clip, load_toy_noisy_clip, toy_noise_aware_clip_step_fn
 from bdlib.worlds.toy.oracle import build_oracle, load_oracle, oracle_step_fn
 from bdlib.worlds.toy.region_views import box_masks, empty_regions, object_regions, random_warp
 from bdlib.worlds.toy.scenes import generate_scenes
@@ -124,7 +124,7 @@ def test_toy_clip_interface() -> None:
     assert 0.5e6 < sum(p.numel() for p in model.parameters()) < 2e6
 
 
-def test_noisy_clip_interface() -> None:
+def test_noise_aware_clip_interface() -> None:
     fresh = build_toy_noisy_clip().eval()
     assert sum(p.numel() for p in fresh.parameters()) < 2e6
     x = torch.randn(3, 3, 32, 32)
@@ -155,7 +155,7 @@ def test_oracle_interface() -> None:
     "make",
     [
         lambda: (build_toy_clip(), toy_clip_step_fn(8)),
-        lambda: (build_toy_noisy_clip(), toy_noisy_clip_step_fn(8)),
+        lambda: (build_toy_noisy_clip(), toy_noise_aware_clip_step_fn(8)),
         lambda: (build_oracle(), oracle_step_fn(8)),
     ],
     ids=["clip", "noisy", "oracle"],
@@ -176,7 +176,7 @@ def test_oracle_examples_follow_the_label_table() -> None:
 
 # ----------------------------------------------------------------------------- shipped weights
 def test_weights_files_exist_with_metadata() -> None:
-    for name in ("toy_clip", "toy_noisy_clip", "oracle"):
+    for name in ("toy_clip", "toy_noise_aware_clip", "oracle"):
         path = weights_path(name)
         assert path.exists(), f"missing shipped weights {path}; train them with python -m bdlib train"
         assert path.stat().st_size < 8e6
@@ -224,7 +224,7 @@ def test_shipped_toy_clip_zero_shot() -> None:
     assert single < 0.5 and masked < 0.5  # the same check fails on random weights
 
 
-def test_shipped_noisy_clip_zero_shot() -> None:
+def test_shipped_noise_aware_clip_zero_shot() -> None:
     model = load_toy_noisy_clip()
     single, masked = _clip_accuracies(model, t=0)
     assert single >= 0.90 and masked >= 0.85, (single, masked)
@@ -263,7 +263,7 @@ def test_shipped_oracle_quality() -> None:
 # ----------------------------------------------------------------------------- shipped weights: checksums (issue 16)
 def test_every_shipped_weight_file_has_its_sha256_in_the_table_and_its_card() -> None:
     names = sorted(path.stem for path in weights_io.WEIGHTS_DIR.glob("*.safetensors"))
-    assert names == sorted(SHIPPED_SHA256) == ["oracle", "toy_clip", "toy_ddpm", "toy_noisy_clip"]
+    assert names == sorted(SHIPPED_SHA256) == ["oracle", "toy_clip", "toy_ddpm", "toy_noise_aware_clip"]
     for name in names:
         digest = sha256_of(weights_path(name))
         assert SHIPPED_SHA256[name] == digest, f"{name}: the table does not match the shipped file"

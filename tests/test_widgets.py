@@ -16,7 +16,7 @@ import bdlib.course.edit_cache as edit_cache
 import bdlib.course.widgets as bw
 from bdlib.worlds.toy.tasks import example_task
 
-FAST = {"respacing": "10", "augmentations": 1}  # 10-step chains, one CLIP view: about a second per edit
+FAST = {"respacing": "10", "views": 1}  # 10-step chains, one CLIP view: about a second per edit
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -112,13 +112,13 @@ def test_grid_edits_runs_the_missing_values_in_one_call(random_toy_world, task, 
 
     monkeypatch.setattr(edit_cache, "edit_grid", counting)
     bw.cached_edit(random_toy_world, task, cache=cache, algorithm="blended", k=3, **FAST)
-    done = bw.grid_edits(random_toy_world, task, "k", [3, 5, 7], cache=cache, algorithm="blended", **FAST)
+    done = bw.cached_edit_grid(random_toy_world, task, "k", [3, 5, 7], cache=cache, algorithm="blended", **FAST)
     assert calls == [[5, 7]]  # k = 3 was cached; the rest in one call
-    assert [d.result.settings.start_index for d in done] == [3, 5, 7]
+    assert [d.result.settings.k for d in done] == [3, 5, 7]
     alone = bw.cached_edit(random_toy_world, task, cache=bw.ResultCache(), algorithm="blended", k=7, **FAST)
     assert torch.allclose(done[2].result.images, alone.result.images, atol=1e-5)  # as edit() of one value
     assert torch.equal(done[2].start, alone.start)
-    again = bw.grid_edits(random_toy_world, task, "k", [3, 5, 7], cache=cache, algorithm="blended", **FAST)
+    again = bw.cached_edit_grid(random_toy_world, task, "k", [3, 5, 7], cache=cache, algorithm="blended", **FAST)
     assert calls == [[5, 7]] and [a.result for a in again] == [d.result for d in done]
 
 
@@ -208,7 +208,7 @@ def test_an_executed_notebook_carries_the_panel_into_the_page():
         "from bdlib import load_world\n"
         "from bdlib.course.widgets import k_panel\n"
         "from bdlib.worlds.toy.tasks import example_task\n"
-        "panel = k_panel(load_world('toy'), example_task(), values=(3, 6), value=6, respacing='10', augmentations=1)\n"
+        "panel = k_panel(load_world('toy'), example_task(), values=(3, 6), value=6, respacing='10', views=1)\n"
         "panel"
     )
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import torch
 
-from bdlib.applications import removal_start_index
+from bdlib.applications import default_removal_k
+from bdlib.bench.rows import Setting, default_settings
 from bdlib.core import variants
-from bdlib.core.settings import MethodSettings
 from bdlib.edit import rank_distances
 from bdlib.inpaint import smooth_fill
 from bdlib.runtime import distributed
@@ -38,26 +38,6 @@ from bdlib.runtime.randomness import SampleStreams
 from bdlib.worlds.base import World
 from bdlib.worlds.toy.tasks import EditTask, generate_tasks
 from bdlib.worlds.toy.vocab import COLORS, SHAPES
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One row of the benchmark: a name, the method's settings, how many ranked samples per task, and how the
-    remove tasks run: ``removal="fill"`` is the shipped recipe (:func:`bdlib.applications.remove_object`: the
-    region filled smoothly, then blended diffusion with the empty prompt from ``removal_k``, by default
-    :func:`~bdlib.applications.removal_start_index`), ``"prior"`` the paper's plain recipe (the empty prompt
-    from the row's own k). ``kinds`` keeps only some task kinds (None: all)."""
-
-    name: str
-    settings: MethodSettings
-    samples: int = 1
-    removal: str = "fill"
-    removal_k: int | None = None
-    kinds: tuple[str, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if self.removal not in ("fill", "prior"):
-            raise ValueError(f"removal must be 'fill' or 'prior', got {self.removal!r}")
 
 
 @dataclass
@@ -113,8 +93,8 @@ def _removal_batch(world: World, chunk: Sequence[EditTask], setting: Setting):
     if setting.removal == "prior":
         return images, setting.settings
     masks = torch.stack([t.mask for t in chunk])
-    k = setting.removal_k if setting.removal_k is not None else removal_start_index(world, setting.settings.respacing)
-    return smooth_fill(images, masks), setting.settings.with_(start_index=k)
+    k = setting.removal_k if setting.removal_k is not None else default_removal_k(world, setting.settings.respacing)
+    return smooth_fill(images, masks), setting.settings.with_(k=k)
 
 
 def _run_batch(world: World, chunk: Sequence[EditTask], indices: Sequence[int], setting: Setting, seed: int):
@@ -245,8 +225,6 @@ def run_benchmark(
     report = {"world": world.name, "n_tasks": n_tasks, "seed": seed, "settings": []}
     done: dict[tuple, SettingRun] = {}  # rows with the same settings (e.g. the default and its k) run once
     if settings is None:
-        from bdlib.bench.rows import default_settings
-
         settings = default_settings(world, fast)
     for setting in settings:
         tasks = [t for t in all_tasks if setting.kinds is None or t.kind in setting.kinds]

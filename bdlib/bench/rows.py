@@ -8,8 +8,31 @@ defaults cost (steps, precision).
 
 from __future__ import annotations
 
-from bdlib.bench.evaluation import Setting
+from dataclasses import dataclass
+
+from bdlib.core.settings import PAPER_LAM, MethodSettings
 from bdlib.worlds.base import World
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the benchmark: a name, the method's settings, how many ranked samples per task, and how the
+    remove tasks run: ``removal="fill"`` is the shipped recipe (:func:`bdlib.applications.remove_object`: the
+    region filled smoothly, then blended diffusion with the empty prompt from ``removal_k``, by default
+    :func:`~bdlib.applications.default_removal_k`), ``"prior"`` the paper's plain recipe (the empty prompt
+    from the row's own k). ``kinds`` keeps only some task kinds (None: all)."""
+
+    name: str
+    settings: MethodSettings
+    samples: int = 1
+    removal: str = "fill"
+    removal_k: int | None = None
+    kinds: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.removal not in ("fill", "prior"):
+            raise ValueError(f"removal must be 'fill' or 'prior', got {self.removal!r}")
+
 
 EDIT_KINDS = ("add", "replace", "recolor")  # the kinds with a target object: the ones k changes
 
@@ -38,11 +61,11 @@ def removal_rows(world: World, fast: bool = False) -> list[Setting]:
     base = world.defaults
     last = world.diffusion(base.respacing).num_steps - 1
     only = ("remove",)
-    rows = [Setting(f"remove: prior only, k={base.start_index}", base, removal="prior", kinds=only)]
+    rows = [Setting(f"remove: prior only, k={base.k}", base, removal="prior", kinds=only)]
     if not fast:
-        rows.append(Setting(f"remove: prior only, k={last}", base.with_(start_index=last), removal="prior", kinds=only))
+        rows.append(Setting(f"remove: prior only, k={last}", base.with_(k=last), removal="prior", kinds=only))
     fills = (round(last / 4), round(last / 2)) if fast else (round(last / 8), round(last / 4), round(last * 3 / 8),
-                                                              round(last / 2), base.start_index)  # fmt: skip
+                                                              round(last / 2), base.k)  # fmt: skip
     rows += [Setting(f"remove: fill, k={k}", base, removal_k=k, kinds=only) for k in fills]
     return rows
 
@@ -54,15 +77,16 @@ def default_settings(world: World, fast: bool = False) -> list[Setting]:
     rows = [Setting("alg2 default", base)]
     rows += [Setting(f"alg1 lam={lam:g}", local.with_(lam=lam)) for lam in lam_values(fast)]
     if not fast:
-        rows.append(Setting(f"alg1 lam={local.background_weight:g} scale={base.guidance_scale:g}",
+        lam = local.lam if local.lam is not None else PAPER_LAM
+        rows.append(Setting(f"alg1 lam={lam:g} scale={base.guidance_scale:g}",
                             local.with_(guidance_scale=base.guidance_scale)))  # fmt: skip
     scales = (1000.0, 10000.0) if fast else (100.0, 1000.0, 10000.0)
     for scale in scales:
         views = (8,) if scale < base.guidance_scale and not fast else (1, 8)  # below the default: views only
         rows += [
-            Setting(f"alg2 scale={scale:g} aug={a}", base.with_(guidance_scale=scale, augmentations=a)) for a in views
+            Setting(f"alg2 scale={scale:g} aug={a}", base.with_(guidance_scale=scale, views=a)) for a in views
         ]
-    rows += [Setting(f"alg2 k={k}", base.with_(start_index=k), kinds=EDIT_KINDS) for k in k_values(world, fast)]
+    rows += [Setting(f"alg2 k={k}", base.with_(k=k), kinds=EDIT_KINDS) for k in k_values(world, fast)]
     rows.append(Setting("alg2 paste once at the end", base.with_(blending="end")))
     rows.append(Setting("alg2 no blending, no paste", base.with_(blending="none")))
     rows.append(Setting("alg2 official", base.with_(official=True)))
@@ -76,7 +100,7 @@ def default_settings(world: World, fast: bool = False) -> list[Setting]:
         if base.respacing.isdigit():  # plain step counts only ("ddim50", "10,10,10" have no simple double)
             doubled = str(2 * int(base.respacing))
             rows.append(
-                Setting(f"alg2 {doubled} steps", base.with_(respacing=doubled, start_index=2 * base.start_index + 1))
+                Setting(f"alg2 {doubled} steps", base.with_(respacing=doubled, k=2 * base.k + 1))
             )
         rows.append(Setting("alg2 bf16", base.with_(precision="bf16")))
         rows.append(Setting("alg2 bf16-clip", base.with_(precision="bf16-clip")))

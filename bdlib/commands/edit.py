@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from bdlib.applications import removal_input, removal_start_index
+from bdlib.applications import default_removal_k, removal_input
 from bdlib.commands import arguments
 from bdlib.core.settings import check_weight
 from bdlib.course.viz import figure_writer, show_grid
@@ -24,7 +24,7 @@ from bdlib.edit import resolve_edit_settings
 from bdlib.runtime import distributed
 from bdlib.runtime.files import OutputError, check_writable, refuse_overwriting, same_file, write_files
 from bdlib.runtime.imageio import image_writer
-from bdlib.worlds.base import load_world
+from bdlib.worlds import load_world
 
 FIGURE_RESULTS = 8  # the figure shows at most this many results (the best ones); every result gets its own file
 
@@ -42,12 +42,14 @@ def register(subparsers) -> None:
                         help="start index k (respaced; default: the world's)")  # fmt: skip
     parser.add_argument("--lam", type=arguments.finite_float, default=None,
                         help="λ, background-loss weight (Algorithm 1)")  # fmt: skip
-    parser.add_argument("--aug", type=arguments.positive_int, default=None,
+    parser.add_argument("--views", type=arguments.positive_int, default=None,
                         help="number of CLIP views (1 = no augmentation)")  # fmt: skip
-    parser.add_argument("--steps", default=None, help='respacing of the diffusion, e.g. "100" (default: the world\'s)')
-    parser.add_argument("--scale", type=arguments.finite_float, default=None, help="CLIP guidance scale")
+    parser.add_argument("--respacing", default=None,
+                        help='respacing of the diffusion, e.g. "100" (default: the world\'s)')  # fmt: skip
+    parser.add_argument("--guidance-scale", type=arguments.finite_float, default=None, help="CLIP guidance scale s")
     parser.add_argument("--ddim", action="store_true", help="DDIM steps instead of DDPM")
-    parser.add_argument("--local", action="store_true", help="Algorithm 1 (local CLIP guidance) instead of 2")
+    parser.add_argument("--algorithm", choices=("blended", "local"), default="blended",
+                        help="blended: Algorithm 2 (the default); local: Algorithm 1, local CLIP guidance")  # fmt: skip
     parser.add_argument("--noise-aware", action="store_true", help="guide with the noise-aware CLIP (toy world)")
     parser.add_argument("--official", action="store_true", help="the official code's choices instead of the paper's")
     parser.add_argument("--samples", type=arguments.positive_int, default=1,
@@ -70,21 +72,21 @@ def register(subparsers) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> dict:
-    for flag, value in (("--scale", args.scale), ("--lam", args.lam)):
+    for flag, value in (("--guidance-scale", args.guidance_scale), ("--lam", args.lam)):
         if value is not None:
             check_weight(flag, value)
     chosen = {
-        "start_index": args.k,
+        "k": args.k,
         "lam": args.lam,
-        "augmentations": args.aug,
-        "respacing": args.steps,
-        "guidance_scale": args.scale,
+        "views": args.views,
+        "respacing": args.respacing,
+        "guidance_scale": args.guidance_scale,
     }
     out = {name: value for name, value in chosen.items() if value is not None}
-    if args.steps is not None and args.k is None:
-        raise ValueError("--steps changes the schedule, so give --k too (the start index in the new schedule)")
+    if args.respacing is not None and args.k is None:
+        raise ValueError("--respacing changes the schedule, so give --k too (the start index in the new schedule)")
     out.update(ddim=args.ddim, official=args.official, noise_aware=args.noise_aware)
-    out["algorithm"] = "local" if args.local else "blended"
+    out["algorithm"] = args.algorithm
     return out
 
 
@@ -158,8 +160,8 @@ def _run(args: argparse.Namespace, overrides: dict, outputs: list[Path], context
     from tqdm import tqdm
 
     removing = not args.prompt.strip() and not args.no_fill
-    if removing and "start_index" not in overrides:
-        overrides["start_index"] = removal_start_index(world, overrides.get("respacing"))
+    if removing and "k" not in overrides:
+        overrides["k"] = default_removal_k(world, overrides.get("respacing"))
     settings = resolve_edit_settings(world, **overrides)
     image = removal_input(args.image, args.mask, args.invert_mask, args.dilate) if removing else args.image
     size = args.batch_size or -(-args.samples // context.size)  # default: one batch per process
@@ -170,7 +172,7 @@ def _run(args: argparse.Namespace, overrides: dict, outputs: list[Path], context
         if not context.is_main:
             return
         if not bars:
-            bars.append(tqdm(total=(settings.start_index + 1) * batches, desc="editing", unit="step"))
+            bars.append(tqdm(total=(settings.k + 1) * batches, desc="editing", unit="step"))
         bars[0].update(1)
 
     try:

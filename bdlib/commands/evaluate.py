@@ -15,7 +15,7 @@ from bdlib.commands import arguments
 from bdlib.course.viz import figure_writer
 from bdlib.runtime import distributed
 from bdlib.runtime.files import check_writable, write_files
-from bdlib.worlds.base import load_world
+from bdlib.worlds import load_world
 
 
 def register(subparsers) -> None:
@@ -49,7 +49,7 @@ def _lambda_panel(ax, report: dict) -> None:
 
 def _scale_panel(ax, report: dict) -> None:
     for views, marker in ((1, "o--"), (8, "s-")):
-        rows = [row for row in _rows(report, "alg2 scale=") if row["settings"]["augmentations"] == views]
+        rows = [row for row in _rows(report, "alg2 scale=") if row["settings"]["views"] == views]
         scales = [row["settings"]["guidance_scale"] for row in rows]
         ax.plot(scales, [row["text_match"] for row in rows], marker, label=f"text match, {views} view(s)")
         ax.plot(scales, [row["clean"] for row in rows], marker, alpha=0.5, label=f"clean, {views} view(s)")
@@ -60,7 +60,7 @@ def _scale_panel(ax, report: dict) -> None:
 
 def _k_panel(ax, report: dict) -> None:
     rows = _rows(report, "alg2 k=")
-    ks = [row["settings"]["start_index"] for row in rows]
+    ks = [row["settings"]["k"] for row in rows]
     ax.plot(ks, [row["fg_mean_abs"] for row in rows], "o-", label="change in mask")
     ax.plot(ks, [row["text_match"] for row in rows], "s-", label="text match")
     ax.set_xlabel("start index k (respaced)")

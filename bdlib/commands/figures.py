@@ -26,7 +26,8 @@ from bdlib.course.viz import save_figure, show_grid
 from bdlib.course.widgets import background_error, cached_edit, diff_picture, region_change
 from bdlib.grid import edit_grid
 from bdlib.runtime.files import check_folder_writable
-from bdlib.worlds.base import World, load_world
+from bdlib.worlds import load_world
+from bdlib.worlds.base import World
 from bdlib.worlds.toy.tasks import example_task
 
 PANEL_INCHES = 1.4  # 140 px per 32-px image
@@ -76,7 +77,7 @@ def augmentation_figure(world: World, seed: int, scales: tuple[float, ...] = (10
     rows, labels = [], []
     for scale in scales:
         for views in (1, 8):
-            done = cached_edit(world, task, seed=seed, samples=4, guidance_scale=scale, augmentations=views)
+            done = cached_edit(world, task, seed=seed, samples=4, guidance_scale=scale, views=views)
             rows.append(list(done.result.images))
             labels.append(f"{scale:g}, {views} view{'s' if views > 1 else ''}")
     return show_grid(rows, row_labels=labels, panel_inches=PANEL_INCHES, max_width_inches=MAX_WIDTH,

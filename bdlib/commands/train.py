@@ -1,4 +1,4 @@
-"""``python -m bdlib train toy-ddpm|toy-clip|toy-noisy-clip|oracle``: train (or resume) a toy model.
+"""``python -m bdlib train toy-ddpm|toy-clip|toy-noise-aware-clip|oracle``: train (or resume) a toy model.
 
 Training draws fresh procedural scenes every step, runs under bf16 autocast on CPU, keeps an EMA of the
 weights and saves a resumable checkpoint every few minutes (``runs/NAME.pt`` by default): run the same
@@ -54,7 +54,7 @@ def _trainable(module: str, stem: str, evaluate: str | None = None) -> Trainable
 TRAINABLES: dict[str, Trainable] = {
     "toy-ddpm": _trainable("bdlib.worlds.toy.ddpm", "toy_ddpm", "bdlib.worlds.toy.sample_quality:evaluate_toy_ddpm"),
     "toy-clip": _trainable("bdlib.worlds.toy.clip_model", "toy_clip"),
-    "toy-noisy-clip": _trainable("bdlib.worlds.toy.noisy_clip", "toy_noisy_clip"),
+    "toy-noise-aware-clip": _trainable("bdlib.worlds.toy.noise_aware_clip", "toy_noise_aware_clip"),
     "oracle": _trainable("bdlib.worlds.toy.oracle", "oracle"),
 }
 

@@ -29,16 +29,16 @@ class ExtendingAugmentations:
 
     def __init__(
         self,
-        num: int = 8,
+        views: int = 8,
         degrees: float = 15.0,
         translate: float = 0.1,
         p_affine: float = 0.7,
         distortion: float = 0.7,
         p_perspective: float = 0.7,
     ) -> None:
-        if not isinstance(num, int) or num < 1:
-            raise ValueError(f"the number of augmentations must be an integer >= 1 (1 = no augmentation), got {num!r}")
-        self.num = num
+        if isinstance(views, bool) or not isinstance(views, int) or views < 1:
+            raise ValueError(f"views must be an integer >= 1 (1 = the clean view alone), got {views!r}")
+        self.views = views
         self.degrees, self.translate, self.p_affine = degrees, translate, p_affine
         self.distortion, self.p_perspective = distortion, p_perspective
 
@@ -68,12 +68,12 @@ class ExtendingAugmentations:
     def __call__(self, images: torch.Tensor, randomness: torch.Generator | SampleStreams | None = None) -> torch.Tensor:
         """The views of ``images``; ``randomness`` is a CPU generator for the whole batch, or the batch's
         :class:`~bdlib.runtime.randomness.SampleStreams` (image ``i``'s warps then come from sample ``i``'s stream)."""
-        if self.num == 1:
+        if self.views == 1:
             return images
         batch, _, height, width = images.shape
         if height != width:
             raise ValueError(f"augmentations expect square images, got {height}x{width}: pool to CLIP's size first")
-        copies = self.num - 1
+        copies = self.views - 1
         if isinstance(randomness, SampleStreams):
             if len(randomness) != batch:
                 raise ValueError(f"{len(randomness)} sample streams for a batch of {batch} images")

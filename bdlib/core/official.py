@@ -266,16 +266,16 @@ def warp(copies: torch.Tensor, affine: dict, perspective: dict) -> torch.Tensor:
 
 
 class OfficialViews:
-    """``ImageAugmentations(size, num)`` with bdlib's randomness: copy 0 clean, copies 1..N-1 warped, copy-major;
+    """``ImageAugmentations(size, views)`` with bdlib's randomness: copy 0 clean, copies 1..N-1 warped, copy-major;
     sample ``i``'s warps come from sample ``i``'s stream (13 numbers per copy)."""
 
-    def __init__(self, num: int) -> None:
-        self.num = num
+    def __init__(self, views: int) -> None:
+        self.views = views
 
     def __call__(self, images: torch.Tensor, randomness: SampleStreams) -> torch.Tensor:
-        if self.num == 1:
+        if self.views == 1:
             return images
-        batch, size, copies = images.shape[0], images.shape[-1], self.num - 1
+        batch, size, copies = images.shape[0], images.shape[-1], self.views - 1
         uniform = randomness.uniform_params((copies, 13)).transpose(0, 1).reshape(copies * batch, 13)
         return torch.cat([images, warp(images.repeat(copies, 1, 1, 1), *warp_parameters(uniform, size))])
 

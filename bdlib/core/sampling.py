@@ -83,22 +83,22 @@ def chain(x_k: torch.Tensor, k: int, step: Callable[[torch.Tensor, int], Record]
         x_t = record.x_prev
 
 
-def resolve_start_index(diffusion: Diffusion, start_index: int | None, has_init: bool) -> int:
+def resolve_k(diffusion: Diffusion, k: int | None, has_init: bool) -> int:
     """Check the start index ``k`` (respaced) and default it to the last step, ``T-1``."""
     last = diffusion.num_steps - 1
-    if start_index is None:
+    if k is None:
         return last
-    if not isinstance(start_index, int) or not 0 <= start_index <= last:
+    if not isinstance(k, int) or not 0 <= k <= last:
         raise ValueError(
-            f"start_index must be an integer in [0, {last}] for this {diffusion.num_steps}-step diffusion, "
-            f"got {start_index!r}"
+            f"k must be an integer in [0, {last}] for this {diffusion.num_steps}-step diffusion, "
+            f"got {k!r}"
         )
-    if start_index < last and not has_init:
+    if k < last and not has_init:
         raise ValueError(
-            f"start_index={start_index} starts part-way down the chain, which needs an input image: pass init, "
-            f"or leave start_index at {last} to start from pure noise"
+            f"k={k} starts part-way down the chain, which needs an input image: pass init, "
+            f"or leave k at {last} to start from pure noise"
         )
-    return start_index
+    return k
 
 
 def sample_progressive(
@@ -107,7 +107,7 @@ def sample_progressive(
     shape: tuple[int, ...] | None = None,
     *,
     init: torch.Tensor | None = None,
-    start_index: int | None = None,
+    k: int | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
     ddim: bool = False,
@@ -124,7 +124,7 @@ def sample_progressive(
     the same chain on every device).
     """
     check_cpu_generator(generator)
-    k = resolve_start_index(diffusion, start_index, init is not None)
+    k = resolve_k(diffusion, k, init is not None)
     if init is not None:
         if init.ndim != 4:
             raise ValueError(f"init must be a (B, C, H, W) image tensor, got shape {tuple(init.shape)}")

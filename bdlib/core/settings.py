@@ -32,7 +32,7 @@ MAX_WEIGHT = 1e12
 
 @dataclass(frozen=True)
 class MethodSettings:
-    """Every knob of one edit. ``start_index`` is the paper's k as a respaced index (official: 100 - 25 - 1).
+    """Every knob of one edit. ``k`` is the paper's k as a respaced index (official: 100 - 25 - 1).
 
     ``official=True`` follows the official code in every result-changing choice (:mod:`bdlib.core.official`): for
     example it never clamps x̂_0 whatever ``clip_denoised`` says, and λ defaults to the official 10000 on a batch
@@ -41,7 +41,7 @@ class MethodSettings:
 
     algorithm: str = "blended"  # "blended" (Algorithm 2) or "local" (Algorithm 1)
     respacing: str = "100"
-    start_index: int = 74
+    k: int = 74
     ddim: bool = False
     eta: float = 0.0
     guidance_scale: float = 1000.0  # weight of D_CLIP (official clip_guidance_lambda)
@@ -50,7 +50,7 @@ class MethodSettings:
     # official 10000 on a batch mean (official mode); lpips_weight None: 0.4 or 0.1 (LPIPS weighs 1000 in both).
     lam: float | None = None
     lpips_weight: float | None = None
-    augmentations: int = 8  # N views for CLIP: 1 clean + N-1 warped
+    views: int = 8  # N views for CLIP: 1 clean + N-1 warped
     distance: str = "spherical"
     official: bool = False
     noise_aware: bool = False  # guide with a CLIP that reads (x_t, t): no backward through the UNet
@@ -71,10 +71,10 @@ class MethodSettings:
             raise ValueError(f"distance must be one of {', '.join(DISTANCES)}, got {self.distance!r}")
         if self.gradient not in GRADIENTS:
             raise ValueError(f"gradient must be one of {', '.join(GRADIENTS)}, got {self.gradient!r}")
-        if isinstance(self.augmentations, bool) or not isinstance(self.augmentations, int) or self.augmentations < 1:
-            raise ValueError(f"augmentations must be an integer >= 1 (1 = none), got {self.augmentations!r}")
-        if isinstance(self.start_index, bool) or not isinstance(self.start_index, int):
-            raise ValueError(f"start_index (k) must be an integer, got {self.start_index!r}")
+        if isinstance(self.views, bool) or not isinstance(self.views, int) or self.views < 1:
+            raise ValueError(f"views must be an integer >= 1 (1 = the clean view alone), got {self.views!r}")
+        if isinstance(self.k, bool) or not isinstance(self.k, int):
+            raise ValueError(f"k must be an integer, got {self.k!r}")
         for name in ("guidance_scale", "range_scale", "lam", "lpips_weight", "eta"):
             value = getattr(self, name)
             if value is None and name in ("lam", "lpips_weight"):
@@ -99,11 +99,6 @@ class MethodSettings:
             raise ValueError(f"blending={self.blending!r} is an ablation of the paper's Algorithm 2: drop official")
         if self.noise_aware and self.gradient != "x_t":
             raise ValueError("noise_aware guidance reads x_t, so its gradient is w.r.t. x_t: drop gradient='pred_x0'")
-
-    @property
-    def background_weight(self) -> float:
-        """λ as the paper's Algorithm 1 uses it: the given ``lam``, or 2500 per image."""
-        return float(self.lam) if self.lam is not None else PAPER_LAM
 
     def with_(self, **changes) -> MethodSettings:
         """A copy with some fields changed (and checked again)."""

@@ -44,7 +44,7 @@ from bdlib.core.augment import ExtendingAugmentations
 from bdlib.core.diffusion import Diffusion
 from bdlib.core.losses import clip_distance, tile_text
 from bdlib.core.sampling import denoiser
-from bdlib.core.settings import PAPER_LPIPS_WEIGHT, MethodSettings
+from bdlib.core.settings import PAPER_LAM, PAPER_LPIPS_WEIGHT, MethodSettings
 from bdlib.nets.lpips_adapter import background_lpips
 from bdlib.runtime.precision import guidance_networks
 from bdlib.runtime.randomness import SampleStreams
@@ -149,7 +149,7 @@ def loss_for(world, settings: MethodSettings, x, m, text, views, lam: torch.Tens
         return clip_loss
     weight = settings.lpips_weight if settings.lpips_weight is not None else PAPER_LPIPS_WEIGHT
     lpips_term = partial(background_lpips, lpips) if lpips is not None and weight else None
-    bg = background_loss(x, m, lam if lam is not None else settings.background_weight, lpips_term, weight)
+    bg = background_loss(x, m, _lam(settings, lam), lpips_term, weight)
     return bg if clip_loss is None else local_loss(clip_loss, bg)
 
 
@@ -181,6 +181,13 @@ def _official_loss(world, settings, clip, lpips, x, m, text, views, lam):
     )
 
 
+def _lam(settings: MethodSettings, lam: torch.Tensor | None):
+    """λ of the paper's Algorithm 1: one per sample when given, else ``settings.lam``, else 2500 per image."""
+    if lam is not None:
+        return lam
+    return settings.lam if settings.lam is not None else PAPER_LAM
+
+
 def step_options(settings: MethodSettings, text) -> dict:
     """``guide``, ``update`` and ``blend`` of the steps as ``settings`` asks (``text`` None: the empty prompt)."""
     if text is None and (settings.algorithm == "blended" or settings.official):
@@ -199,10 +206,10 @@ def step_options(settings: MethodSettings, text) -> dict:
 
 def views_for(settings: MethodSettings, streams: SampleStreams):
     """The extending augmentations of each step, drawn from the samples' streams (None: the clean copy alone)."""
-    if settings.augmentations == 1:
+    if settings.views == 1:
         return None
     views = official.OfficialViews if settings.official else ExtendingAugmentations
-    return partial(views(settings.augmentations), randomness=streams)
+    return partial(views(settings.views), randomness=streams)
 
 
 def parts(world, settings: MethodSettings, x, m, text, views, lam: torch.Tensor | None = None) -> Parts:
@@ -235,7 +242,7 @@ def run(
     """Algorithm 1 or 2 on ``x`` (B, 3, S, S) as ``settings`` asks: ``(result, the chain's own x_0 before the final
     paste)``. ``text`` (1 or B, D) is None for the empty prompt; ``lam`` (B,) gives each sample its own λ."""
     p = parts(world, settings, x, m, text, views_for(settings, streams), lam)
-    k = settings.start_index
+    k = settings.k
     if settings.official:
         return official.edit(
             p.denoise,

@@ -2,7 +2,8 @@
 
 :func:`cached_edit` is :func:`bdlib.edit.edit` behind a :class:`ResultCache` keyed by everything that changes the
 result (world, input, prompt, seed, samples and the full :class:`~bdlib.core.settings.MethodSettings`).
-:func:`grid_edits` fills the cache for a whole grid of λ or k with one call to the sampler (:func:`edit_grid`), and
+:func:`cached_edit_grid` fills the cache for a whole grid of λ or k with one call to the sampler
+(:func:`edit_grid`), and
 :func:`chain_start` recomputes the start ``x_k`` of such an edit (the batch returns results only).
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 import torch
 
 from bdlib.core.algorithms import EditStep
-from bdlib.core.sampling import resolve_start_index
+from bdlib.core.sampling import resolve_k
 from bdlib.core.settings import MethodSettings
 from bdlib.edit import EditResult, edit, prepare_edit, resolve_edit_settings
 from bdlib.grid import edit_grid
@@ -147,13 +148,13 @@ def chain_start(world: World, inp: EditInput, seed: int, settings: MethodSetting
     timestep of k: the first draw of stream ``(seed, 0)`` (:mod:`bdlib.runtime.randomness`), as the sampler makes it."""
     prepared = prepare_edit(world, inp.image, inp.mask, inp.prompt, settings)
     diffusion = world.diffusion(settings.respacing)
-    k = resolve_start_index(diffusion, settings.start_index, has_init=True)
+    k = resolve_k(diffusion, settings.k, has_init=True)
     noise = SampleStreams.for_edit(seed, [0], world.device).randn(prepared.init.shape[1:])  # (1, 3, S, S)
     start = torch.full((1,), k, dtype=torch.long, device=world.device)
     return diffusion.q_sample(prepared.init, start, noise).detach().float().cpu(), int(diffusion.timestep_map[k])
 
 
-def grid_edits(
+def cached_edit_grid(
     world: World,
     task: Any,
     field: str,

@@ -34,10 +34,10 @@ def guided_step_change(
     x_t = diffusion.q_sample(init, t, randn_on(init.shape, generator, device))
     noise = randn_on(init.shape, generator, device)
     augment_seed = int(torch.randint(0, 2**31, (1,), generator=generator))
-    augmentations = ExtendingAugmentations(world.defaults.augmentations)
+    augment = ExtendingAugmentations(world.defaults.views)
 
     def views(pooled: torch.Tensor) -> torch.Tensor:
-        return augmentations(pooled, torch.Generator().manual_seed(augment_seed))
+        return augment(pooled, torch.Generator().manual_seed(augment_seed))
 
     def run(precision: str):
         settings = world.defaults.with_(precision=precision)

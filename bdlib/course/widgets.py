@@ -8,7 +8,7 @@ Two sweeps teach the two knobs of the paper:
   ``x_k = √ᾱ_k x + √(1-ᾱ_k) ε``; the title prints how far the region moved from the input.
 
 A render function returns a matplotlib ``Figure`` and nothing else happens: its edit comes from the cache of
-:mod:`bdlib.course.edit_cache` (:func:`cached_edit`, re-exported here with :func:`grid_edits`, which fills a whole
+:mod:`bdlib.course.edit_cache` (:func:`cached_edit`, re-exported here with :func:`cached_edit_grid`, which fills a whole
 grid of λ or k in one call to the sampler), so revisiting a value never reruns the sampler.
 
 A panel (:class:`~bdlib.course.sweep_panel.SweepPanel`) is an ``ipywidgets.VBox`` with a slider over a fixed grid of
@@ -35,8 +35,8 @@ from bdlib.course.edit_cache import (  # noqa: F401 (the notebooks import the ca
     ResultCache,
     as_input,
     cached_edit,
+    cached_edit_grid,
     chain_start,
-    grid_edits,
 )
 from bdlib.course.sweep_panel import Frame, SweepPanel, figure_png, png_size, text_width  # noqa: F401
 from bdlib.course.viz import show_grid
@@ -79,7 +79,7 @@ def render_lambda(
     prompt: str | None = None,
     seed: int = 0,
     guidance_scale: float | None = None,
-    augmentations: int | None = None,
+    views: int | None = None,
     settings: MethodSettings | None = None,
     cache: ResultCache | None = None,
     panel_inches: float = PANEL_INCHES,
@@ -92,7 +92,7 @@ def render_lambda(
     """
     inp = as_input(task, prompt)
     done = cached_edit(world, inp, seed=seed, settings=settings, cache=cache, algorithm="local", lam=float(lam),
-                       guidance_scale=guidance_scale, augmentations=augmentations, **overrides)  # fmt: skip
+                       guidance_scale=guidance_scale, views=views, **overrides)  # fmt: skip
     result = done.result
     error = float(background_error(result.best, inp.image, inp.mask)[0])
     fig = show_grid(
@@ -114,7 +114,7 @@ def render_k(
     prompt: str | None = None,
     seed: int = 0,
     guidance_scale: float | None = None,
-    augmentations: int | None = None,
+    views: int | None = None,
     settings: MethodSettings | None = None,
     cache: ResultCache | None = None,
     panel_inches: float = PANEL_INCHES,
@@ -127,7 +127,7 @@ def render_k(
     """
     inp = as_input(task, prompt)
     done = cached_edit(world, inp, seed=seed, settings=settings, cache=cache, algorithm="blended", k=int(k),
-                       guidance_scale=guidance_scale, augmentations=augmentations, **overrides)  # fmt: skip
+                       guidance_scale=guidance_scale, views=views, **overrides)  # fmt: skip
     result = done.result
     inside = float(region_change(result.best, inp.image, inp.mask)[0])
     outside = float(((result.best - inp.image).abs() * (1 - inp.mask)).max())
@@ -149,7 +149,7 @@ def render_k(
 def _controls(base: MethodSettings, seed: int, prompt: str) -> dict[str, Any]:
     """Dropdowns for guidance scale, augmentations and seed (starting at ``base``), a text box for the prompt."""
     w = ipywidgets
-    scale, augs = float(base.guidance_scale), int(base.augmentations)
+    scale, augs = float(base.guidance_scale), int(base.views)
     layout = w.Layout(width="170px")
     return {
         "guidance_scale": w.Dropdown(
@@ -158,7 +158,7 @@ def _controls(base: MethodSettings, seed: int, prompt: str) -> dict[str, Any]:
             description="scale",
             layout=layout,
         ),
-        "augmentations": w.Dropdown(options=sorted({1, 4, 8, augs}), value=augs, description="views", layout=layout),
+        "views": w.Dropdown(options=sorted({1, 4, 8, augs}), value=augs, description="views", layout=layout),
         "seed": w.Dropdown(options=sorted({0, 1, 2, 3, seed}), value=seed, description="seed", layout=layout),
         "prompt": w.Text(
             value=prompt, description="prompt", continuous_update=False, layout=w.Layout(width=text_width(prompt))
@@ -178,14 +178,14 @@ def _sweep_panel(
     precompute: bool,
     cache: ResultCache | None,
 ) -> SweepPanel:
-    """A :class:`SweepPanel` over ``render(world, task, value, ...)``; missing grids come from :func:`grid_edits`."""
+    """A :class:`SweepPanel` over ``render(world, task, value, ...)``; missing grids from :func:`cached_edit_grid`."""
 
     def draw(value: Any, options: dict[str, Any]) -> Frame:
         fig = render(world, task, value, settings=base, cache=cache, panel_inches=PANEL_INCHES, **options)
         return Frame(figure_png(fig), figure_title(fig), dict(fig.bdlib_values))
 
     def draw_many(grid: Sequence[Any], options: dict[str, Any]) -> list[Frame]:
-        grid_edits(world, task, field, grid, settings=base, cache=cache, **options)
+        cached_edit_grid(world, task, field, grid, settings=base, cache=cache, **options)
         return [draw(value, options) for value in grid]
 
     controls = _controls(base, seed, as_input(task).prompt)
@@ -213,7 +213,7 @@ def lambda_panel(
     base = resolve_edit_settings(world, settings, algorithm="local", **overrides)
     values = [float(v) for v in (lam_values(fast=True) if values is None else values)]
     if value is None:
-        value = base.background_weight if base.background_weight in values else values[len(values) // 2]
+        value = base.lam if base.lam in values else values[len(values) // 2]
     start = float(value)
     return _sweep_panel(world, task, "lam", render_lambda, values, start, base, seed, precompute, cache)
 
@@ -237,5 +237,5 @@ def k_panel(
     if values is None:
         values = k_values(world, fast=True, respacing=base.respacing)
     values = [int(v) for v in values]
-    start = int(value) if value is not None else min(values, key=lambda v: abs(v - base.start_index))
+    start = int(value) if value is not None else min(values, key=lambda v: abs(v - base.k))
     return _sweep_panel(world, task, "k", render_k, values, start, base, seed, precompute, cache)

@@ -16,9 +16,6 @@ from torch import nn
 
 from bdlib.core.diffusion import Diffusion
 from bdlib.core.settings import MethodSettings
-from bdlib.runtime.devices import check_device
-
-WORLDS = ("toy", "paper", "paper-random")
 
 
 @dataclass(eq=False)
@@ -33,7 +30,7 @@ class World:
     defaults: MethodSettings  # Algorithm 2's (and every shared knob's) defaults
     check_prompt: Callable[[str], None]  # raises ValueError naming the problem
     local_defaults: MethodSettings | None = None  # Algorithm 1's, where they differ (None: defaults, algorithm local)
-    noisy_clip: nn.Module | None = None
+    noise_aware_clip: nn.Module | None = None
     lpips: Callable[..., torch.Tensor] | None = None
     oracle: nn.Module | None = None
     description: str = ""
@@ -64,9 +61,9 @@ class World:
         """The CLIP that guides: the noise-aware one if asked (and available), else the plain one."""
         if not noise_aware:
             return self.clip
-        if self.noisy_clip is None:
+        if self.noise_aware_clip is None:
             raise ValueError(f"the {self.name} world has no noise-aware CLIP: use noise_aware=False")
-        return self.noisy_clip
+        return self.noise_aware_clip
 
     def encode_prompt(self, prompt: str, noise_aware: bool = False) -> torch.Tensor:
         """The text embedding (1, D) of ``prompt`` for the guiding CLIP, computed once and cached."""
@@ -90,31 +87,8 @@ class World:
 
     def to(self, device: str | torch.device) -> World:
         """Move every network to ``device`` (in place) and return the world."""
-        for module in (self.unet, self.clip, self.noisy_clip, self.lpips, self.oracle):
+        for module in (self.unet, self.clip, self.noise_aware_clip, self.lpips, self.oracle):
             if isinstance(module, nn.Module):
                 module.to(device)
         self._text_cache.clear()
         return self
-
-
-def load_world(name: str, **kwargs) -> World:
-    """Load a world by name: ``"toy"`` (shipped weights, offline), ``"paper"`` (downloaded checkpoints) or
-    ``"paper-random"`` (the paper's networks with random weights: no download, for pipeline and timing checks).
-
-    Keyword arguments go to the world's loader: ``bdlib.worlds.toy.world.load_toy_world`` or
-    ``bdlib.worlds.paper.world.load_paper_world`` (``device``, and for the paper ``cache_dir``,
-    ``random_weights``). A device this machine does not have is refused before anything is loaded.
-    """
-    if "device" in kwargs:
-        check_device(kwargs["device"])
-    if name == "toy":
-        from bdlib.worlds.toy.world import load_toy_world
-
-        return load_toy_world(**kwargs)
-    if name in ("paper", "paper-random"):
-        from bdlib.worlds.paper.world import load_paper_world
-
-        if name == "paper-random":
-            kwargs["random_weights"] = True
-        return load_paper_world(**kwargs)
-    raise ValueError(f"unknown world {name!r}: the worlds are {', '.join(WORLDS)}")

@@ -23,7 +23,7 @@ from bdlib.worlds.toy.tokenizer import encode
 #: [-1, 1] at every step (the official code, and the paper world here, do not clip): the toy DDPM samples
 #: cleanly either way (model card), but guided edits match the prompt better with it (40 seeded tasks, oracle
 #: text match 66 % clipped against 44 % unclipped), and Algorithm 1 needs it (see TOY_LOCAL_DEFAULTS).
-TOY_DEFAULTS = MethodSettings(respacing="25", start_index=18, lpips_weight=0.0, clip_denoised=True)
+TOY_DEFAULTS = MethodSettings(respacing="25", k=18, lpips_weight=0.0, clip_denoised=True)
 
 #: Algorithm 1 in the toy world, chosen by measurement (40 add/replace tasks, figures/evaluation.md has the full
 #: benchmark): at guidance scale 1000 the region is mostly noise (clean objects 23-55 % for λ ≤ 10⁴), at 300 it
@@ -49,7 +49,7 @@ def load_toy_world(device: str | torch.device = "cpu") -> World:
     """Load the shipped toy models on ``device``."""
     from bdlib.worlds.toy.clip_model import load_toy_clip
     from bdlib.worlds.toy.ddpm import load_toy_ddpm
-    from bdlib.worlds.toy.noisy_clip import load_toy_noisy_clip
+    from bdlib.worlds.toy.noise_aware_clip import load_toy_noisy_clip
     from bdlib.worlds.toy.oracle import load_oracle
 
     world = World(
@@ -61,7 +61,7 @@ def load_toy_world(device: str | torch.device = "cpu") -> World:
         defaults=TOY_DEFAULTS,
         local_defaults=TOY_LOCAL_DEFAULTS,
         check_prompt=check_toy_prompt,
-        noisy_clip=load_toy_noisy_clip(),
+        noise_aware_clip=load_toy_noisy_clip(),
         oracle=load_oracle(),
         description="toy world: 32x32 scenes, toy DDPM + toy CLIP + noise-aware CLIP + oracle (shipped weights)",
         capabilities=frozenset({"noise_aware", "oracle"}),

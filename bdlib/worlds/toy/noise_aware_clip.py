@@ -48,7 +48,7 @@ from .scenes import generate_scenes
 from .trainer import TrainConfig
 from .weights_io import export_checkpoint, load_shipped
 
-TOY_NOISY_CLIP_CONFIG: dict = {
+TOY_NOISE_AWARE_CLIP_CONFIG: dict = {
     "width": 32,
     "embed_dim": 128,
     "text_width": 128,
@@ -56,8 +56,8 @@ TOY_NOISY_CLIP_CONFIG: dict = {
     "text_heads": 4,
     "time_dim": 128,
 }
-TOY_NOISY_CLIP_BATCH = 128
-TOY_NOISY_CLIP_TRAINING: dict = {
+TOY_NOISE_AWARE_CLIP_BATCH = 128
+TOY_NOISE_AWARE_CLIP_TRAINING: dict = {
     "seed": 2,
     "lr": 1e-3,
     "weight_decay": 0.01,
@@ -78,7 +78,7 @@ def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10
     return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
 
 
-class NoisyToyClip(ToyClip):
+class NoiseAwareToyClip(ToyClip):
     """Toy CLIP over ``(x_t, t)``; see the module docstring."""
 
     def __init__(
@@ -114,13 +114,13 @@ class NoisyToyClip(ToyClip):
         return self.encode_pixels(self.preprocess(images_pm1), timesteps)
 
 
-def build_toy_noisy_clip() -> NoisyToyClip:
-    """A freshly initialised noise-aware toy CLIP (``TOY_NOISY_CLIP_CONFIG``)."""
-    return NoisyToyClip(**TOY_NOISY_CLIP_CONFIG)
+def build_toy_noisy_clip() -> NoiseAwareToyClip:
+    """A freshly initialised noise-aware toy CLIP (``TOY_NOISE_AWARE_CLIP_CONFIG``)."""
+    return NoiseAwareToyClip(**TOY_NOISE_AWARE_CLIP_CONFIG)
 
 
-def toy_noisy_clip_step_fn(
-    batch_size: int = TOY_NOISY_CLIP_BATCH, device: str | torch.device = "cpu", warp_fraction: float = 0.5
+def toy_noise_aware_clip_step_fn(
+    batch_size: int = TOY_NOISE_AWARE_CLIP_BATCH, device: str | torch.device = "cpu", warp_fraction: float = 0.5
 ):
     """A trainer step: fresh scenes noised to uniform ``t``, the view mix on ``x_t``, contrastive loss."""
     diffusion = toy_diffusion(None)
@@ -141,17 +141,17 @@ def toy_noisy_clip_step_fn(
     return step
 
 
-def toy_noisy_clip_train_config(checkpoint: Path, minutes: float, **overrides) -> TrainConfig:
-    """The recommended :class:`TrainConfig` (batch size: ``TOY_NOISY_CLIP_BATCH``)."""
+def toy_noise_aware_clip_train_config(checkpoint: Path, minutes: float, **overrides) -> TrainConfig:
+    """The recommended :class:`TrainConfig` (batch size: ``TOY_NOISE_AWARE_CLIP_BATCH``)."""
     return TrainConfig(
         checkpoint=Path(checkpoint),
         minutes=minutes,
-        **{**TOY_NOISY_CLIP_TRAINING, "meta": {"batch_size": TOY_NOISY_CLIP_BATCH}, **overrides},
+        **{**TOY_NOISE_AWARE_CLIP_TRAINING, "meta": {"batch_size": TOY_NOISE_AWARE_CLIP_BATCH}, **overrides},
     )
 
 
 def evaluate_toy_noisy_clip(
-    model: NoisyToyClip,
+    model: NoiseAwareToyClip,
     n: int = 2100,
     seed: int = EVAL_SEED,
     timesteps: tuple[int, ...] = EVAL_TIMESTEPS,
@@ -174,10 +174,10 @@ def evaluate_toy_noisy_clip(
 
 
 def export_toy_noisy_clip(checkpoint: Path, metrics: dict, path: Path | None = None) -> Path:
-    """Ship the EMA weights of a training checkpoint as ``weights/toy_noisy_clip.safetensors`` (with its metrics)."""
-    return export_checkpoint(checkpoint, "toy_noisy_clip", TOY_NOISY_CLIP_CONFIG, metrics, path)
+    """Ship the EMA weights of a training checkpoint as ``weights/toy_noise_aware_clip.safetensors`` (with metrics)."""
+    return export_checkpoint(checkpoint, "toy_noise_aware_clip", TOY_NOISE_AWARE_CLIP_CONFIG, metrics, path)
 
 
-def load_toy_noisy_clip(device: str | torch.device = "cpu") -> NoisyToyClip:
+def load_toy_noisy_clip(device: str | torch.device = "cpu") -> NoiseAwareToyClip:
     """The shipped noise-aware toy CLIP, eval mode, frozen (gradients still flow to ``x_t``)."""
-    return load_shipped("toy_noisy_clip", build_toy_noisy_clip, device)
+    return load_shipped("toy_noise_aware_clip", build_toy_noisy_clip, device)
