@@ -3,6 +3,8 @@ and the paper's step around the same numbers (bdlib.core.algorithms), each built
 
 from __future__ import annotations
 
+import dataclasses
+
 import clip.model
 import numpy as np
 import pytest
@@ -203,3 +205,88 @@ def test_guided_blended_ddim_step_in_both_modes(fixture, fixtures_dir, case):
     _, _, out, _, _ = _run(fixture, case, official_ddim)
     expected, _ = _ddim_by_hand(fixtures_dir, {"x_t": I["x_t"], "model_output": R["model_output"]}, R["grad"], t)
     _close(out.fg, expected, tol["grad"])
+
+
+# ------------------------------------------------------------------ official_views.pt: warps, eight views, LPIPS
+@pytest.fixture(scope="module")
+def views_fixture(fixtures_dir):
+    return torch.load(fixtures_dir / "blended_step" / "official_views.pt", weights_only=True)
+
+
+def test_official_warps_replay_the_official_augmentations(views_fixture):
+    A = views_fixture["augment"]
+    pooled = torch.nn.functional.adaptive_avg_pool2d(A["images"], 16)
+    copies = pooled.repeat(7, 1, 1, 1)  # copy-major, as ImageAugmentations tiles them
+    views = torch.cat([pooled, official.warp(copies, A["affine_params"], A["perspective_params"])])
+    torch.testing.assert_close(views, A["views"], rtol=0, atol=1e-6)
+
+
+def test_official_warps_never_shift_sideways(views_fixture):
+    """kornia reads translate=0.1 as no horizontal shift and ±10 % vertically (the fixture's 20,000 draws)."""
+    assert views_fixture["augment"]["shift_max_abs_px"].tolist() == [0.0, pytest.approx(1.6, abs=1e-3)]
+    uniform = torch.rand(4000, 13, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    affine, _ = official.warp_parameters(uniform, 16)
+    shifts = affine["translations"]
+    assert shifts[:, 0].abs().max() == 0  # never sideways
+    assert 1.5 < shifts[:, 1].abs().max() <= 1.6 and shifts[:, 1].min() < 0 < shifts[:, 1].max()  # ±10 % of 16 px
+
+
+def _replayed_views(params):
+    """The official views with the warps the fixture recorded (so the step sees exactly the official copies)."""
+
+    def views(pooled):
+        copies = pooled.repeat(7, 1, 1, 1)
+        return torch.cat([pooled, official.warp(copies, params["affine_params"], params["perspective_params"])])
+
+    return views
+
+
+def test_eight_views_reproduce_the_official_step(fixture, views_fixture):
+    F, unet, vit = fixture
+    I, R = F["inputs"], views_fixture["views8_t40"]
+    tol = views_fixture["tolerances"]
+    x, bg_noise = I["init_image"].expand(2, -1, -1, -1), I["bg_noise"].expand(2, -1, -1, -1)
+    settings = OFFICIAL.with_(views=8)
+    out = variants.step(
+        fixture_world(unet, vit), settings, I["x_t"], 40, x=x, m=I["mask"], text=I["text_embed"],
+        noise=I["step_noise"], bg_noise=bg_noise, views=_replayed_views(R),
+    )  # fmt: skip
+    _close(out.losses.clip_dists, R["clip_dists"].view(8, 2).mean(dim=0), tol["forward"])
+    _scalar(out.losses.terms["clip"].sum(), R["clip_loss"])
+    _scalar(out.losses.total.sum(), R["loss"])
+    _close(out.grad, R["grad"], tol["grad"])
+    _close(out.fg, R["p_sample_sample"], tol["grad"])
+    _close(out.blend, R["blended_sample"], tol["grad"])
+
+
+def seeded_lpips():
+    """LPIPS-VGG as the fixture made it: random VGG weights from a seeded generator, the package's linear heads."""
+    import math
+
+    from bdlib.nets.lpips_adapter import load_lpips
+
+    model = load_lpips(pretrained=False)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in model.net.named_parameters():
+            std = math.sqrt(2 / param[0].numel()) if name.endswith("weight") else 0.01
+            param.copy_(torch.randn(param.shape, generator=generator) * std)
+    return model
+
+
+@pytest.mark.parametrize("case", ["lpips_bgloss_t40", "lpips_bgloss_t3"])
+def test_algorithm1_with_lpips_reproduces_the_official_step(fixture, views_fixture, case):
+    F, unet, vit = fixture
+    I, R = F["inputs"], views_fixture[case]
+    tol = views_fixture["tolerances"]
+    world = dataclasses.replace(fixture_world(unet, vit), lpips=seeded_lpips())
+    # --background_preservation_loss with the official L2 weight 10000 and LPIPS weight 1000
+    settings = MethodSettings(official=True, algorithm="local", views=1, lam=10000.0, lpips_weight=0.1)
+    out = variants.step(world, settings, I["x_t"], int(R["t"][0]), x=I["init_image"].expand(2, -1, -1, -1),
+                        m=I["mask"], text=I["text_embed"], noise=I["step_noise"])  # fmt: skip
+    _scalar(out.losses.terms["bg"].sum(), R["l2_loss"])
+    _scalar(out.losses.terms["bg_lpips"].sum(), R["lpips_loss"])
+    _close(out.losses.terms["bg_lpips"] / 1000.0, R["lpips"], tol["forward"])
+    _scalar(out.losses.total.sum(), R["loss"])
+    _close(out.grad, R["grad"], tol["grad"])
+    _close(out.fg, R["p_sample_sample"], tol["grad"])

@@ -234,7 +234,7 @@ def warp_parameters(uniform: torch.Tensor, size: int) -> tuple[dict, dict]:
     count = u.shape[0]
     half = (size - 1) / 2
     affine = {
-        "translations": (u[:, 2:4] * 2 - 1) * TRANSLATE * size,
+        "translations": torch.stack([torch.zeros(count), (u[:, 3] * 2 - 1) * TRANSLATE * size], dim=1),
         "center": torch.tensor([[half, half]]).expand(count, 2).clone(),
         "scale": torch.ones(count, 2),
         "angle": (u[:, 1] * 2 - 1) * DEGREES,
