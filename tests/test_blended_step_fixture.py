@@ -149,8 +149,8 @@ def test_paper_clip_input_is_pred_x0(fixture):
 
 @pytest.mark.parametrize("case", ["bgloss_t40", "bgloss_t3"])
 def test_algorithm1_background_mse_term_from_the_switch_alone(fixture, case):
-    # the official weights come from official=True itself: no λ set here (the fixture has no LPIPS network)
-    settings = MethodSettings(official=True, algorithm="local", views=1)
+    # the official weights with --background_preservation_loss: λ = --l2_sim_lambda (the fixture has no LPIPS network)
+    settings = MethodSettings(official=True, algorithm="local", views=1, lam=official.OFFICIAL_LAM)
     assert (official.OFFICIAL_LAM, official.OFFICIAL_LAM * official.OFFICIAL_LPIPS_WEIGHT) == (10000.0, 1000.0)
     F, R, out, _, seen = _run(fixture, case, settings)
     tol = F["tolerances"]
@@ -290,3 +290,20 @@ def test_algorithm1_with_lpips_reproduces_the_official_step(fixture, views_fixtu
     _scalar(out.losses.total.sum(), R["loss"])
     _close(out.grad, R["grad"], tol["grad"])
     _close(out.fg, R["p_sample_sample"], tol["grad"])
+
+
+def test_official_algorithm1_adds_the_background_loss_only_when_lam_is_set(fixture):
+    """The official code adds Algorithm 1's background terms only with --background_preservation_loss (off by
+    default): without λ the official local step guides by CLIP and range alone."""
+    F, unet, vit = fixture
+    I = F["inputs"]
+    world = fixture_world(unet, vit)
+
+    def terms(**changes):
+        settings = MethodSettings(official=True, algorithm="local", views=1, **changes)
+        out = variants.step(world, settings, I["x_t"], 40, x=I["init_image"].expand(2, -1, -1, -1), m=I["mask"],
+                            text=I["text_embed"], noise=I["step_noise"])  # fmt: skip
+        return set(out.losses.terms)
+
+    assert terms() == {"clip", "range"}
+    assert terms(lam=10000.0) == {"clip", "range", "bg"}  # the toy and fixture worlds have no LPIPS network

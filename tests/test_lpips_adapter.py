@@ -92,7 +92,7 @@ def test_the_loss_weights_lpips_as_each_mode_says(lpips_vgg, random_toy_world) -
     world = dataclasses.replace(random_toy_world, lpips=lpips_vgg)
     paper = _background_terms(world, x, reference, mask, MethodSettings(algorithm="local", respacing="100"))
     official = _background_terms(
-        world, x, reference, mask, MethodSettings(algorithm="local", official=True, respacing="100")
+        world, x, reference, mask, MethodSettings(algorithm="local", official=True, respacing="100", lam=10000.0)
     )
     by_hand_paper = lpips_by_hand(lpips_vgg, x * keep, (reference * keep).expand_as(x))
     by_hand_official = lpips_by_hand(lpips_vgg, x * keep, reference.expand_as(x)).sum()

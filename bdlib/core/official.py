@@ -35,7 +35,8 @@ from bdlib.core.losses import clip_distance, d_clip, range_loss
 from bdlib.core.sampling import at, chain
 from bdlib.runtime.randomness import SampleStreams
 
-#: λ of Algorithm 1's L2 term (``--l2_sim_lambda``, on the batch mean) and LPIPS's share of it (1000 / 10000).
+#: The official weights of Algorithm 1's background terms (with ``--background_preservation_loss``): λ of the L2 term
+#: (``--l2_sim_lambda``, on the batch mean) and LPIPS's share of it (``--lpips_sim_lambda`` 1000 = 0.1·10000).
 OFFICIAL_LAM, OFFICIAL_LPIPS_WEIGHT = 10000.0, 0.1
 #: The official batch (``--batch_size``): the samples of one batch share their background noise.
 OFFICIAL_BATCH = 4
@@ -98,13 +99,22 @@ DIFFERENCES: tuple[Difference, ...] = (
         "1000 and 50",
     ),
     Difference(
+        "Alg. 1: whether the background loss is on",
+        "always: λ·D_bg is Algorithm 1",
+        "only with --background_preservation_loss, off by default (arguments.py:75-80, image_editor.py:192)",
+        "always",
+        "only when lam is set, which plays the flag (with --l2_sim_lambda = λ); the toy world's Algorithm 1 defaults "
+        "set λ = 3000, the paper world's leave it unset",
+    ),
+    Difference(
         "Alg. 1: background loss and weights",
         "λ·D_bg, D_bg = MSE + LPIPS (Alg. 1)",
         "10000·mse(x_in⊙(1-m), x) averaged over B·3·H·W (λ/B per image) + 1000·Σ_i LPIPS(x_in⊙(1-m), x) "
         "(image_editor.py:192-208)",
         "per image λ·(MSE + w·LPIPS) of x̂_0⊙(1-m) against x⊙(1-m); λ = 2500, w = 0.4: the official per-image "
         "weights at its batch of 4",
-        "the official formula: λ = 10000 on the batch mean, LPIPS 0.1·λ = 1000 summed, against the full input",
+        "the official formula: λ (the official 10000 when λ = 10000) on the batch mean, LPIPS 0.1·λ summed, against "
+        "the full input",
     ),
     Difference(
         "clamping of x̂_0",

@@ -35,8 +35,8 @@ class MethodSettings:
     """Every knob of one edit. ``k`` is the paper's k as a respaced index (official: 100 - 25 - 1).
 
     ``official=True`` follows the official code in every result-changing choice (:mod:`bdlib.core.official`): for
-    example it never clamps x̂_0 whatever ``clip_denoised`` says, and λ defaults to the official 10000 on a batch
-    mean.
+    example it never clamps x̂_0 whatever ``clip_denoised`` says, and Algorithm 1 adds its background loss only when
+    ``lam`` is set (the official ``--background_preservation_loss`` flag).
     """
 
     algorithm: str = "blended"  # "blended" (Algorithm 2) or "local" (Algorithm 1)
@@ -46,8 +46,8 @@ class MethodSettings:
     eta: float = 0.0
     guidance_scale: float = 1000.0  # weight of D_CLIP (official clip_guidance_lambda)
     range_scale: float = 50.0  # weight of the range loss on x̂_0
-    # λ: weight of Algorithm 1's D_bg = MSE + lpips_weight·LPIPS. None: 2500 per image (paper mode) or the
-    # official 10000 on a batch mean (official mode); lpips_weight None: 0.4 or 0.1 (LPIPS weighs 1000 in both).
+    # λ: weight of Algorithm 1's D_bg = MSE + lpips_weight·LPIPS. None: 2500 per image (paper mode), or no background
+    # loss at all (official mode, as without --background_preservation_loss); lpips_weight None: 0.4 (paper) or 0.1.
     lam: float | None = None
     lpips_weight: float | None = None
     views: int = 8  # N views for CLIP: 1 clean + N-1 warped

@@ -156,11 +156,10 @@ def loss_for(world, settings: MethodSettings, x, m, text, views, lam: torch.Tens
 def _official_loss(world, settings, clip, lpips, x, m, text, views, lam):
     """The official loss: the x_in mix, and Algorithm 1's background terms with the official weights."""
     mse_weights = lpips_weights = None
-    if settings.algorithm == "local":
+    if settings.algorithm == "local" and (settings.lam is not None or lam is not None):  # the preservation flag
         weight = settings.lpips_weight if settings.lpips_weight is not None else official.OFFICIAL_LPIPS_WEIGHT
         if lam is None:  # λ on the mean over the batch: λ/B per image
-            given = settings.lam if settings.lam is not None else official.OFFICIAL_LAM
-            lam = torch.full((x.shape[0],), float(given), device=x.device)
+            lam = torch.full((x.shape[0],), float(settings.lam), device=x.device)
             mse_weights = lam / x.shape[0]
         else:  # a grid: every image an edit of its own
             mse_weights = lam
