@@ -200,7 +200,10 @@ def draw_samples(
     text_embed = None  # the empty prompt: no CLIP term
     if prepared.has_prompt:
         text_embed = world.encode_prompt(prepared.prompt, settings.noise_aware).to(world.device)
-    streams = SampleStreams.for_edit(seed, indices, world.device)
+    if settings.official:  # one background noise per official batch of 4 samples
+        streams = official.group_streams(seed, indices, world.device)
+    else:
+        streams = SampleStreams.for_edit(seed, indices, world.device)
     init = prepared.init.expand(len(indices), -1, -1, -1)
 
     def checked(record: EditStep) -> None:

@@ -244,3 +244,19 @@ def test_a_device_this_machine_lacks_is_refused_before_loading():
         load_world("toy", device="cuda:99")
     with pytest.raises(ValueError, match="unknown device 'gpu'"):
         load_world("toy", device="gpu")
+
+
+def test_official_samples_share_background_noise_in_batches_of_four(random_toy_world, example):
+    """The official code draws one background noise per step for each batch of 4 (its --batch_size), new for every
+    batch (iteration): samples 0-3 share theirs, 4-7 theirs, whatever bdlib's own batch size."""
+    image, mask = example
+    drawn = {}
+    for batch_size in (8, 3):
+        records = []
+        edit(random_toy_world, image, mask, "a red circle", samples=8, seed=1, official=True, batch_size=batch_size,
+             callback=records.append)  # fmt: skip
+        drawn[batch_size] = torch.cat([r.bg for r in records if r.t == 3])  # the first step of each batch
+    bg = drawn[8]
+    assert all(torch.equal(bg[0], bg[i]) for i in range(1, 4)) and all(torch.equal(bg[4], bg[i]) for i in range(5, 8))
+    assert not torch.equal(bg[0], bg[4])
+    torch.testing.assert_close(drawn[3], bg)  # the same noise in batches of 3

@@ -16,8 +16,9 @@ therefore a function of ``(seed, i)`` alone: 64 samples drawn as one batch, as 8
 4 processes are the same samples (up to the float rounding of batched kernels) and rank in the same order.
 
 Draws that the official code shares across a batch (its one background noise per step) come from a *group*
-stream seeded by ``(seed, group)``: every sample of one edit shares group 0, and in the benchmark every task
-is its own group, so a task's shared noise does not depend on which tasks share its batch either.
+stream seeded by ``(seed, group)``: samples ``4j … 4j+3`` of an official edit share group ``j`` (the official batch
+of 4, :func:`bdlib.core.official.group_streams`), and in the benchmark every task is its own group, so a task's
+shared noise does not depend on which tasks share bdlib's batch either.
 """
 
 from __future__ import annotations
