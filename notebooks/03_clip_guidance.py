@@ -465,7 +465,7 @@ table([{"image": name, **s, "gain kept": kept.get(name, "")} for name, s in scor
 #
 # ## Exercises
 #
-# 1. The noise-aware toy CLIP (`bdlib.worlds.toy.noise_aware_clip.load_toy_noisy_clip`) reads $(x_t, t)$. Repeat the
+# 1. The noise-aware toy CLIP (`bdlib.worlds.toy.noise_aware_clip.load_toy_noise_aware_clip`) reads $(x_t, t)$. Repeat the
 #    noise curve of section 2 with it (`zero_shot(model, images, timesteps)`) and report its accuracy next to
 #    the plain CLIP's at $t = 200$, 300 and 500.
 # 2. Optimise the adversarial noise *through* the augmentations (`attack(0.1, ExtendingAugmentations(8))`, a new
@@ -483,9 +483,9 @@ table([{"image": name, **s, "gain kept": kept.get(name, "")} for name, s in scor
 # **1.** The same noisy views, with their $t$ given to the noise-aware CLIP:
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
-from bdlib.worlds.toy.noise_aware_clip import load_toy_noisy_clip
+from bdlib.worlds.toy.noise_aware_clip import load_toy_noise_aware_clip
 
-noise_aware_clip = load_toy_noisy_clip(DEVICE)
+noise_aware_clip = load_toy_noise_aware_clip(DEVICE)
 noise_aware = {t: class_metrics(zero_shot(noise_aware_clip, noisy[t].to(DEVICE), torch.full((len(views),), float(t))), labels)
                for t in (200, 300, 500)}
 table([{"t": t, "plain CLIP": accuracy_noise[t]["acc"], "noise-aware CLIP": m["acc"]} for t, m in noise_aware.items()])

@@ -32,10 +32,10 @@ CASES = {
 @pytest.fixture(scope="module")
 def worlds(random_toy_world):
     """The random toy world (with a noise-aware CLIP) on the CPU and a deep copy of it on the simulated device."""
-    from bdlib.worlds.toy.noise_aware_clip import build_toy_noisy_clip
+    from bdlib.worlds.toy.noise_aware_clip import build_toy_noise_aware_clip
 
     cpu = copy.copy(random_toy_world)
-    cpu.noise_aware_clip = build_toy_noisy_clip().eval().requires_grad_(False)
+    cpu.noise_aware_clip = build_toy_noise_aware_clip().eval().requires_grad_(False)
     cpu.__post_init__()
     on_device = copy.deepcopy(cpu)
     with SimulatedAccelerator():

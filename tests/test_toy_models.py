@@ -29,7 +29,7 @@ from bdlib.worlds.toy.clip_model import (
 )
 from bdlib.worlds.toy.corruptions import KINDS, make_examples
 from bdlib.worlds.toy.ddpm import load_toy_ddpm, toy_diffusion
-from bdlib.worlds.toy.noise_aware_clip import build_toy_noisy_clip, load_toy_noisy_clip, toy_noise_aware_clip_step_fn
+from bdlib.worlds.toy.noise_aware_clip import build_toy_noise_aware_clip, load_toy_noise_aware_clip, toy_noise_aware_clip_step_fn
 from bdlib.worlds.toy.oracle import build_oracle, load_oracle, oracle_step_fn
 from bdlib.worlds.toy.region_views import box_masks, empty_regions, object_regions, random_warp
 from bdlib.worlds.toy.scenes import generate_scenes
@@ -125,11 +125,11 @@ def test_toy_clip_interface() -> None:
 
 
 def test_noise_aware_clip_interface() -> None:
-    fresh = build_toy_noisy_clip().eval()
+    fresh = build_toy_noise_aware_clip().eval()
     assert sum(p.numel() for p in fresh.parameters()) < 2e6
     x = torch.randn(3, 3, 32, 32)
     assert torch.allclose(fresh.encode_image(x, 500.0), fresh.encode_image(x, 10.0))  # FiLM starts at zero
-    model = load_toy_noisy_clip()
+    model = load_toy_noise_aware_clip()
     a = model.encode_image(x, 500.0)
     assert a.shape == (3, 128) and torch.allclose(a, model.encode_image(x, torch.full((3,), 500.0)), atol=1e-5)
     assert not torch.allclose(a, model.encode_image(x, 10.0), atol=1e-3)  # the trained model reads t
@@ -155,7 +155,7 @@ def test_oracle_interface() -> None:
     "make",
     [
         lambda: (build_toy_clip(), toy_clip_step_fn(8)),
-        lambda: (build_toy_noisy_clip(), toy_noise_aware_clip_step_fn(8)),
+        lambda: (build_toy_noise_aware_clip(), toy_noise_aware_clip_step_fn(8)),
         lambda: (build_oracle(), oracle_step_fn(8)),
     ],
     ids=["clip", "noisy", "oracle"],
@@ -199,7 +199,7 @@ def test_gradients_reach_the_pixels_for_both_clips() -> None:
     grad = _masked_gradient(load_toy_clip(), scenes.images, mask)
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0 and (grad * (1 - mask)).abs().sum() == 0
     x_t = toy_diffusion(None).q_sample(scenes.images, torch.tensor([300, 600]), torch.randn(2, 3, 32, 32))
-    grad = _masked_gradient(load_toy_noisy_clip(), x_t, mask, torch.tensor([300.0, 600.0]))
+    grad = _masked_gradient(load_toy_noise_aware_clip(), x_t, mask, torch.tensor([300.0, 600.0]))
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0
 
 
@@ -225,12 +225,12 @@ def test_shipped_toy_clip_zero_shot() -> None:
 
 
 def test_shipped_noise_aware_clip_zero_shot() -> None:
-    model = load_toy_noisy_clip()
+    model = load_toy_noise_aware_clip()
     single, masked = _clip_accuracies(model, t=0)
     assert single >= 0.90 and masked >= 0.85, (single, masked)
     single, masked = _clip_accuracies(model, t=250)
     assert single >= 0.65 and masked >= 0.65, (single, masked)
-    single, masked = _clip_accuracies(build_toy_noisy_clip().eval(), n=60, t=0)
+    single, masked = _clip_accuracies(build_toy_noise_aware_clip().eval(), n=60, t=0)
     assert single < 0.5 and masked < 0.5
 
 

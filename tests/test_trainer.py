@@ -137,3 +137,11 @@ def test_damaged_checkpoints_and_initial_weights_are_named(tmp_path) -> None:
         (tmp_path / name).write_bytes(data)
         with pytest.raises(ValueError, match=f"{name} (cannot be read|is damaged)"):
             train(nn.Linear(3, 1), _regression_step, _config(tmp_path / "new", max_steps=1, init_from=tmp_path / name))
+
+
+def test_every_trainable_model_names_functions_that_exist():
+    from bdlib.commands.train import TRAINABLES
+
+    for name, trainable in TRAINABLES.items():
+        for part in ("build", "step_fn", "config", "evaluate", "export"):
+            assert callable(trainable.get(part)), (name, part)

@@ -82,7 +82,7 @@ class ResBlock(nn.Module):
 
 
 class ConvImageEncoder(nn.Module):
-    """(B, 3, 32, 32) -> (B, D). With ``cond_dim`` every block is FiLM-conditioned on a vector (the noisy CLIP)."""
+    """(B, 3, 32, 32) -> (B, D). With ``cond_dim`` every block is FiLM-conditioned on a vector (the noise-aware CLIP)."""
 
     def __init__(self, width: int = 32, embed_dim: int = 128, cond_dim: int | None = None) -> None:
         super().__init__()
@@ -207,7 +207,7 @@ def training_views(
     batch: SceneBatch, generator: torch.Generator, images: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, list[str]]:
     """Half full scenes (with captions), half masked single objects ("a COLOUR SHAPE") of ``batch``.
-    ``images`` replaces the scenes' pixels (the noisy CLIP passes ``x_t``); the masks stay the scenes'."""
+    ``images`` replaces the scenes' pixels (the noise-aware CLIP passes ``x_t``); the masks stay the scenes'."""
     half = len(batch) // 2
     images = batch.images if images is None else images
     regions = object_regions(batch, generator, margin=(1, 3), soft_fraction=0.25)

@@ -114,7 +114,7 @@ class NoiseAwareToyClip(ToyClip):
         return self.encode_pixels(self.preprocess(images_pm1), timesteps)
 
 
-def build_toy_noisy_clip() -> NoiseAwareToyClip:
+def build_toy_noise_aware_clip() -> NoiseAwareToyClip:
     """A freshly initialised noise-aware toy CLIP (``TOY_NOISE_AWARE_CLIP_CONFIG``)."""
     return NoiseAwareToyClip(**TOY_NOISE_AWARE_CLIP_CONFIG)
 
@@ -150,7 +150,7 @@ def toy_noise_aware_clip_train_config(checkpoint: Path, minutes: float, **overri
     )
 
 
-def evaluate_toy_noisy_clip(
+def evaluate_toy_noise_aware_clip(
     model: NoiseAwareToyClip,
     n: int = 2100,
     seed: int = EVAL_SEED,
@@ -173,11 +173,11 @@ def evaluate_toy_noisy_clip(
     return write_json(metrics, out)
 
 
-def export_toy_noisy_clip(checkpoint: Path, metrics: dict, path: Path | None = None) -> Path:
+def export_toy_noise_aware_clip(checkpoint: Path, metrics: dict, path: Path | None = None) -> Path:
     """Ship the EMA weights of a training checkpoint as ``weights/toy_noise_aware_clip.safetensors`` (with metrics)."""
     return export_checkpoint(checkpoint, "toy_noise_aware_clip", TOY_NOISE_AWARE_CLIP_CONFIG, metrics, path)
 
 
-def load_toy_noisy_clip(device: str | torch.device = "cpu") -> NoiseAwareToyClip:
+def load_toy_noise_aware_clip(device: str | torch.device = "cpu") -> NoiseAwareToyClip:
     """The shipped noise-aware toy CLIP, eval mode, frozen (gradients still flow to ``x_t``)."""
-    return load_shipped("toy_noise_aware_clip", build_toy_noisy_clip, device)
+    return load_shipped("toy_noise_aware_clip", build_toy_noise_aware_clip, device)

@@ -49,7 +49,7 @@ def load_toy_world(device: str | torch.device = "cpu") -> World:
     """Load the shipped toy models on ``device``."""
     from bdlib.worlds.toy.clip_model import load_toy_clip
     from bdlib.worlds.toy.ddpm import load_toy_ddpm
-    from bdlib.worlds.toy.noise_aware_clip import load_toy_noisy_clip
+    from bdlib.worlds.toy.noise_aware_clip import load_toy_noise_aware_clip
     from bdlib.worlds.toy.oracle import load_oracle
 
     world = World(
@@ -61,7 +61,7 @@ def load_toy_world(device: str | torch.device = "cpu") -> World:
         defaults=TOY_DEFAULTS,
         local_defaults=TOY_LOCAL_DEFAULTS,
         check_prompt=check_toy_prompt,
-        noise_aware_clip=load_toy_noisy_clip(),
+        noise_aware_clip=load_toy_noise_aware_clip(),
         oracle=load_oracle(),
         description="toy world: 32x32 scenes, toy DDPM + toy CLIP + noise-aware CLIP + oracle (shipped weights)",
         capabilities=frozenset({"noise_aware", "oracle"}),
