@@ -8,7 +8,8 @@
 3. Bring the results back to the input's size and paste the input's background back: outside the mask
    the result *is* the input, pixel for pixel (Algorithm 2).
 4. Rank the samples by the CLIP distance of their masked region to the prompt, best first. An empty prompt
-   (plain inpainting, no CLIP guidance) has nothing to rank by: its samples stay in the order drawn.
+   (plain inpainting, no CLIP guidance) has nothing to rank by: its samples stay in the order drawn (official mode
+   ranks them by the distance to the embedding of "", as the official code does).
 
 The three steps are also separate functions (:func:`prepare_edit`, :func:`draw_samples`, :func:`finish_edit`)
 so that samples can be drawn in pieces, e.g. by several processes, and ranked together.
@@ -40,7 +41,7 @@ class EditResult:
     """Edited images ranked best first, at the input's size, with what was needed to make them."""
 
     images: torch.Tensor  # (N, 3, H, W) in [-1, 1], best first
-    distances: torch.Tensor  # (N,) masked CLIP distance to the prompt, ascending (NaN for the empty prompt)
+    distances: torch.Tensor  # (N,) masked CLIP distance to the prompt, ascending (NaN for the empty prompt, except in official mode)
     order: torch.Tensor  # (N,) index of each ranked image among the samples as drawn
     image: torch.Tensor  # (1, 3, H, W) the input
     mask: torch.Tensor  # (1, 1, H, W) the mask used (after invert/dilate), 1 = edit
@@ -66,8 +67,9 @@ class PreparedEdit:
 
     @property
     def has_prompt(self) -> bool:
-        """False for the empty prompt (plain inpainting: no CLIP term, no ranking)."""
-        return bool(self.prompt.strip())
+        """False for the empty prompt (plain inpainting: no CLIP term, no ranking): a prompt of spaces too, except in
+        official mode, which tests ``prompt == ""`` as the official code does."""
+        return self.prompt != "" if self.settings.official else bool(self.prompt.strip())
 
 
 def dilate_mask(mask: torch.Tensor, pixels: int) -> torch.Tensor:
@@ -195,7 +197,8 @@ def draw_samples(
     callback: Callable[[EditStep], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Samples ``indices`` of the edit in one batch (step 2): ``(results (n, 3, S, S), distances (n,))`` on the CPU,
-    at the world's size, in the order of ``indices``. The distances are NaN for the empty prompt."""
+    at the world's size, in the order of ``indices``. The distances are NaN for the empty prompt (official mode: the
+    distances to the embedding of "", as the official code ranks)."""
     settings = prepared.settings
     text_embed = None  # the empty prompt: no CLIP term
     if prepared.has_prompt:
@@ -212,7 +215,7 @@ def draw_samples(
             callback(record)
 
     result, _ = variants.run(world, settings, init, prepared.mask_world, text_embed, streams, callback=checked)
-    if prepared.has_prompt:
+    if prepared.has_prompt or settings.official:  # the official code ranks by the distance to "" too
         rank_embed = world.encode_prompt(prepared.prompt).to(world.device)
         distances = rank_distances(world, result, prepared.mask_world, rank_embed, settings.official).float().cpu()
     else:

@@ -95,10 +95,26 @@ def test_the_empty_prompt_has_no_clip_term(random_toy_world, example, official):
     image, mask = example
     world = dataclasses.replace(random_toy_world, clip=CountingClip(random_toy_world.clip))
     records = []
+    ranking = 1 if official else 0  # the official code still ranks by the distance to "": one CLIP call per edit
     edit(world, image, mask, "", official=official, callback=records.append)
-    assert world.clip.calls == 0 and all(float(r.losses.total.sum()) == 0 for r in records)
+    assert world.clip.calls == ranking and all(float(r.losses.total.sum()) == 0 for r in records)
     records.clear()
     edit(world, image, mask, "", official=official, algorithm="local", lam=100.0, callback=records.append)
-    assert world.clip.calls == 0
+    assert world.clip.calls == 2 * ranking
     # Algorithm 1 keeps its background loss in paper mode; the official cond_fn returns 0 for an empty prompt
     assert all((float(r.losses.total.sum()) == 0) == official for r in records)
+
+
+def test_an_official_prompt_of_spaces_guides_and_the_empty_prompt_still_ranks(random_toy_world, example):
+    """The official cond_fn tests ``prompt == ""``: a prompt of spaces is a prompt. It ranks every result by CLIP's
+    distance to the embedding of the prompt, "" included (image_editor.py:166, 282)."""
+    image, mask = example
+    world = dataclasses.replace(random_toy_world, clip=CountingClip(random_toy_world.clip))
+    edit(world, image, mask, " ", official=True)
+    assert world.clip.calls > 1  # guidance at every step, then the ranking
+    world.clip.calls = 0
+    edit(world, image, mask, " ")
+    assert world.clip.calls == 0  # the paper's mode: spaces are the empty prompt
+    ranked = edit(world, image, mask, "", official=True, samples=3, seed=2)
+    assert torch.isfinite(ranked.distances).all() and torch.all(ranked.distances[:-1] <= ranked.distances[1:])
+    assert torch.isnan(edit(world, image, mask, "", samples=3, seed=2).distances).all()

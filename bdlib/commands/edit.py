@@ -159,7 +159,7 @@ def _run(args: argparse.Namespace, overrides: dict, outputs: list[Path], context
     start = time.time()
     from tqdm import tqdm
 
-    removing = not args.prompt.strip() and not args.no_fill
+    removing = not args.prompt.strip() and not args.no_fill and not args.official  # the official code has no fill
     if removing and "k" not in overrides:
         overrides["k"] = default_removal_k(world, overrides.get("respacing"))
     settings = resolve_edit_settings(world, **overrides)
