@@ -29,7 +29,11 @@ from bdlib.worlds.toy.clip_model import (
 )
 from bdlib.worlds.toy.corruptions import KINDS, make_examples
 from bdlib.worlds.toy.ddpm import load_toy_ddpm, toy_diffusion
-from bdlib.worlds.toy.noise_aware_clip import build_toy_noise_aware_clip, load_toy_noise_aware_clip, toy_noise_aware_clip_step_fn
+from bdlib.worlds.toy.noise_aware_clip import (
+    build_toy_noise_aware_clip,
+    load_toy_noise_aware_clip,
+    toy_noise_aware_clip_step_fn,
+)
 from bdlib.worlds.toy.oracle import build_oracle, load_oracle, oracle_step_fn
 from bdlib.worlds.toy.region_views import box_masks, empty_regions, object_regions, random_warp
 from bdlib.worlds.toy.scenes import generate_scenes
