@@ -41,7 +41,7 @@ class EditResult:
     """Edited images ranked best first, at the input's size, with what was needed to make them."""
 
     images: torch.Tensor  # (N, 3, H, W) in [-1, 1], best first
-    distances: torch.Tensor  # (N,) masked CLIP distance to the prompt, ascending (NaN for the empty prompt, except in official mode)
+    distances: torch.Tensor  # (N,) masked CLIP distance to the prompt, ascending (NaN: the empty prompt, paper mode)
     order: torch.Tensor  # (N,) index of each ranked image among the samples as drawn
     image: torch.Tensor  # (1, 3, H, W) the input
     mask: torch.Tensor  # (1, 1, H, W) the mask used (after invert/dilate), 1 = edit

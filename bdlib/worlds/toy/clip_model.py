@@ -82,7 +82,7 @@ class ResBlock(nn.Module):
 
 
 class ConvImageEncoder(nn.Module):
-    """(B, 3, 32, 32) -> (B, D). With ``cond_dim`` every block is FiLM-conditioned on a vector (the noise-aware CLIP)."""
+    """(B, 3, 32, 32) -> (B, D). With ``cond_dim`` every block is FiLM-conditioned on a vector (noise-aware CLIP)."""
 
     def __init__(self, width: int = 32, embed_dim: int = 128, cond_dim: int | None = None) -> None:
         super().__init__()
