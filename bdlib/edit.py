@@ -6,7 +6,8 @@
    Sample ``i`` draws all its noise from its own stream seeded by ``(seed, i)`` (:mod:`bdlib.runtime.randomness`),
    so the samples do not depend on the batch size.
 3. Bring the results back to the input's size and paste the input's background back: outside the mask
-   the result *is* the input, pixel for pixel (Algorithm 2).
+   the result *is* the input, pixel for pixel (Algorithm 2). Official mode keeps the model's size and the resized
+   input's background, as the official code does.
 4. Rank the samples by the CLIP distance of their masked region to the prompt, best first. An empty prompt
    (plain inpainting, no CLIP guidance) has nothing to rank by: its samples stay in the order drawn (official mode
    ranks them by the distance to the embedding of "", as the official code does).
@@ -251,8 +252,13 @@ def draw_in_batches(
 
 
 def finish_edit(prepared: PreparedEdit, results: torch.Tensor, distances: torch.Tensor) -> EditResult:
-    """Bring samples (drawn in order 0..N-1) back to the input's size, paste its background, rank (steps 3-4)."""
+    """Bring samples (drawn in order 0..N-1) back to the input's size, paste its background, rank (steps 3-4).
+
+    Official mode keeps the model's size and the background of the resized input, as the official code writes its
+    results (:mod:`bdlib.core.official`)."""
     image_t, mask_t = prepared.image, prepared.mask
+    if prepared.settings.official:
+        image_t, mask_t = prepared.init.float().cpu(), prepared.mask_world.float().cpu()
     if results.shape[-2:] != image_t.shape[-2:]:  # back to the input's size (and aspect ratio)
         results = F.interpolate(results, size=image_t.shape[-2:], mode="bicubic", antialias=True).clamp(-1, 1)
     settings = prepared.settings

@@ -260,3 +260,19 @@ def test_official_samples_share_background_noise_in_batches_of_four(random_toy_w
     assert all(torch.equal(bg[0], bg[i]) for i in range(1, 4)) and all(torch.equal(bg[4], bg[i]) for i in range(5, 8))
     assert not torch.equal(bg[0], bg[4])
     torch.testing.assert_close(drawn[3], bg)  # the same noise in batches of 3
+
+
+def test_official_results_keep_the_model_size_and_the_resized_background(random_toy_world, example):
+    """The official code writes the model-size result with the background of its LANCZOS-resized input."""
+    from bdlib.core import official
+
+    image, mask = example
+    big_image = torch.nn.functional.interpolate(image[None], size=(48, 40), mode="bilinear")[0]
+    big_mask = torch.nn.functional.interpolate(mask[None], size=(48, 40), mode="nearest")[0]
+    result = edit(random_toy_world, big_image, big_mask, "a red circle", official=True, samples=2)
+    assert result.images.shape == (2, 3, 32, 32) and result.image.shape == (1, 3, 32, 32)
+    resized = official.resize_image(big_image[None], 32)
+    keep = (result.mask < 0.5).expand_as(result.images)
+    assert torch.equal(result.images[keep], resized.expand_as(result.images)[keep])
+    paper = edit(random_toy_world, big_image, big_mask, "a red circle", samples=2)
+    assert paper.images.shape == (2, 3, 48, 40)  # the paper's mode: the input's own size and background
