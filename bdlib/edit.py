@@ -31,6 +31,7 @@ from bdlib.core.algorithms import EditStep
 from bdlib.core.losses import clip_distance, masked_clip_pixels
 from bdlib.core.sampling import resolve_k
 from bdlib.core.settings import MethodSettings
+from bdlib.runtime.devices import deterministic_algorithms
 from bdlib.runtime.imageio import ImageLike, load_image, load_mask
 from bdlib.runtime.memory import check_edit_memory
 from bdlib.runtime.randomness import SampleStreams, check_seed
@@ -174,7 +175,8 @@ class DivergedError(ValueError):
 
 
 def check_finite_step(record: EditStep, settings: MethodSettings) -> None:
-    """Stop an edit whose chain produced a non-finite value, naming the step and what to lower."""
+    """Stop an edit whose chain produced a non-finite value, naming the step and what to lower. (Reading the check's
+    answer waits for the device once per step: a host-device synchronisation, cheap beside a guided step.)"""
     finite = torch.isfinite(record.x_prev).flatten(1).all(dim=1)  # (B,)
     if bool(finite.all()):
         return
@@ -215,7 +217,8 @@ def draw_samples(
         if callback is not None:
             callback(record)
 
-    result, _ = variants.run(world, settings, init, prepared.mask_world, text_embed, streams, callback=checked)
+    with deterministic_algorithms(settings.deterministic):
+        result, _ = variants.run(world, settings, init, prepared.mask_world, text_embed, streams, callback=checked)
     if prepared.has_prompt or settings.official:  # the official code ranks by the distance to "" too
         rank_embed = world.encode_prompt(prepared.prompt).to(world.device)
         distances = rank_distances(world, result, prepared.mask_world, rank_embed, settings.official).float().cpu()

@@ -58,7 +58,8 @@ def peak_memory_mb(device: torch.device | str) -> tuple[float, str]:
 def gemm_peak_tflops(device: torch.device | str, dtype: torch.dtype, repeats: int = 5) -> float:
     """The best TFLOP/s of a square matmul in ``dtype`` (2048 on the CPU, 8192 on a GPU): the device's peak."""
     n = 8192 if torch.device(device).type == "cuda" else 2048
-    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+    generator = torch.Generator().manual_seed(0)  # drawn on the CPU, moved (bdlib's randomness rule)
+    a, b = (torch.randn(n, n, generator=generator).to(device, dtype) for _ in range(2))
     a @ b  # warm-up
     best = float("inf")
     for _ in range(repeats):

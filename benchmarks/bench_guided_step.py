@@ -50,6 +50,7 @@ from bdlib.core.losses import spherical_distance
 from bdlib.nets.clip_adapter import ClipModel, normalize01, random_clip
 from bdlib.nets.unet import PAPER_UNET_CONFIG, UNetModel
 from bdlib.runtime.precision import PRECISIONS, low_precision_dtypes, network_autocast
+from bdlib.runtime.randomness import seeded_construction
 
 NUM_VIEWS = 8  # the official aug_num: 1 clean view + 7 augmented views
 CLIP_LAMBDA = 1000.0  # the official clip_guidance_lambda
@@ -80,9 +81,8 @@ def build_world(smoke: bool, image_size: int, device: str, seed: int = 0) -> Wor
 
     ``device="meta"`` builds the architectures without allocating anything (for FLOP counting).
     """
-    torch.manual_seed(seed)
     unet_config = SMOKE_UNET_CONFIG if smoke else PAPER_UNET_CONFIG
-    with torch.device(device):
+    with seeded_construction(seed), torch.device(device):
         model = UNetModel(**unet_config)
     model.requires_grad_(False).eval()
     diffusion = create_diffusion(steps=1000, schedule="linear", respacing=RESPACING, learn_sigma=True)
@@ -102,7 +102,7 @@ def clip_views(pred_x0: torch.Tensor, size: int, augment: ExtendingAugmentations
     random augmentation parameters cannot be drawn).
     """
     small = F.adaptive_avg_pool2d((pred_x0 + 1) / 2, size)  # (B, 3, S, S) in [0, 1]
-    views = small.repeat(NUM_VIEWS, 1, 1, 1) if augment is None else augment(small)
+    views = small.repeat(NUM_VIEWS, 1, 1, 1) if augment is None else augment(small, torch.Generator().manual_seed(0))
     return normalize01(views)
 
 

@@ -235,7 +235,7 @@ answers = {
     "2: 32 views": oracle_of(views=32),
     "3: noise-aware": oracle_of(noise_aware=True),
 }
-identical = ExtendingAugmentations(8, degrees=0, translate=0, distortion=0)(tasks[0].image[None])
+identical = ExtendingAugmentations(8, degrees=0, translate=0, distortion=0)(tasks[0].image[None], torch.Generator())
 answers["4: largest difference between the views"] = float((identical - identical[:1]).abs().max())
 answers
 

@@ -47,7 +47,7 @@
 # %% tags=["parameters"]
 FAST = True  # fast mode: a 1-step edit at reduced resolution on CPU (full mode: see the table above)
 WORLD = "toy"  # ignored here: this lesson always loads the paper's world (the toy world is lessons 01-08)
-DEVICE = "cpu"  # "cuda" for a GPU: full mode then runs the official code's choices (official=True) at 256x256
+DEVICE = "cpu"  # "cuda" for a GPU: full mode then runs the official code's choices at 256x256
 SEED = 0
 
 # %%

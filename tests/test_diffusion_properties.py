@@ -169,9 +169,9 @@ def test_more_sections_than_steps():
 def test_start_index_out_of_range_and_without_init():
     d = create_diffusion(1000, "linear", "100")
     with pytest.raises(ValueError, match=r"k must be an integer in \[0, 99\]"):
-        next(sample_progressive(ZeroEps(), d, init=torch.zeros(1, 3, 4, 4), k=100))
+        next(sample_progressive(ZeroEps(), d, init=torch.zeros(1, 3, 4, 4), k=100, generator=torch.Generator()))
     with pytest.raises(ValueError, match="needs an input image"):
-        next(sample_progressive(ZeroEps(), d, (1, 3, 4, 4), k=50))
+        next(sample_progressive(ZeroEps(), d, (1, 3, 4, 4), k=50, generator=torch.Generator()))
 
 
 def test_mismatched_shapes():

@@ -276,3 +276,15 @@ def test_official_results_keep_the_model_size_and_the_resized_background(random_
     assert torch.equal(result.images[keep], resized.expand_as(result.images)[keep])
     paper = edit(random_toy_world, big_image, big_mask, "a red circle", samples=2)
     assert paper.images.shape == (2, 3, 48, 40)  # the paper's mode: the input's own size and background
+
+
+def test_deterministic_kernels_are_on_during_the_edit_only(random_toy_world, example):
+    image, mask = example
+    seen = []
+    plain = edit(random_toy_world, image, mask, "a red circle", seed=4, callback=lambda r: seen.append(
+        torch.are_deterministic_algorithms_enabled()))  # fmt: skip
+    on = edit(random_toy_world, image, mask, "a red circle", seed=4, deterministic=True, callback=lambda r: seen.append(
+        torch.are_deterministic_algorithms_enabled()))  # fmt: skip
+    half = len(seen) // 2
+    assert not any(seen[:half]) and all(seen[half:]) and not torch.are_deterministic_algorithms_enabled()
+    assert torch.equal(plain.images, on.images)  # CPU kernels are deterministic already

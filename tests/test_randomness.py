@@ -78,3 +78,37 @@ def test_only_cpu_generators_and_valid_seeds():
         with pytest.raises(ValueError, match="seed must be"):
             check_seed(bad)
     assert check_seed(MAX_SEED - 1) == MAX_SEED - 1
+
+
+def test_library_code_never_draws_from_the_global_rng(random_toy_world, example):
+    """The rule: every draw comes from a generator seeded by the user's seed. Loading the worlds, an edit, a grid,
+    a sampler run, scenes, tasks and a benchmark row leave the global RNG exactly where the caller put it."""
+    from bdlib.grid import edit_grid
+    from bdlib.worlds import load_world
+    from bdlib.worlds.toy.ddpm import toy_diffusion
+    from bdlib.worlds.toy.scenes import generate_scenes
+
+    image, mask = example
+    torch.manual_seed(1234)
+    before = torch.get_rng_state()
+    toy = load_world("toy")
+    load_world("paper-random", with_lpips=False)
+    edit(random_toy_world, image, mask, "a red circle", samples=2, seed=1, views=3)
+    edit(random_toy_world, image, mask, "a red circle", seed=1, official=True, views=3)
+    edit_grid(random_toy_world, image, mask, "a red circle", "k", [2, 4], seed=1)
+    list(sample_progressive(toy.unet, toy_diffusion("10"), (1, 3, 32, 32), generator=torch.Generator().manual_seed(0)))
+    generate_scenes(4, seed=2)
+    tasks = generate_tasks(10, 0)
+    run_setting(random_toy_world, tasks[:3], Setting("row", random_toy_world.defaults))
+    assert torch.equal(torch.get_rng_state(), before), "library code moved the global RNG"
+
+
+def test_a_draw_without_a_generator_is_refused():
+    with pytest.raises(ValueError, match="generator"):
+        list(sample_progressive(lambda x, t: x, None, (1, 3, 4, 4)))
+    with pytest.raises(ValueError, match="generator"):
+        ExtendingAugmentations(4)(torch.zeros(1, 3, 8, 8))
+    from bdlib.worlds.toy.scenes import generate_scenes
+
+    with pytest.raises(ValueError, match="seed or a CPU generator"):
+        generate_scenes(2)

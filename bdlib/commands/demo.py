@@ -12,6 +12,7 @@ from bdlib.commands import arguments
 from bdlib.core.sampling import sample_progressive
 from bdlib.course.viz import check_figure_path, save_figure, show_grid
 from bdlib.runtime.files import check_writable
+from bdlib.runtime.randomness import seeded_construction
 from bdlib.worlds.toy.ddpm import build_toy_ddpm, toy_diffusion
 from bdlib.worlds.toy.tasks import example_task
 from bdlib.worlds.toy.weights_io import load_weights, weights_path
@@ -29,7 +30,8 @@ def register(subparsers) -> None:
 
 def _toy_ddpm() -> tuple[torch.nn.Module, str]:
     """The shipped toy DDPM, or a randomly initialised one (clearly labelled) if it is not installed."""
-    model = build_toy_ddpm()
+    with seeded_construction():
+        model = build_toy_ddpm()
     path = weights_path("toy_ddpm")
     if path.exists():
         state, _ = load_weights(path, "python -m bdlib train toy-ddpm")
@@ -45,7 +47,6 @@ def run(args: argparse.Namespace) -> int:
     if args.steps > 1000:
         raise ValueError(f"--steps must be at most 1000 (the toy DDPM's chain), got {args.steps}")
     start = time.time()
-    torch.manual_seed(args.seed)
     image = example_task().image[None]  # (1, 3, 32, 32)
     full = toy_diffusion(respacing=None)
     gen = torch.Generator().manual_seed(args.seed)

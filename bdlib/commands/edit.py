@@ -52,6 +52,8 @@ def register(subparsers) -> None:
                         help="blended: Algorithm 2 (the default); local: Algorithm 1, local CLIP guidance")  # fmt: skip
     parser.add_argument("--noise-aware", action="store_true", help="guide with the noise-aware CLIP (toy world)")
     parser.add_argument("--official", action="store_true", help="the official code's choices instead of the paper's")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="deterministic kernels (a GPU then gives the same bits twice; slower)")  # fmt: skip
     parser.add_argument("--samples", type=arguments.positive_int, default=1,
                         help="samples to draw and rank (default 1)")  # fmt: skip
     parser.add_argument("--batch-size", type=arguments.positive_int, default=None,
@@ -85,7 +87,7 @@ def _overrides(args: argparse.Namespace) -> dict:
     out = {name: value for name, value in chosen.items() if value is not None}
     if args.respacing is not None and args.k is None:
         raise ValueError("--respacing changes the schedule, so give --k too (the start index in the new schedule)")
-    out.update(ddim=args.ddim, official=args.official, noise_aware=args.noise_aware)
+    out.update(ddim=args.ddim, official=args.official, noise_aware=args.noise_aware, deterministic=args.deterministic)
     out["algorithm"] = args.algorithm
     return out
 

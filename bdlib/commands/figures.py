@@ -18,8 +18,6 @@ import argparse
 import time
 from pathlib import Path
 
-import torch
-
 from bdlib.bench.rows import k_values, lam_values
 from bdlib.commands import arguments
 from bdlib.course.viz import save_figure, show_grid
@@ -102,7 +100,6 @@ def run(args: argparse.Namespace) -> int:
                        "--seed", str(args.seed), "--out", str(out / "edit_example.png")])  # fmt: skip
     if code != 0:
         return code
-    torch.manual_seed(args.seed)
     world = load_world("toy")
     for name, make in (("lambda_sweep", lambda_sweep), ("k_sweep", k_sweep), ("augmentations", augmentation_figure)):
         written.append(save_figure(make(world, args.seed), out / f"{name}.png"))

@@ -23,6 +23,7 @@ import torch
 
 from bdlib.commands import arguments
 from bdlib.runtime.files import check_writable
+from bdlib.runtime.randomness import seeded_construction
 from bdlib.worlds.toy.weights_io import CHECKSUMS_FILE, model_card_path, weights_path
 
 
@@ -104,8 +105,8 @@ def run(args: argparse.Namespace) -> int:
     from bdlib.worlds.toy.trainer import check_config, train
 
     check_config(config)  # a bad budget or schedule fails before anything is built
-    torch.manual_seed(config.seed)
-    model = spec.get("build")()
+    with seeded_construction(config.seed):
+        model = spec.get("build")()
     final = train(model, spec.get("step_fn")(device=args.device), config)
     if final["stopped_by"] is not None:
         how = "Ctrl-C" if final["stopped_by"] == signal.SIGINT else f"signal {final['stopped_by']}"

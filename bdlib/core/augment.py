@@ -68,6 +68,8 @@ class ExtendingAugmentations:
     def __call__(self, images: torch.Tensor, randomness: torch.Generator | SampleStreams | None = None) -> torch.Tensor:
         """The views of ``images``; ``randomness`` is a CPU generator for the whole batch, or the batch's
         :class:`~bdlib.runtime.randomness.SampleStreams` (image ``i``'s warps then come from sample ``i``'s stream)."""
+        if not isinstance(randomness, SampleStreams):
+            check_cpu_generator(randomness)  # a missing generator is refused even for one view
         if self.views == 1:
             return images
         batch, _, height, width = images.shape
@@ -80,7 +82,6 @@ class ExtendingAugmentations:
             per_sample = randomness.uniform_params((copies, PARAMS_PER_VIEW))  # (B, N-1, 13)
             params = per_sample.transpose(0, 1).reshape(copies * batch, PARAMS_PER_VIEW)  # copy-major
         else:
-            check_cpu_generator(randomness)
             params = torch.rand(copies * batch, PARAMS_PER_VIEW, generator=randomness, dtype=torch.float64)
         affine, perspective = (m.to(images.device, images.dtype) for m in self.maps(params, height))
         warped = images.repeat(copies, 1, 1, 1)  # (N-1)·B, copy-major

@@ -108,7 +108,7 @@ def sample_progressive(
     *,
     init: torch.Tensor | None = None,
     k: int | None = None,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | None = None,  # required: a CPU generator (None is refused)
     device: torch.device | str | None = None,
     ddim: bool = False,
     eta: float = 0.0,

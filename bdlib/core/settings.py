@@ -62,6 +62,9 @@ class MethodSettings:
     blending: str = "each step"
     # the networks' autocast: fp32 (none), bf16/fp16 (all), bf16-clip/fp16-clip (bdlib.runtime.precision)
     precision: str = "fp32"
+    # torch.use_deterministic_algorithms during the edit: the same bits twice on one GPU (slower; CPU kernels are
+    # deterministic already; bdlib.runtime.devices.deterministic_algorithms)
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         check_precision(self.precision)

@@ -25,6 +25,7 @@ from bdlib.core.losses import background_mse
 from bdlib.core.sampling import at
 from bdlib.core.settings import MethodSettings
 from bdlib.core.variants import denoiser_for, loss_for
+from bdlib.runtime.randomness import randn_on
 from bdlib.worlds.base import World
 
 
@@ -82,7 +83,7 @@ def pred_x0_gain(
     """``‖x̂_0(x_t + δ) - x̂_0(x_t)‖·√ᾱ_t / ‖δ‖`` for a small δ, random (drawn on the CPU) or along ``direction``:
     how strongly the guess responds to x_t, relative to the naive ``1/√ᾱ_t`` (1 = naive, 0 = not at all)."""
     if direction is None:
-        delta = size * torch.randn(x_t.shape, generator=generator).to(x_t.device)
+        delta = size * randn_on(x_t.shape, generator, x_t.device)  # a CPU generator is required here
     else:
         delta = direction * (size * x_t.numel() ** 0.5 / direction.norm())
     change = _pred_x0(world, settings, x_t + delta, index) - _pred_x0(world, settings, x_t, index)

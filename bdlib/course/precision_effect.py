@@ -20,7 +20,7 @@ def guided_step_change(
     text_embed: torch.Tensor,
     index: int,
     precisions: Sequence[str],
-    generator: torch.Generator | None = None,
+    generator: torch.Generator,
 ) -> dict[str, dict[str, float]]:
     """One guided step of the world's default edit at respaced ``index``, in float32 and in each of ``precisions``.
 

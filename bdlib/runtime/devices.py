@@ -1,6 +1,9 @@
-"""Checking a device name before anything is built on it."""
+"""Devices: checking a device name before anything is built on it, and deterministic kernels on demand."""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import torch
 
@@ -26,3 +29,21 @@ def check_device(device: str | torch.device) -> torch.device:
     elif parsed.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"device {device}: bdlib runs on cpu, cuda or mps")
     return parsed
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(enabled: bool) -> Iterator[None]:
+    """While inside, ``torch.use_deterministic_algorithms(enabled)`` (then the previous setting again).
+
+    On a GPU some kernels of guidance add in a nondeterministic order (``adaptive_avg_pool2d`` and ``grid_sample``
+    backward, atomics in attention's backward): two runs with one seed can differ in the last bits, which a guided
+    chain amplifies. Deterministic kernels remove that at some cost in speed; PyTorch refuses an operation that has
+    none, and on CUDA it needs ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` in the environment before Python starts (it says
+    so when it is missing). CPU kernels are deterministic already (for one thread count).
+    """
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(enabled)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)

@@ -1,8 +1,8 @@
 """Randomness in bdlib: one rule on every device, and one stream per sample.
 
 **The rule.** Every random draw comes from a CPU ``torch.Generator`` seeded from the user's seed; the tensor
-is drawn on the CPU and then moved to the device. Nothing draws on a GPU generator and nothing uses the
-global RNG. So
+is drawn on the CPU and then moved to the device. Nothing draws on a GPU generator, and a function that draws
+refuses to run without a generator (nothing falls back to the global RNG). So
 
 - the same seed gives the same noise on every device (a student can compare a CPU run with a GPU run: the
   results differ only by float rounding of the networks, never by different noise), and
@@ -19,11 +19,24 @@ Draws that the official code shares across a batch (its one background noise per
 stream seeded by ``(seed, group)``: samples ``4j … 4j+3`` of an official edit share group ``j`` (the official batch
 of 4, :func:`bdlib.core.official.group_streams`), and in the benchmark every task is its own group, so a task's
 shared noise does not depend on which tasks share bdlib's batch either.
+
+**Where the global RNG is still used, and why.** PyTorch's own initialisers (``nn.Linear``, ``nn.Conv2d``, ...) draw
+from the global RNG when a network is built. bdlib builds its networks inside :func:`seeded_construction`: the
+global RNG is forked, seeded from a seed, and restored afterwards, so building a world leaves the caller's global
+state where it was and the initial weights depend on the seed alone (a test checks that loading the worlds, edits,
+grids, samplers, scenes and benchmark rows never move the global RNG).
+
+**On a GPU.** The same seed gives the same noise on a GPU as on the CPU, but some CUDA kernels used in guidance
+(``adaptive_avg_pool2d`` and ``grid_sample`` backward, atomics in the attention backward) add in a
+nondeterministic order, so two runs on one GPU can differ in the last bits and a guided chain can amplify that.
+``MethodSettings(deterministic=True)`` turns on ``torch.use_deterministic_algorithms`` for the edit (slower, and
+refused by PyTorch where an operation has no deterministic version).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -53,16 +66,31 @@ def cpu_generator(*key: int) -> torch.Generator:
     return torch.Generator(device="cpu").manual_seed(stream_seed(*key))
 
 
+@contextlib.contextmanager
+def seeded_construction(seed: int = 0) -> Iterator[None]:
+    """Build networks here: PyTorch's initialisers draw from a forked global RNG seeded with ``seed``, and the
+    caller's global RNG is restored on the way out."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(check_seed(seed))
+        yield
+
+
 def check_cpu_generator(generator: torch.Generator | None) -> None:
-    """Refuse a generator that is not on the CPU: bdlib draws on the CPU and moves the tensor (the rule above)."""
-    if generator is not None and generator.device.type != "cpu":
+    """Refuse a missing generator, or one that is not on the CPU: bdlib draws on the CPU from a generator the user's
+    seed made, and moves the tensor (the rule above)."""
+    if generator is None:
+        raise ValueError(
+            "bdlib draws every random number from a CPU generator seeded by your seed, never from the global RNG: "
+            "pass generator=torch.Generator().manual_seed(seed)"
+        )
+    if getattr(generator, "device", None) is None or generator.device.type != "cpu":
         raise ValueError(
             f"bdlib draws all random numbers from CPU generators and moves them to the device, so that a seed gives "
             f"the same noise everywhere; got a generator on {generator.device}: use torch.Generator().manual_seed(s)"
         )
 
 
-def randn_on(shape: Sequence[int], generator: torch.Generator | None, device: torch.device | str) -> torch.Tensor:
+def randn_on(shape: Sequence[int], generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
     """``torch.randn(shape)`` from a CPU generator, moved to ``device``."""
     check_cpu_generator(generator)
     return torch.randn(tuple(shape), generator=generator).to(device)

@@ -18,6 +18,7 @@ from bdlib.core.settings import MethodSettings
 from bdlib.nets.clip_adapter import count_tokens, load_clip, random_clip, verify_official_clip
 from bdlib.nets.lpips_adapter import load_lpips
 from bdlib.nets.unet import paper_unet
+from bdlib.runtime.randomness import seeded_construction
 from bdlib.worlds.base import World
 from bdlib.worlds.paper.checkpoints import check_official_size, check_state_dict, checkpoint_path, load_unet_state_dict
 
@@ -50,8 +51,8 @@ def load_paper_world(
         unet_path, clip_path = checkpoint_path("unet", cache_dir), checkpoint_path("clip", cache_dir)
         check_official_size("unet", unet_path)
         verify_official_clip(clip_path)
-    torch.manual_seed(seed)
-    unet, _ = paper_unet("100")
+    with seeded_construction(seed):  # the initial (random) weights depend on the seed alone
+        unet, _ = paper_unet("100")
     if random_weights:
         clip_model = random_clip("ViT-B/16", seed=seed)
     else:
@@ -59,7 +60,8 @@ def load_paper_world(
         check_state_dict(unet, state)
         unet.load_state_dict(state)
         clip_model = load_clip("ViT-B/16", device="cpu", cache_dir=cache_dir)
-    lpips_model = load_lpips(pretrained=not random_weights) if with_lpips else None
+    with seeded_construction(seed):  # a random VGG trunk, when asked, depends on the seed alone
+        lpips_model = load_lpips(pretrained=not random_weights) if with_lpips else None
     label = "RANDOM weights (architecture and timings only)" if random_weights else "official checkpoints"
     world = World(
         name="paper",

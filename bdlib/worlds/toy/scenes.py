@@ -218,7 +218,7 @@ def _render(
 
 
 def _rand(generator: torch.Generator, *shape: int) -> torch.Tensor:
-    return torch.rand(shape, generator=generator, device=generator.device).cpu()
+    return torch.rand(shape, generator=generator)
 
 
 def _sample_backgrounds(n: int, generator: torch.Generator) -> torch.Tensor:
@@ -282,9 +282,9 @@ def generate_scenes(
     """Draw ``n`` random scenes of ``size x size`` pixels with ``min_objects..max_objects`` objects.
 
     Args:
-        seed: seeds a fresh CPU generator (takes precedence over ``generator``). With neither, the
-            global torch RNG state seeds one, so ``torch.manual_seed`` makes calls reproducible.
-        generator: a torch generator to draw from (advanced by the call).
+        seed: seeds a fresh CPU generator (takes precedence over ``generator``).
+        generator: a CPU generator to draw from (advanced by the call). One of the two is required: bdlib never
+            draws from the global RNG (:mod:`bdlib.runtime.randomness`).
         count_probs: probabilities of ``min_objects, ..., max_objects`` objects (default: uniform).
         device: where the images are rendered; the random draws are the same on every device.
     """
@@ -294,8 +294,8 @@ def generate_scenes(
         raise ValueError(f"toy scenes hold at most 3 objects and are at least 8 px wide, got {max_objects} and {size}")
     if seed is not None:
         generator = torch.Generator().manual_seed(seed)
-    elif generator is None:
-        generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
+    elif not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
+        raise ValueError("generate_scenes needs a seed or a CPU generator: pass seed=0 or generator=torch.Generator()")
     options = max_objects - min_objects + 1
     probs = torch.full((options,), 1.0 / options) if count_probs is None else torch.tensor(count_probs)
     if probs.shape != (options,) or (probs < 0).any() or probs.sum() <= 0:

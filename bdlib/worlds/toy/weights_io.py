@@ -21,6 +21,7 @@ from torch import nn
 
 from bdlib.runtime.download import sha256_of, verified_sha256
 from bdlib.runtime.files import write_files
+from bdlib.runtime.randomness import seeded_construction
 from bdlib.runtime.safe_load import DamagedFileError, load_safetensors, load_torch_file
 from bdlib.worlds.toy.weight_checksums import SHIPPED_SHA256
 
@@ -172,6 +173,7 @@ def load_shipped(name: str, build: Callable[[], nn.Module], device: str | torch.
     """``build()`` loaded with the shipped ``weights/NAME.safetensors``: on ``device``, eval mode, frozen
     (gradients still flow to the inputs). A missing or damaged file names ``python -m bdlib train NAME``."""
     state, _ = load_weights(weights_path(name), f"python -m bdlib train {name.replace('_', '-')}")
-    model = build()
+    with seeded_construction():  # PyTorch's initialisers draw from a forked global RNG, then the weights replace them
+        model = build()
     model.load_state_dict(state)
     return model.to(device).eval().requires_grad_(False)
