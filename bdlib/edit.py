@@ -127,8 +127,9 @@ def rank_distances(
     view (mask → mid-grey, CLIP normalisation, no augmentation), or the official one (:mod:`bdlib.core.official`)."""
     if official_view:
         return official.rank_distances(world.clip, images, mask, text_embed)
-    pixels = masked_clip_pixels(world.clip, images.float(), mask)
-    return clip_distance(world.clip.encode_pixels(pixels).float(), text_embed, world.defaults.distance)
+    pixels = masked_clip_pixels(world.clip, images, mask)
+    embeds = world.clip.encode_pixels(pixels).to(images.dtype)
+    return clip_distance(embeds, text_embed.to(images.dtype), world.defaults.distance)
 
 
 def resolve_edit_settings(world: World, settings: MethodSettings | None = None, **overrides: Any) -> MethodSettings:
@@ -142,9 +143,15 @@ def resolve_edit_settings(world: World, settings: MethodSettings | None = None, 
     return base.with_(**overrides)
 
 
-def check_k(world: World, settings: MethodSettings) -> None:
-    """Refuse a start index k outside the world's chain for ``settings.respacing``."""
+def check_settings(world: World, settings: MethodSettings) -> None:
+    """Refuse settings the world cannot run: a start index k outside its chain, or a lower precision (an autocast of
+    float32 networks) in a float64 world, where it would do nothing."""
     resolve_k(world.diffusion(settings.respacing), settings.k, has_init=True)
+    if settings.precision != "fp32" and world.dtype == torch.float64:
+        raise ValueError(
+            f"precision={settings.precision!r} is an autocast of float32 networks, but this world's networks are "
+            "float64: load it with load_world('toy', dtype=torch.float32) to compare precisions"
+        )
 
 
 def prepare_edit(
@@ -167,17 +174,23 @@ def prepare_edit(
     else:
         init, mask_w = _resize(image_t, size, "bicubic"), (_resize(mask_t, size, "nearest") > 0.5).float()
     check_mask_coverage(mask_w, where=f" at the world's {size}x{size} resolution (use a larger or smaller region)")
-    return PreparedEdit(image_t, mask_t, init.to(world.device), mask_w.to(world.device), prompt, settings)
+    return PreparedEdit(image_t, mask_t, world.tensor(init), world.tensor(mask_w), prompt, settings)
 
 
 class DivergedError(ValueError):
     """The chain left float32's range (inf or NaN): the settings push it too hard."""
 
 
+DIVERGED_MAGNITUDE = 1e30
+"""A chain value beyond this has diverged. With x̂_0 clamped, the largest accepted weights (MAX_WEIGHT on every
+weight) keep the toy chain below 4e10; without the clamp a runaway chain grows about 1e4-fold a step, so a float32
+chain overflows to inf soon after, while a float64 one would reach 1e44 and still look finite."""
+
+
 def check_finite_step(record: EditStep, settings: MethodSettings) -> None:
     """Stop an edit whose chain produced a non-finite value, naming the step and what to lower. (Reading the check's
     answer waits for the device once per step: a host-device synchronisation, cheap beside a guided step.)"""
-    finite = torch.isfinite(record.x_prev).flatten(1).all(dim=1)  # (B,)
+    finite = (record.x_prev.abs() <= DIVERGED_MAGNITUDE).flatten(1).all(dim=1)  # (B,); False for NaN and inf too
     if bool(finite.all()):
         return
     bad = (~finite).nonzero().flatten().tolist()
@@ -187,7 +200,7 @@ def check_finite_step(record: EditStep, settings: MethodSettings) -> None:
     clamps = settings.clip_denoised and not settings.official
     clamp = "" if clamps else " (x̂_0 is not clamped in this mode, so large weights feed back)"
     raise DivergedError(
-        f"the edit diverged: sample(s) {bad} of the batch reached inf/NaN at t={record.t} with {weights}"
+        f"the edit diverged: sample(s) {bad} of the batch reached inf/NaN or a magnitude above {DIVERGED_MAGNITUDE:g} at t={record.t} with {weights}"
         f"{clamp}: lower these weights"
     )
 
@@ -306,7 +319,7 @@ def edit(
         raise ValueError(f"batch_size must be a positive integer (or None for all samples at once), got {batch_size!r}")
     seed = check_seed(seed)
     settings = resolve_edit_settings(world, settings, **overrides)
-    check_k(world, settings)
+    check_settings(world, settings)
     prepared = prepare_edit(world, image, mask, prompt, settings, invert_mask, dilate)
     check_memory(world, prepared, samples, batch_size)
     return finish_edit(prepared, *draw_in_batches(world, prepared, seed, range(samples), batch_size, callback))

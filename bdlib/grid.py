@@ -19,7 +19,7 @@ from bdlib.core import variants
 from bdlib.core.algorithms import EditStep
 from bdlib.edit import (
     EditResult,
-    check_k,
+    check_settings,
     finish_edit,
     prepare_edit,
     rank_distances,
@@ -57,7 +57,7 @@ def edit_grid(
     base = resolve_edit_settings(world, settings, **overrides)
     per_value = [base.with_(**{field: value}) for value in values]  # each value checked as an edit would be
     for settings_i in per_value:
-        check_k(world, settings_i)
+        check_settings(world, settings_i)
     if field == "lam" and base.algorithm != "local":
         raise ValueError("λ only acts in Algorithm 1: pass algorithm='local' for a λ grid")
     prepared = prepare_edit(world, image, mask, prompt, base, invert_mask, dilate)

@@ -192,6 +192,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     kwargs: dict[str, Any] = {"device": device}
     if args.world == "paper":
         kwargs["random_weights"] = True
+    else:  # the precisions compared here are autocasts of float32 networks
+        kwargs["dtype"] = torch.float32
     world = load_world(args.world, **kwargs)
     if args.channels_last:
         for network in (world.unet, world.clip):

@@ -1,6 +1,8 @@
 """Time one CLIP-guided diffusion step of Blended Diffusion's configuration, with random weights.
 
-One step, as the blended sampler runs it at every timestep (paper Algorithm 2, foreground part)::
+The timed step is bdlib's own (``bdlib.core.algorithms.blended_step``, or ``bdlib.core.official.blended_step`` with
+``--official``: two network passes), built from ``MethodSettings`` by ``bdlib.core.variants`` as an edit builds it,
+with the mask, the per-sample CPU draws of the noises and the views and their copies to the device. Its math::
 
     out  = UNet(x_t, t)                                     # 256x256 ADM, autograd on x_t
     x̂_0 = p_mean_variance(out, x_t, t).pred_x0
@@ -13,7 +15,8 @@ The weights are random (nothing is downloaded): the cost depends only on the arc
 the exact ones (``paper_unet("100")``, 552.8 M parameters, and ``random_clip("ViT-B/16")``). The
 augmentations are bdlib's extending augmentations (kornia homographies of the official affine and
 perspective ranges on copies 2..8). FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode``
-on the meta device (no memory, no time), once per batch size. See ``benchmarks/README.md`` for the
+on the meta device (no memory, no time), once per batch size, on :func:`counted_step`, the same math written
+with meta tensors (the element-wise work of the real step is not counted). See ``benchmarks/README.md`` for the
 meaning of every JSON field.
 
 Usage::
@@ -106,7 +109,7 @@ def clip_views(pred_x0: torch.Tensor, size: int, augment: ExtendingAugmentations
     return normalize01(views)
 
 
-def guided_step(
+def counted_step(
     world: World,
     x_t: torch.Tensor,
     t: torch.Tensor,
@@ -162,21 +165,53 @@ def count_flops(meta_world: World, batch: int) -> tuple[float, float]:
     inputs = {k: v.to("meta") for k, v in step_inputs(meta_world, batch, "cpu").items()}
     counter = FlopCounterMode(display=False)
     with counter:
-        guided_step(meta_world, augment=None, precision="fp32", **inputs)
+        counted_step(meta_world, augment=None, precision="fp32", **inputs)
     return unet_forward, float(counter.get_total_flops())
 
 
-def time_config(
-    world: World, device: str, batch: int, precision: str, repeats: int, warmup: int
-) -> dict[str, Any]:
-    """Warm up, then time ``repeats`` steps; seconds are the median. Returns the measured fields."""
+def bdlib_step(world: World, device: str, batch: int, precision: str, official: bool):
+    """bdlib's own guided step for this world, as an edit runs it: a function of no arguments."""
+    from bdlib.core import official as official_mode
+    from bdlib.core import variants
+    from bdlib.core.algorithms import blended_step
+    from bdlib.core.settings import MethodSettings
+    from bdlib.runtime.randomness import SampleStreams
+    from bdlib.worlds.base import World as BdlibWorld
+
+    settings = MethodSettings(respacing=RESPACING, k=T_INDEX, views=NUM_VIEWS, precision=precision, official=official)
+    bd_world = BdlibWorld(
+        name=world.name, unet=world.model, clip=world.clip, image_size=world.image_size,
+        make_diffusion=lambda respacing: world.diffusion, defaults=settings, check_prompt=lambda prompt: None,
+    )  # fmt: skip
     inputs = step_inputs(world, batch, device)
-    augment = ExtendingAugmentations(NUM_VIEWS)
+    size = world.image_size
+    x = inputs["x_t"].clamp(-1, 1)  # stands in for the input image
+    mask = torch.zeros(1, 1, size, size, device=device)
+    mask[..., size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = 1
+    streams = SampleStreams.for_edit(0, range(batch), device)
+    parts = variants.parts(bd_world, settings, x, mask, inputs["text_emb"], variants.views_for(settings, streams))
+    step = official_mode.blended_step if official else blended_step
+    shape = x.shape[1:]
+
+    def one_step() -> torch.Tensor:
+        noise, bg_noise = streams.randn(shape), streams.randn(shape)  # per-sample CPU draws, copied to the device
+        record = step(parts.denoise, parts.diffusion, inputs["x_t"], T_INDEX, x=x, m=mask, loss=parts.loss,
+                      noise=noise, bg_noise=bg_noise, **parts.options)  # fmt: skip
+        return record.blend
+
+    return one_step
+
+
+def time_config(
+    world: World, device: str, batch: int, precision: str, repeats: int, warmup: int, official: bool = False
+) -> dict[str, Any]:
+    """Warm up, then time ``repeats`` of bdlib's steps; seconds are the median. Returns the measured fields."""
+    step = bdlib_step(world, device, batch, precision, official)
     cuda = device.startswith("cuda")
     rss_before = current_rss_mb()
     out = None
     for _ in range(warmup):
-        out = guided_step(world, augment=augment, precision=precision, **inputs)
+        out = step()
     synchronize(device)
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
@@ -184,7 +219,7 @@ def time_config(
     for _ in range(repeats):
         synchronize(device)
         start = time.perf_counter()
-        out = guided_step(world, augment=augment, precision=precision, **inputs)
+        out = step()
         synchronize(device)
         times.append(time.perf_counter() - start)
     return {
@@ -203,9 +238,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         torch.set_num_threads(args.threads)
     devices = ["cuda", "cpu"] if args.device == "all" else [args.device]  # the GPU first: it is quick
     if not torch.cuda.is_available():
-        if args.device == "cuda":
-            raise SystemExit("--device cuda: torch.cuda.is_available() is False on this machine; use --device cpu")
-        devices = [d for d in devices if d != "cuda"]
+        if args.device.startswith("cuda"):
+            raise SystemExit(f"--device {args.device}: torch.cuda.is_available() is False here; use --device cpu")
+        devices = [d for d in devices if not d.startswith("cuda")]
     image_size = args.image_size or (SMOKE_UNET_CONFIG if args.smoke else PAPER_UNET_CONFIG)["image_size"]
 
     meta_world = build_world(args.smoke, image_size, "meta")
@@ -217,7 +252,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     records: list[dict[str, Any]] = []
     for device in devices:
-        if device == "cuda":
+        if device.startswith("cuda"):
             # Float32 means true float32: no TF32 in matmuls or convolutions.
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
@@ -227,15 +262,16 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 print("skipping fp16 on cpu (CPU autocast is benchmarked in bf16)", flush=True)
                 continue
             bf16 = torch.bfloat16 in low_precision_dtypes(precision)
-            if device == "cuda" and bf16 and not torch.cuda.is_bf16_supported():
+            if device.startswith("cuda") and bf16 and not torch.cuda.is_bf16_supported():
                 print("skipping bf16: this GPU does not support it", flush=True)
                 continue
-            for batch in args.batch:
+            for batch, official in [(b, o) for b in args.batch for o in ([False, True] if args.official else [False])]:
                 record = base_record(args, world, device, batch, precision, unet_params, clip_params)
+                record["official_two_pass"] = official
                 record["unet_forward_tflop_per_image"] = flops[batch][0] / 1e12
-                record["step_tflop"] = flops[batch][1] / 1e12
+                record["step_tflop"] = flops[batch][1] / 1e12 + (official * flops[batch][0] * batch / 1e12)
                 try:
-                    record.update(time_config(world, device, batch, precision, args.repeats, args.warmup))
+                    record.update(time_config(world, device, batch, precision, args.repeats, args.warmup, official))
                     record["achieved_tflops"] = record["step_tflop"] / record["seconds_per_step"]
                 except torch.cuda.OutOfMemoryError as err:
                     record.update(seconds_per_step=None, peak_memory_mb=None, achieved_tflops=None,
@@ -245,7 +281,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 if args.out:
                     write_json(records, args.out)
                 gc.collect()
-                if device == "cuda":
+                if device.startswith("cuda"):
                     torch.cuda.empty_cache()
         del world
         gc.collect()
@@ -272,10 +308,10 @@ def base_record(
         "unet_params": unet_params,
         "clip_vision_params": clip_params,
         "tf32": (torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32)
-        if device == "cuda" else None,
-        "cudnn_benchmark": torch.backends.cudnn.benchmark if device == "cuda" else None,
+        if device.startswith("cuda") else None,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark if device.startswith("cuda") else None,
         "torch_version": torch.__version__,
-        "cuda_version": torch.version.cuda if device == "cuda" else None,
+        "cuda_version": torch.version.cuda if device.startswith("cuda") else None,
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
@@ -303,8 +339,8 @@ def write_json(records: list[dict[str, Any]], path: str) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all",
-                        help="cpu, cuda, or all (cuda when available, then cpu)")
+    parser.add_argument("--device", default="all", help="cpu, cuda, cuda:N, or all (cuda when available, then cpu)")
+    parser.add_argument("--official", action="store_true", help="also time the official two-pass step")
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 4], help="batch sizes (default 1 4)")
     parser.add_argument("--precision", nargs="+", choices=sorted(PRECISIONS), default=["fp32", "bf16", "fp16"],
                         help="fp32 (no autocast, TF32 off) or autocast to bf16/fp16; fp16 is skipped on cpu")
@@ -317,6 +353,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true",
                         help="tiny models (UNet width 32 at 64x64, 2-layer CLIP at 32x32) to test the script")
     args = parser.parse_args(argv)
+    if args.device not in ("cpu", "cuda", "all") and not args.device.startswith("cuda:"):
+        parser.error(f"--device must be cpu, cuda, cuda:N or all, got {args.device!r}")
     if args.repeats < 1 or args.warmup < 0 or min(args.batch) < 1:
         parser.error("--repeats and --batch must be >= 1 and --warmup >= 0")
     if args.image_size is not None and (args.image_size < 32 or args.image_size % 32):

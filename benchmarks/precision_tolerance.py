@@ -26,7 +26,7 @@ from bdlib.worlds.toy.world import TOY_DEFAULTS, load_toy_world
 
 def step_differences(precisions: list[str], indices: list[int], seeds: list[int]) -> list[dict]:
     """A record per (seed, index, precision); each seed draws its own x_t, noise and augmentations."""
-    world = load_toy_world()
+    world = load_toy_world(dtype=torch.float32)  # the precisions are autocasts of float32 networks
     task = example_task()
     init, mask = task.image[None], task.mask[None]
     text = world.encode_prompt(task.prompt)

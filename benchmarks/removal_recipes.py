@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--only", nargs="+", choices=list(RECIPES), help="run only these recipes")
     parser.add_argument("--out", default="benchmarks/results/removal_recipes_toy.json")
     args = parser.parse_args(argv)
-    world = load_world("toy")
+    world = load_world("toy", dtype=torch.float32)  # as the benchmark runs
     tasks = [t for t in generate_tasks(args.tasks, 0) if t.kind == "remove"]
     record = {"tasks": len(tasks), "date": time.strftime("%Y-%m-%d"), "recipes": {}}
     for name in args.only or RECIPES:

@@ -100,8 +100,8 @@ from bdlib.worlds.toy.scenes import render_spec
 
 def guiding_distance(images: torch.Tensor, task) -> torch.Tensor:
     with torch.no_grad():
-        pixels = masked_clip_pixels(world.clip, images.to(DEVICE), task.mask[None].to(DEVICE))
-        return clip_distance(world.clip.encode_pixels(pixels), world.encode_prompt(task.prompt).to(DEVICE)).cpu()
+        pixels = masked_clip_pixels(world.clip, world.tensor(images), world.tensor(task.mask[None]))
+        return clip_distance(world.clip.encode_pixels(pixels), world.encode_prompt(task.prompt)).cpu()
 
 
 adversarial = world.defaults.with_(views=1, guidance_scale=10 * world.defaults.guidance_scale)
@@ -273,6 +273,12 @@ answers
 # 3. Two UNet passes per step: the official code runs the network once without gradient for the mean and once with
 #    gradient for the guidance.
 
+# %% tags=["solution", "answer-checks"] jupyter={"source_hidden": true}
+# The exercises' answers, checked (removed with the solutions in a student edition).
+assert official_calls["UNet"] == 2 * steps, "exercise 3: two UNet passes per step in official mode"
+d8, d1, d_real = (answers[f"2: CLIP d, {name}"] for name in ("8-view pattern", "1-view pattern", "real object"))
+assert d_real < d8 < d1, "exercise 2: closer, but still above the real object"
+
 # %% tags=["checks"] jupyter={"source_hidden": true}
 import json
 from pathlib import Path
@@ -293,9 +299,6 @@ assert all(later["alg2 noise-aware clip"][key] > later["alg2 default"][key] for 
     "summary: the noise-aware CLIP guides better")
 assert counts["UNet"] == steps, "§3: one UNet pass per step"
 assert counts["CLIP images"] == steps * world.defaults.views + 1, "§3: eight views per step, one for ranking"
-assert official_calls["UNet"] == 2 * steps, "exercise 3: two UNet passes per step in official mode"
-d8, d1, d_real = (answers[f"2: CLIP d, {name}"] for name in ("8-view pattern", "1-view pattern", "real object"))
-assert d_real < d8 < d1, "exercise 2: closer, but still above the real object"
 results_dir = Path(bdlib.__file__).resolve().parents[1] / "benchmarks" / "results"
 paper_cost = json.loads((results_dir / "edit_paper_cpu_1step.json").read_text())[0]
 assert round(paper_cost["seconds_per_step"]) == 36 and round(paper_cost["seconds_per_edit"] / 60) == 45, "summary: cost"

@@ -205,7 +205,7 @@ def test_gpu_check_dry_run_covers_every_section(tmp_path):
     assert done.returncode == 0 and set(statuses.values()) == {"ok"}, (statuses, done.stdout[-2000:])
     assert list(statuses) == list(load_script(REPO_ROOT / "benchmarks" / "gpu_check.py").SECTIONS)
     edits = report["sections"]["device_edits"]["result"]
-    assert edits["blended ddpm"]["max_abs_diff"] == 0.0 and edits["blended ddpm"]["same_ranking"]  # CPU vs CPU
+    assert edits["blended ddpm"]["max_abs_255"] == 0 and edits["blended ddpm"]["same_ranking"]  # CPU vs CPU
 
 
 def test_bench_distributed_runs_one_and_two_processes(tmp_path):
@@ -245,3 +245,21 @@ def test_panel_benchmark_times_both_panels_and_strategies(tmp_path):
     assert set(summary) == {"k/batch", "k/sequential", "lambda/batch", "lambda/sequential"}
     for times in summary.values():
         assert 0 < times["current_s_min"] <= times["current_s_max"] and times["grid_s_min"] >= times["current_s_min"]
+
+
+def test_gpu_check_fails_when_the_device_edits_differ(monkeypatch):
+    """The device section compares with the CPU and fails beyond 2/255: shown here with a 'device' whose UNet was
+    perturbed by 1 % (the same run without the perturbation is the dry run's device_edits section, which passes)."""
+    gpu_check = load_script(REPO_ROOT / "benchmarks" / "gpu_check.py")
+    real = gpu_check.device_world
+
+    def wrong(cpu, device):
+        world = real(cpu, device)
+        with torch.no_grad():
+            for param in world.unet.parameters():
+                param.mul_(1.01)
+        return world
+
+    monkeypatch.setattr(gpu_check, "device_world", wrong)
+    with pytest.raises(gpu_check.DeviceMismatch, match=r"blended ddpm: \d+/255"):
+        gpu_check.device_edits("cpu", smoke=True)

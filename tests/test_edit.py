@@ -96,8 +96,12 @@ def test_bad_prompt_k_and_files(random_toy_world, example, tmp_path):
 
 
 def test_bf16_networks_give_close_distances_and_an_exact_background(example):
-    world = load_toy_world()  # trained weights: a random UNet's zero-initialised head would hide its precision
+    # trained weights (a random UNet's zero-initialised head would hide its precision), in float32: the precisions
+    # are autocasts of float32 networks, refused in the float64 default
+    world = load_toy_world(dtype=torch.float32)
     image, mask = example
+    with pytest.raises(ValueError, match=r"precision='bf16'.*float64.*dtype=torch.float32"):
+        edit(load_toy_world(), image, mask, "a red circle", precision="bf16")
     first = {}
     for precision in ("fp32", "bf16", "bf16-clip"):
         records = []

@@ -106,12 +106,12 @@ def _run_batch(world: World, chunk: Sequence[EditTask], indices: Sequence[int], 
     images, settings = (torch.stack([t.image for t in chunk]), setting.settings)
     if not has_prompt:
         images, settings = _removal_batch(world, chunk, setting)
-    init = images.repeat_interleave(n, 0).to(device)  # (B·n, 3, S, S)
-    mask = torch.stack([t.mask for t in chunk]).repeat_interleave(n, 0).to(device)
+    init = world.tensor(images.repeat_interleave(n, 0))  # (B·n, 3, S, S)
+    mask = world.tensor(torch.stack([t.mask for t in chunk]).repeat_interleave(n, 0))
     text = None
     if has_prompt:
         text = torch.cat([world.encode_prompt(t.prompt, settings.noise_aware) for t in chunk])
-        text = text.repeat_interleave(n, 0).to(device)
+        text = world.tensor(text.repeat_interleave(n, 0))
     keys = [(i, j) for i in indices for j in range(n)]
     streams = SampleStreams(seed, keys, groups=[i for i, _ in keys], device=device)
     final, unpasted = variants.run(world, settings, init, mask, text, streams)

@@ -12,7 +12,8 @@ Reverse process: a network predicts ``ε̂ = ε_θ(x_t, t)``, hence ``x̂_0`` an
     β̃_t = β_t (1 - ᾱ_{t-1}) / (1 - ᾱ_t)
 
 All coefficient arrays are computed in float64; a coefficient is cast to the tensor's dtype (float32)
-*before* it multiplies, exactly as guided-diffusion's ``_extract_into_tensor`` does.
+*before* it multiplies, exactly as guided-diffusion's ``_extract_into_tensor`` does. Float64 tensors (a float64
+world) keep float64 coefficients and stay float64 throughout.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from bdlib.core.schedules import beta_schedule, respaced_betas, space_timesteps
+from bdlib.runtime.precision import at_least_float32
 
 VARIANCE_TYPES = ("learned_range", "fixed_small", "fixed_large")
 
@@ -120,9 +122,10 @@ class Diffusion:
         if t.device.type == "cpu" and t.numel() and (int(t.min()) < 0 or int(t.max()) >= self.num_steps):
             raise ValueError(f"t must lie in [0, {self.num_steps - 1}] for this {self.num_steps}-step diffusion")
 
-    def model_timesteps(self, t: torch.Tensor) -> torch.Tensor:
-        """The timesteps the network receives: original-scale steps ``map[t] · 1000 / T_orig`` (float32)."""
-        return self._table("model_timestep_values", t.device, torch.float32)[t]
+    def model_timesteps(self, t: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The timesteps the network receives: original-scale steps ``map[t] · 1000 / T_orig`` (float32, or
+        ``dtype``)."""
+        return self._table("model_timestep_values", t.device, dtype)[t]
 
     # ------------------------------------------------------------------ forward process
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -211,7 +214,8 @@ class Diffusion:
     @staticmethod
     def guided_mean(mv: MeanVariance, grad: torch.Tensor) -> torch.Tensor:
         """Classifier-guidance mean shift ``μ + Σ · ∇_{x_t} log p(y | x_t)`` (Dhariwal & Nichol 2021, Alg. 1)."""
-        return mv.mean.float() + mv.variance * grad.float()
+        dtype = at_least_float32(mv.mean.dtype)
+        return mv.mean.to(dtype) + mv.variance * grad.to(dtype)
 
     def score_corrected(self, mv: MeanVariance, x_t: torch.Tensor, t: torch.Tensor, grad: torch.Tensor) -> MeanVariance:
         """Guidance for DDIM as a score correction ``ε' = ε̂ - √(1-ᾱ_t) · g`` (Dhariwal & Nichol 2021, Alg. 2).

@@ -19,6 +19,8 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
+from bdlib.runtime.precision import at_least_float32
+
 DISTANCES = ("spherical", "cosine")
 
 
@@ -86,14 +88,16 @@ def d_clip(
     batch = images.shape[0]
     pooled = F.adaptive_avg_pool2d(images * mask, clip.input_resolution)  # (B, 3, R, R)
     copies = pooled if views is None else views(pooled)  # (N·B, 3, R, R)
-    embeds = clip.encode_pixels(clip.normalize(copies.add(1).div(2))).float()  # (N·B, D)
+    embeds = clip.encode_pixels(clip.normalize(copies.add(1).div(2)))  # (N·B, D)
+    embeds = embeds.to(at_least_float32(images.dtype))
     dists = clip_distance(embeds, tile_text(text_embed, copies.shape[0] // batch), distance).view(-1, batch)  # (N, B)
     return dists.mean(dim=0)  # (B,)
 
 
 def tile_text(text_embed: torch.Tensor, copies: int) -> torch.Tensor:
-    """Text embeddings (1 or B, D) laid out like the copy-major views: (1 or N·B, D)."""
-    return text_embed.float() if text_embed.shape[0] == 1 else text_embed.float().repeat(copies, 1)
+    """Text embeddings (1 or B, D) laid out like the copy-major views: (1 or N·B, D), float32 at least."""
+    text_embed = text_embed.to(at_least_float32(text_embed.dtype))
+    return text_embed if text_embed.shape[0] == 1 else text_embed.repeat(copies, 1)
 
 
 def background_mse(images: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

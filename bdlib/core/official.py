@@ -422,8 +422,8 @@ def resize_mask(mask: torch.Tensor, size: int) -> torch.Tensor:
 def rank_distances(clip, images: torch.Tensor, mask: torch.Tensor, text_embed: torch.Tensor) -> torch.Tensor:
     """The official ranking (``unaugmented_clip_distance``): ``x/2 + ½`` clamped, masked to black, resized bilinearly
     without antialiasing, not normalised; the spherical distance to the prompt."""
-    pixels = (images.add(1).div(2).clamp(0, 1) * mask).float()
+    pixels = images.add(1).div(2).clamp(0, 1) * mask
     if pixels.shape[-1] != clip.input_resolution:
         size = (clip.input_resolution, clip.input_resolution)
         pixels = F.interpolate(pixels, size=size, mode="bilinear", antialias=False, align_corners=False)
-    return clip_distance(clip.encode_pixels(pixels).float(), text_embed, "spherical")
+    return clip_distance(clip.encode_pixels(pixels).to(pixels.dtype), text_embed.to(pixels.dtype), "spherical")

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import torch
 
 from bdlib.core.diffusion import Diffusion, MeanVariance
-from bdlib.runtime.precision import network_autocast
+from bdlib.runtime.precision import at_least_float32, network_autocast
 from bdlib.runtime.randomness import check_cpu_generator, randn_on
 
 # A guidance function of guided-diffusion's kind: (x_t, t, p(x_{t-1}|x_t)) -> g = ∇_{x_t} log p(y | x_t).
@@ -60,7 +60,8 @@ def denoiser(
 
     def denoise(x_t: torch.Tensor, t: torch.Tensor) -> MeanVariance:
         with network_autocast(x_t.device, precision, "unet"):
-            out = unet(x_t, diffusion.model_timesteps(t), **model_kwargs).float()  # a custom UNet may not be float32
+            out = unet(x_t, diffusion.model_timesteps(t, x_t.dtype), **model_kwargs)
+        out = out.to(at_least_float32(x_t.dtype))  # a custom UNet may answer in half precision
         return diffusion.p_mean_variance(out, x_t, t, clip_denoised)
 
     return denoise
@@ -101,6 +102,12 @@ def resolve_k(diffusion: Diffusion, k: int | None, has_init: bool) -> int:
     return k
 
 
+def model_dtype(model: Callable[..., torch.Tensor]) -> torch.dtype:
+    """The dtype of ``model``'s parameters if it is a network with parameters, else float32."""
+    parameter = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
+    return parameter.dtype if parameter is not None else torch.float32
+
+
 def sample_progressive(
     model: Callable[..., torch.Tensor],
     diffusion: Diffusion,
@@ -110,6 +117,7 @@ def sample_progressive(
     k: int | None = None,
     generator: torch.Generator | None = None,  # required: a CPU generator (None is refused)
     device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
     ddim: bool = False,
     eta: float = 0.0,
     clip_denoised: bool = False,
@@ -121,7 +129,8 @@ def sample_progressive(
     With ``init`` (B or 1, C, H, W) the chain starts from ``q(x_k | init)``; otherwise from ``N(0, I)`` of ``shape``.
     ``cond_fn`` adds guidance: a mean shift ``μ + Σ g`` for DDPM, a score correction ``ε̂ - √(1-ᾱ_t) g`` for DDIM.
     All noise comes from ``generator``, a CPU generator (drawn on the CPU and moved to ``device``: the same seed gives
-    the same chain on every device).
+    the same chain on every device). The chain runs in ``dtype``: by default ``init``'s, else the model's parameters'
+    (float64 for the default toy world), else float32.
     """
     check_cpu_generator(generator)
     k = resolve_k(diffusion, k, init is not None)
@@ -137,6 +146,7 @@ def sample_progressive(
     if shape is None:
         raise ValueError("give either shape (B, C, H, W) or an init image")
     device = torch.device(device or "cpu")
+    dtype = dtype or (init.dtype if init is not None else model_dtype(model))
     denoise = denoiser(model, diffusion, clip_denoised, **(model_kwargs or {}))
 
     def step(x_t: torch.Tensor, t: int) -> SampleStep:
@@ -144,7 +154,7 @@ def sample_progressive(
         with torch.no_grad():
             out = denoise(x_t, ts)
         grad = None if cond_fn is None else cond_fn(x_t, ts, out)
-        noise = randn_on(shape, generator, device) if (not ddim or eta != 0) else None
+        noise = randn_on(shape, generator, device, dtype) if (not ddim or eta != 0) else None
         if ddim:
             x_prev, pred_x0 = diffusion.ddim_step(out, x_t, ts, noise, eta=eta, grad=grad)
         else:
@@ -152,10 +162,10 @@ def sample_progressive(
         return SampleStep(t, int(diffusion.timestep_map[t]), x_t, pred_x0, out.mean, x_prev)
 
     if init is None:
-        x_k = randn_on(shape, generator, device)
+        x_k = randn_on(shape, generator, device, dtype)
     else:
         x_k = diffusion.q_sample(
-            init.to(device).expand(shape), at(k, init.expand(shape)), randn_on(shape, generator, device)
+            init.to(device, dtype).expand(shape), at(k, init.expand(shape)), randn_on(shape, generator, device, dtype)
         )
     yield from chain(x_k, k, step)
 

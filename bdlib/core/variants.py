@@ -46,7 +46,7 @@ from bdlib.core.losses import clip_distance, tile_text
 from bdlib.core.sampling import denoiser
 from bdlib.core.settings import PAPER_LAM, PAPER_LPIPS_WEIGHT, MethodSettings
 from bdlib.nets.lpips_adapter import background_lpips
-from bdlib.runtime.precision import guidance_networks
+from bdlib.runtime.precision import at_least_float32, guidance_networks
 from bdlib.runtime.randomness import SampleStreams
 
 
@@ -90,8 +90,8 @@ def noise_aware_loss(
         pooled = F.adaptive_avg_pool2d(x_t * m, clip.input_resolution)  # (B, 3, R, R)
         copies = pooled if views is None else views(pooled)  # (N·B, 3, R, R)
         n = copies.shape[0] // batch
-        timesteps = diffusion.model_timesteps(t).repeat(n)
-        embeds = clip.encode_pixels(clip.normalize(copies.add(1).div(2)), timesteps).float()
+        timesteps = diffusion.model_timesteps(t, x_t.dtype).repeat(n)
+        embeds = clip.encode_pixels(clip.normalize(copies.add(1).div(2)), timesteps).to(at_least_float32(x_t.dtype))
         dists = clip_distance(embeds, tile_text(text, n), distance).view(-1, batch).mean(dim=0)  # (B,)
         return Losses({"clip": s * dists}, dists)
 
@@ -218,7 +218,11 @@ def parts(world, settings: MethodSettings, x, m, text, views, lam: torch.Tensor 
 
 
 def step(world, settings: MethodSettings, x_t, t: int, *, x, m, text, noise, bg_noise=None, views=None) -> EditStep:
-    """One step of the edit ``settings`` describe, at index ``t`` (what a lesson or a test computes by hand)."""
+    """One step of the edit ``settings`` describe, at index ``t`` (what a lesson or a test computes by hand). The
+    tensors are brought to the world's device and dtype."""
+    x_t, x, m, noise = (world.tensor(v) for v in (x_t, x, m, noise))
+    text = None if text is None else world.tensor(text)
+    bg_noise = None if bg_noise is None else world.tensor(bg_noise)
     p = parts(world, settings, x, m, text, views)
     if settings.algorithm == "local":
         options = {k: v for k, v in p.options.items() if k != "blend"}

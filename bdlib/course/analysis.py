@@ -31,6 +31,7 @@ from bdlib.worlds.base import World
 
 def _pred_x0(world: World, settings: MethodSettings, x_t: torch.Tensor, index: int) -> torch.Tensor:
     denoise, _ = denoiser_for(world, settings)
+    x_t = world.tensor(x_t)
     with torch.no_grad():
         return denoise(x_t, at(index, x_t)).pred_x0
 
@@ -41,6 +42,7 @@ def _background_step(
 ) -> EditStep:
     """One noiseless Algorithm 1 step at ``index`` guided by ``λ·D_bg`` alone (no CLIP or range term, one view)."""
     local = settings.with_(algorithm="local", lam=lam)
+    image, mask, x_t = (world.tensor(v) for v in (image, mask, x_t))
     denoise, diffusion = denoiser_for(world, local)
     loss = loss_for(world, local, image, mask, None, None)  # no prompt: the background term alone
     return local_step(denoise, diffusion, x_t, index, loss=loss, noise=torch.zeros_like(x_t))
@@ -83,7 +85,7 @@ def pred_x0_gain(
     """``‖x̂_0(x_t + δ) - x̂_0(x_t)‖·√ᾱ_t / ‖δ‖`` for a small δ, random (drawn on the CPU) or along ``direction``:
     how strongly the guess responds to x_t, relative to the naive ``1/√ᾱ_t`` (1 = naive, 0 = not at all)."""
     if direction is None:
-        delta = size * randn_on(x_t.shape, generator, x_t.device)  # a CPU generator is required here
+        delta = size * randn_on(x_t.shape, generator, x_t.device, x_t.dtype)  # a CPU generator is required here
     else:
         delta = direction * (size * x_t.numel() ** 0.5 / direction.norm())
     change = _pred_x0(world, settings, x_t + delta, index) - _pred_x0(world, settings, x_t, index)

@@ -29,10 +29,11 @@ def guided_step_change(
     absolute change of the CLIP distances (``clip_distance_max_abs``) and of x̂_0 (``pred_x0_max_abs``).
     """
     diffusion = world.diffusion()
+    init, mask, text_embed = (world.tensor(v) for v in (init, mask, text_embed))
     device = init.device
     t = torch.full((init.shape[0],), index, device=device)
-    x_t = diffusion.q_sample(init, t, randn_on(init.shape, generator, device))
-    noise = randn_on(init.shape, generator, device)
+    x_t = diffusion.q_sample(init, t, randn_on(init.shape, generator, device, init.dtype))
+    noise = randn_on(init.shape, generator, device, init.dtype)
     augment_seed = int(torch.randint(0, 2**31, (1,), generator=generator))
     augment = ExtendingAugmentations(world.defaults.views)
 

@@ -40,6 +40,7 @@ from bdlib.nets.unet_blocks import (
     timestep_embedding,
     zero_init,
 )
+from bdlib.runtime.precision import at_least_float32
 
 if TYPE_CHECKING:  # pragma: no cover
     from bdlib.core.diffusion import Diffusion
@@ -247,9 +248,11 @@ class UNetModel(nn.Module):
                 raise ValueError(f"y must be a ({b},) tensor of class indices in [0, {self.num_classes}), got {got}")
 
     def time_embedding(self, timesteps: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """``emb = Linear(SiLU(Linear(sinusoid(t)))) [+ Embedding(y)]``: float32, (B, 4*model_channels)."""
+        """``emb = Linear(SiLU(Linear(sinusoid(t)))) [+ Embedding(y)]``: float32 (float64 for a float64 network),
+        (B, 4*model_channels)."""
+        dtype = at_least_float32(self.time_embed[0].weight.dtype)
         with autocast_off(timesteps.device):
-            emb = self.time_embed(timestep_embedding(timesteps, self.model_channels))  # (B, 4C)
+            emb = self.time_embed(timestep_embedding(timesteps, self.model_channels, dtype=dtype))  # (B, 4C)
             if self.num_classes is not None and y is not None:
                 emb = emb + self.label_emb(y)
         return emb

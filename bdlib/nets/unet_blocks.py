@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from bdlib.runtime.precision import at_least_float32
+
 __all__ = [
     "timestep_embedding",
     "autocast_off",
@@ -38,7 +40,9 @@ __all__ = [
 ]
 
 
-def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+def timestep_embedding(
+    timesteps: torch.Tensor, dim: int, max_period: float = 10000.0, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """Sinusoidal timestep features (Vaswani et al. 2017; as used by Ho et al. 2020 and ADM).
 
     With ``half = dim // 2`` and frequencies ``f_i = exp(-ln(max_period) * i / half)``, ``i < half``::
@@ -46,7 +50,7 @@ def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10
         emb(t) = [cos(t * f_0), ..., cos(t * f_{half-1}), sin(t * f_0), ..., sin(t * f_{half-1})]
 
     Note the order: cosines first, then sines (guided-diffusion's convention). An odd ``dim`` gets one
-    extra zero column. Computed in float32 whatever the dtype of ``timesteps`` (int or float).
+    extra zero column. Computed in ``dtype`` (float32 by default) whatever the dtype of ``timesteps``.
 
     Args:
         timesteps: (B,) timesteps, may be fractional.
@@ -54,12 +58,12 @@ def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10
         max_period: the longest period of the sinusoids.
 
     Returns:
-        (B, dim) float32 tensor.
+        (B, dim) tensor of ``dtype``.
     """
     half = dim // 2
-    exponent = -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=timesteps.device)
+    exponent = -math.log(max_period) * torch.arange(half, dtype=dtype, device=timesteps.device)
     freqs = torch.exp(exponent / half)  # (half,)
-    args = timesteps[:, None].float() * freqs[None]  # (B, half)
+    args = timesteps[:, None].to(dtype) * freqs[None]  # (B, half)
     emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)  # (B, 2*half)
     if dim % 2:
         emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)  # (B, dim)
@@ -93,7 +97,7 @@ def zero_init(module: nn.Module) -> nn.Module:
 
 
 class GroupNorm32(nn.GroupNorm):
-    """GroupNorm (32 groups, as guided-diffusion), always computed in float32 and cast back to the input dtype.
+    """GroupNorm (32 groups, as guided-diffusion), computed in float32 at least and cast back to the input dtype.
 
     ``y = (x - mean_g) / sqrt(var_g + eps) * gamma + beta`` with statistics per group ``g`` of channels.
     Keeps the normalisation statistics accurate under bf16/fp16 autocast (as guided-diffusion does).
@@ -109,7 +113,8 @@ class GroupNorm32(nn.GroupNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with autocast_off(x.device):
-            out = F.group_norm(x.float(), self.num_groups, self.weight.float(), self.bias.float(), self.eps)
+            dtype = at_least_float32(x.dtype)
+            out = F.group_norm(x.to(dtype), self.num_groups, self.weight.to(dtype), self.bias.to(dtype), self.eps)
         return out.to(x.dtype)
 
 
@@ -237,7 +242,7 @@ class ResBlock(TimestepBlock):
         else:
             h = self.in_layers(x)  # (B, C_out, H, W)
         with autocast_off(emb.device):
-            emb_out = self.emb_layers(emb.float())  # (B, C_out) or (B, 2*C_out), float32
+            emb_out = self.emb_layers(emb.to(at_least_float32(emb.dtype)))  # (B, C_out) or (B, 2*C_out), float32+
         emb_out = emb_out.to(h.dtype)[:, :, None, None]  # (B, *, 1, 1)
         if self.use_scale_shift_norm:
             scale, shift = emb_out.chunk(2, dim=1)  # each (B, C_out, 1, 1)

@@ -143,12 +143,12 @@ def sharded_edit(
 ):
     """:func:`bdlib.edit.edit` with its batches of samples spread over the ranks (default batch size: one batch per
     rank): rank 0 returns the ranked :class:`~bdlib.edit.EditResult` of all ``samples``, the other ranks None."""
-    from bdlib.edit import check_k, check_memory, draw_samples, finish_edit, prepare_edit
+    from bdlib.edit import check_memory, check_settings, draw_samples, finish_edit, prepare_edit
 
     size = batch_size or -(-samples // context.size)
 
     def work():
-        check_k(world, settings)
+        check_settings(world, settings)
         prepared = prepare_edit(world, image, mask, prompt, settings, invert_mask, dilate)
         mine = context.shard(batches(samples, size))
         check_memory(world, prepared, sum(len(batch) for batch in mine), size)

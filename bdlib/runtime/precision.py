@@ -35,6 +35,12 @@ PRECISIONS: dict[str, dict[str, torch.dtype | None]] = {
 }
 
 
+def at_least_float32(dtype: torch.dtype) -> torch.dtype:
+    """``dtype`` raised to float32 at least: float16/bfloat16 become float32, float64 stays float64 (a float64 world
+    computes everything in float64, :func:`bdlib.worlds.toy.world.load_toy_world`)."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 def check_precision(precision: str) -> None:
     """Raise a ValueError listing the precisions if ``precision`` is not one of them."""
     if precision not in PRECISIONS:

@@ -90,10 +90,13 @@ def check_cpu_generator(generator: torch.Generator | None) -> None:
         )
 
 
-def randn_on(shape: Sequence[int], generator: torch.Generator, device: torch.device | str) -> torch.Tensor:
-    """``torch.randn(shape)`` from a CPU generator, moved to ``device``."""
+def randn_on(
+    shape: Sequence[int], generator: torch.Generator, device: torch.device | str, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """``torch.randn(shape)`` from a CPU generator, moved to ``device`` and cast to ``dtype`` (drawn in float32
+    whatever ``dtype``: the same seed gives the same noise in a float32 and a float64 chain)."""
     check_cpu_generator(generator)
-    return torch.randn(tuple(shape), generator=generator).to(device)
+    return torch.randn(tuple(shape), generator=generator).to(device, dtype)
 
 
 class SampleStreams:

@@ -15,8 +15,9 @@ def load_world(name: str, **kwargs) -> World:
     ``"paper-random"`` (the paper's networks with random weights: no download, for pipeline and timing checks).
 
     Keyword arguments go to the world's loader: ``bdlib.worlds.toy.world.load_toy_world`` or
-    ``bdlib.worlds.paper.world.load_paper_world`` (``device``, and for the paper ``cache_dir``,
-    ``random_weights``). A device this machine does not have is refused before anything is loaded.
+    ``bdlib.worlds.paper.world.load_paper_world`` (``device``; for the toy world ``dtype``, float64 by default;
+    for the paper ``cache_dir``, ``random_weights``). A device this machine does not have is refused before
+    anything is loaded.
     """
     if "device" in kwargs:
         check_device(kwargs["device"])

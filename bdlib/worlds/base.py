@@ -51,7 +51,18 @@ class World:
 
     @property
     def device(self) -> torch.device:
-        return next(self.unet.parameters()).device
+        """The networks' device (the CPU for a UNet that is a plain function, as tests build)."""
+        return next(self.unet.parameters()).device if isinstance(self.unet, nn.Module) else torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The networks' dtype, which an edit computes in: float32, or float64 (the toy world, so that a picture does
+        not depend on the CPU's thread count or the batch size)."""
+        return next(self.unet.parameters()).dtype if isinstance(self.unet, nn.Module) else torch.float32
+
+    def tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` on the world's device, in its dtype."""
+        return x.to(self.device, self.dtype)
 
     def diffusion(self, respacing: str | None = None) -> Diffusion:
         """The world's diffusion respaced as asked (default: the default settings' respacing); cached."""
@@ -71,7 +82,7 @@ class World:
         if key not in self._text_cache:
             self.check_prompt(prompt)
             with torch.no_grad():
-                self._text_cache[key] = self.guidance_clip(noise_aware).encode_text([prompt]).float()
+                self._text_cache[key] = self.guidance_clip(noise_aware).encode_text([prompt])
         return self._text_cache[key]
 
     def compile_unet(self, **options) -> World:
@@ -85,9 +96,13 @@ class World:
             self.unet = torch.compile(self.unet, **options)
         return self
 
-    def to(self, device: str | torch.device) -> World:
-        """Move every network to ``device`` (in place) and return the world."""
-        for module in (self.unet, self.clip, self.noise_aware_clip, self.lpips, self.oracle):
+    def to(self, device: str | torch.device | torch.dtype) -> World:
+        """Move every network to ``device`` (in place) and return the world. A dtype casts the networks an edit
+        runs (UNet, CLIPs, LPIPS), not the oracle, which judges float32 pictures."""
+        modules = [self.unet, self.clip, self.noise_aware_clip, self.lpips]
+        if not isinstance(device, torch.dtype):
+            modules.append(self.oracle)
+        for module in modules:
             if isinstance(module, nn.Module):
                 module.to(device)
         self._text_cache.clear()

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bdlib.nets.clip_adapter import resize_and_center_crop
+from bdlib.runtime.precision import at_least_float32
 
 from . import tokenizer as tok
 from .region_views import box_masks, masked, object_regions, warp_part
@@ -157,7 +158,7 @@ class ToyClip(nn.Module):
 
     def encode_text(self, prompts: Sequence[str]) -> torch.Tensor:
         """Text embeddings, float32, (N, D). Not normalised."""
-        return self.text(self.tokenize(prompts).to(self.device)).float()
+        return self.text(self.tokenize(prompts).to(self.device)).to(at_least_float32(self.logit_scale.dtype))
 
     def normalize(self, images01: torch.Tensor) -> torch.Tensor:
         """``(x - 0.5) / 0.5`` per channel: [0, 1] images back to the [-1, 1] the encoder reads."""
@@ -181,7 +182,7 @@ class ToyClip(nn.Module):
     def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         """Embed prepared input (normalised, 32x32); float32, (B, D). Not normalised."""
         self._check_pixels(pixels)
-        return self.visual(pixels.to(self.device)).float()
+        return self.visual(pixels.to(self.device)).to(at_least_float32(self.logit_scale.dtype))
 
     def encode_image(self, images_pm1: torch.Tensor) -> torch.Tensor:
         """Image embeddings of [-1, 1] images (B, 3, H, W); float32, (B, D). Not normalised."""

@@ -24,11 +24,13 @@ diffusion).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from bdlib.nets.unet_blocks import timestep_embedding
+from bdlib.runtime.precision import at_least_float32
 
 from . import tokenizer as tok
 from .clip_model import (
@@ -70,14 +72,6 @@ T_POWER = 2.0
 """Training draws ``t = floor(T · u^T_POWER)``, ``u ~ U(0, 1)``: half the batch below t = 250, 13 % above 750."""
 
 
-def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """Sinusoidal embedding ``[cos(t ω_k), sin(t ω_k)]`` with ``ω_k = max_period^(-k / (dim/2))``; (B,) -> (B, dim)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=timesteps.device) / half)
-    angles = timesteps.float()[:, None] * freqs[None]
-    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
-
-
 class NoiseAwareToyClip(ToyClip):
     """Toy CLIP over ``(x_t, t)``; see the module docstring."""
 
@@ -103,11 +97,13 @@ class NoiseAwareToyClip(ToyClip):
         return t
 
     def encode_pixels(self, pixels: torch.Tensor, timesteps: torch.Tensor | float) -> torch.Tensor:
-        """Embed prepared input (normalised ``x_t``, 32x32) at original-scale ``timesteps``; float32 (B, D)."""
+        """Embed prepared input (normalised ``x_t``, 32x32) at original-scale ``timesteps``; float32 (float64 for a
+        float64 network), (B, D)."""
         self._check_pixels(pixels)
         t = self._timesteps(timesteps, pixels.shape[0])
-        cond = self.time_mlp(timestep_embedding(t, self.time_dim))
-        return self.visual(pixels.to(self.device), cond).float()
+        dtype = at_least_float32(next(self.parameters()).dtype)
+        cond = self.time_mlp(timestep_embedding(t, self.time_dim, dtype=dtype))
+        return self.visual(pixels.to(self.device), cond).to(dtype)
 
     def encode_image(self, images_pm1: torch.Tensor, timesteps: torch.Tensor | float) -> torch.Tensor:
         """Image embeddings of noised images ``x_t`` (B, 3, H, W) at ``timesteps``; float32 (B, D). Not normalised."""

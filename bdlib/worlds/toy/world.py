@@ -45,8 +45,15 @@ def check_toy_prompt(prompt: str) -> None:
     encode(prompt)  # parses it (unknown words, malformed phrases), then counts its tokens
 
 
-def load_toy_world(device: str | torch.device = "cpu") -> World:
-    """Load the shipped toy models on ``device``."""
+def load_toy_world(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float64) -> World:
+    """Load the shipped toy models on ``device``, in ``dtype``.
+
+    Float64 by default: in float32 the clamp of x̂_0 makes a guided toy chain chaotic, so the rounding of kernels,
+    which depends on the thread count and the batch size, grew into different pictures (up to 220/255 on the
+    example edit at 1 against 2 threads); in float64 the same edit is identical at 1, 2 and 4 threads and at batch
+    sizes 1, 2 and 4, at 2-3x the time (``benchmarks/thread_invariance.py``). ``dtype=torch.float32`` is the fast
+    choice where the exact picture does not matter (the benchmark uses it).
+    """
     from bdlib.worlds.toy.clip_model import load_toy_clip
     from bdlib.worlds.toy.ddpm import load_toy_ddpm
     from bdlib.worlds.toy.noise_aware_clip import load_toy_noise_aware_clip
@@ -67,4 +74,4 @@ def load_toy_world(device: str | torch.device = "cpu") -> World:
         capabilities=frozenset({"noise_aware", "oracle"}),
         sample_bytes_per_pixel=TOY_SAMPLE_BYTES_PER_PIXEL,
     )
-    return world.to(device)
+    return world.to(device).to(dtype)
