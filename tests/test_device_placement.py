@@ -80,3 +80,117 @@ def test_a_grid_runs_on_the_device(worlds, field, values, extra):
         reference = edit_grid(cpu, task.image, task.mask, "a red circle", field, values, seed=1, **extra)
     for a, b in zip(grid, reference, strict=True):
         assert torch.equal(a.images, b.images)
+
+
+# ---------------------------------------------------------------- the rest of the library on the device
+# Each runs on the simulated device and on the CPU, under SameKernels, and must give the same numbers bit for bit.
+
+
+def on_both(worlds, work):
+    """``work(world, device)`` on the simulated device and on the CPU: (device answer, CPU answer)."""
+    cpu, on_device = worlds
+    with SameKernels():
+        with SimulatedAccelerator():
+            answer = work(on_device, DEVICE)
+        reference = work(cpu, torch.device("cpu"))
+    return answer, reference
+
+
+def plain(value):
+    """A device answer read back to the CPU (tensors inside tuples, lists and dicts too)."""
+    if isinstance(value, OnDevice):
+        return value.values
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(v) for v in value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
+@pytest.mark.parametrize("ddim", [False, True])
+def test_the_sampler_runs_on_the_device(worlds, ddim):
+    from bdlib.core.sampling import sample_progressive
+
+    def work(world, device):
+        steps = sample_progressive(world.unet, world.diffusion("10"), (2, 3, 32, 32), device=device, ddim=ddim,
+                                   eta=0.5, generator=torch.Generator().manual_seed(3))  # fmt: skip
+        return [(plain(s.pred_x0), plain(s.x_prev)) for s in steps]
+
+    answer, reference = on_both(worlds, work)
+    assert len(answer) == len(reference) == 10
+    for (a_x0, a_prev), (r_x0, r_prev) in zip(answer, reference, strict=True):
+        assert torch.equal(a_x0, r_x0) and torch.equal(a_prev, r_prev)
+
+
+def test_the_course_analyses_run_on_the_device(worlds):
+    from bdlib.course import analysis
+    from bdlib.course.precision_effect import guided_step_change
+
+    task = example_task()
+
+    def work(world, device):
+        settings = world.defaults
+        generator = torch.Generator().manual_seed(2)
+        x_t = torch.randn(1, 3, 32, 32, generator=generator).to(device)
+        image, mask = task.image[None].to(device), task.mask[None].to(device)
+        text = world.encode_prompt("a red circle")
+        return {
+            "ratio": analysis.background_step_ratio(world, settings, image, mask, x_t, 5, 100.0),
+            "gain": analysis.pred_x0_gain(world, settings, x_t, 5, generator=torch.Generator().manual_seed(4)),
+            "bound": analysis.measured_lambda_bound(world, settings, image, mask, x_t, 5, [1.0, 1e4, 1e8]),
+            "gradient": plain(analysis.background_gradient(world, settings, image, mask, x_t, 5)),
+            # fp32 only: autocast has no kernels for the simulated device (bf16 runs in the CPU tests)
+            "precision": guided_step_change(world, image, mask, text, 5, [], torch.Generator().manual_seed(5)),
+        }
+
+    answer, reference = on_both(worlds, work)
+    assert torch.equal(answer.pop("gradient"), reference.pop("gradient"))
+    assert answer == reference
+
+
+def test_a_benchmark_row_runs_on_the_device(worlds):
+    from bdlib.bench.evaluation import run_setting
+    from bdlib.bench.rows import Setting
+    from bdlib.worlds.toy.tasks import generate_tasks
+
+    tasks = generate_tasks(40, 0)
+    chosen = [next(t for t in tasks if t.prompt.strip()), next(t for t in tasks if not t.prompt.strip())]
+
+    def work(world, device):
+        run = run_setting(world, chosen, Setting("row", world.defaults.with_(respacing="10", k=3), samples=2))
+        return run.results, run.distances, run.unpasted
+
+    answer, reference = on_both(worlds, work)
+    for a, r in zip(answer, reference, strict=True):
+        assert not isinstance(a, OnDevice)
+        assert torch.equal(a, r) or (a.isnan().equal(r.isnan()) and torch.equal(a.nan_to_num(), r.nan_to_num()))
+
+
+def two_ranks(monkeypatch, work):
+    """``work(context)`` as ranks 1 and 0 of a two-process group in this process: the collectives are replaced by
+    handing rank 1's answer to rank 0 (the gather) and by running the work directly (no failure to agree on)."""
+    from bdlib.runtime import distributed
+
+    sent = []
+    monkeypatch.setattr(distributed, "run_everywhere", lambda context, job: job())
+    monkeypatch.setattr(distributed, "gather",
+                        lambda context, value: sent.append(value) if not context.is_main else [value, *sent])  # fmt: skip
+    assert work(distributed.Context(rank=1, size=2)) is None  # only rank 0 gets the result
+    return work(distributed.Context(rank=0, size=2))
+
+
+def test_the_distributed_edit_runs_on_the_device(worlds, monkeypatch):
+    from bdlib.core.settings import MethodSettings
+    from bdlib.runtime.distributed import sharded_edit
+
+    cpu, on_device = worlds
+    task = example_task()
+    settings = MethodSettings(respacing="10", k=4, views=3)
+    with SameKernels():
+        with SimulatedAccelerator():
+            result = two_ranks(monkeypatch, lambda context: sharded_edit(
+                context, on_device, task.image, task.mask, "a red circle", samples=4, seed=6, settings=settings))
+        reference = edit(cpu, task.image, task.mask, "a red circle", samples=4, seed=6, settings=settings,
+                         batch_size=2)  # as the ranks split them: one batch each
+    assert not isinstance(result.images, OnDevice)
+    assert torch.equal(result.images, reference.images) and torch.equal(result.order, reference.order)
