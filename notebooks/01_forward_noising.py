@@ -366,6 +366,11 @@ except ValueError as error:
 # refused with the message above. `"45"` spreads 45 steps at fractional positions and rounds them, so any
 # count up to 1000 works.
 
+# %% tags=["solution", "answer-checks"] jupyter={"source_hidden": true}
+# The exercises' answers, checked (removed with the solutions in a student edition).
+assert crossing == {"linear": 674, "cosine": 936}, "exercise 1: t = 674 and 936"
+assert steps_50_30_20[50:53] == [334, 345, 357] and steps_50_30_20[80:83] == [667, 684, 702], "exercise 3"
+
 # %% tags=["checks"] jupyter={"source_hidden": true}
 # Checks: each claim of the lesson that must never regress, with the sentence it backs.
 lin, cos = diffusions["linear"], diffusions["cosine"]
@@ -392,7 +397,5 @@ assert kept["ddim50"] == list(range(0, 1000, 20)), "§6: 'ddim50' is 0, 20, ...,
 assert 166 in kept["25"] and 167 not in kept["25"] and round(166.5) == 166, "§6: half to even: 166.5 -> 166"
 assert np.allclose(respaced.alphas_cumprod, lin.alphas_cumprod[kept["100"]], rtol=1e-12, atol=0), "§6: same ᾱ"
 assert int(respaced.timestep_map[k_official]) == 747, "§6: the official edit starts at original t = 747"
-assert crossing == {"linear": 674, "cosine": 936}, "exercise 1: t = 674 and 936"
 assert int(np.argmax(64 * snr["linear"] <= snr["linear"][300])) == 673, "exercise 2: t = 673"
-assert steps_50_30_20[50:53] == [334, 345, 357] and steps_50_30_20[80:83] == [667, 684, 702], "exercise 3"
 assert len(range(0, T, 22)) == 46 and len(range(0, T, 23)) == 44, "exercise 4: strides 22 and 23 give 46 and 44"

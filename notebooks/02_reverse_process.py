@@ -266,7 +266,7 @@ _ = show_grid([list(images) for images in ddim_runs.values()], row_labels=[f"'{s
 
 # %% [markdown]
 # Within a column the layout and colours often carry over from one step count to the next: DDIM is a
-# deterministic map of $x_T$, and respacing changes how finely it is followed (the checks cell asserts that the
+# deterministic map of $x_T$, and respacing changes how finely it is followed (the answer checks assert that the
 # same $x_T$ at two step counts is closer than two different $x_T$). The images are grainier than the DDPM
 # samples of section 6: DDIM adds no fresh noise that could cover this small network's errors, and an $x_T$ can
 # end as colour noise at every step count. In every chain the first network call sees original $t = 999$:
@@ -392,7 +392,7 @@ table([{"chain": name, "share in [-1, 1]": float((x.abs() <= 1).float().mean()),
 # matters: without it some DDIM images leave the range far (the largest $|x|$ in the table is several times 1).
 # The early $\hat x_0$ are the wild ones (multiplied by up to 157, section 6); DDPM adds large fresh noise at
 # those steps, while DDIM with $\eta = 0$ adds none and follows the early guesses deterministically to the end.
-# The checks cell asserts both observations.
+# The answer checks assert both observations.
 #
 # **2.** The same four $x_T$ and the same step noise for every sampler:
 
@@ -404,7 +404,7 @@ table([{"DDIM η": eta, "RMS distance to DDPM": d} for eta, d in to_ddpm.items()
 
 # %% [markdown] tags=["solution"]
 # **Answer.** DDIM with $\eta = 1$ gives DDPM's images: its RMS distance to them is tiny next to those of $\eta = 0$
-# and 0.5 (the table; the checks cell asserts that it is below a tenth of theirs). With $\eta = 1$,
+# and 0.5 (the table; the answer checks assert that it is below a tenth of theirs). With $\eta = 1$,
 # $\sigma_t^2 = \tilde\beta_t$, and section 3 showed that this model's $\Sigma_\theta$ is $\tilde\beta_t$ to within a
 # few percent: the two samplers take nearly the same steps with the same noise. Smaller $\eta$ replaces part of
 # the fresh noise by the network's own $\hat\varepsilon$ and lands elsewhere.
@@ -446,11 +446,24 @@ _ = show_grid([[scene[0]] + [s[0] for s in sdedit.values()]],
 {k: float((s - scene).pow(2).mean().sqrt()) for k, s in sdedit.items()}
 
 # %% [markdown] tags=["solution"]
-# **Answer.** The RMS distance to the input grows with $k$ (printed; the checks cell asserts it). In the figure, the
+# **Answer.** The RMS distance to the input grows with $k$ (printed; the answer checks assert it). In the figure, the
 # scene survives almost unchanged from $k = 12$; from $k = 24$ the white objects survive but the layout is redrawn
 # and the yellow triangle is gone; from $k = 36$ ($t = 734$) the result is a new scene. Blended Diffusion starts at
 # about this depth (official $t = 747$), which on its own would redraw everything; it keeps the background by
 # blending, so that only the masked region is redrawn (lesson 05).
+
+# %% tags=["solution", "answer-checks"] jupyter={"source_hidden": true}
+# The exercises' answers, checked (removed with the solutions in a student edition).
+ddpm_free, ddim_free = unclamped.values()
+assert float((ddpm_free.abs() <= 1).float().mean()) > 0.99 and float(ddpm_free.abs().max()) < 1.1, "exercise 1: DDPM"
+assert float(ddim_free.abs().max()) > 2, "exercise 1: without the clamp some DDIM images leave the range far"
+assert to_ddpm[1.0] < 0.1 * min(to_ddpm[0.0], to_ddpm[0.5]), "exercise 2: η = 1 gives DDPM's images"
+assert all(r == 1.0 for r in variance_ratios[:-1]), "exercise 3: the variance is β_t"
+assert int(fixed.timestep_map[1]) == 111, "exercise 3: index 1 is original t = 111"
+assert float(fixed.betas[1] / fixed.posterior_variance[1]) > 1000, "exercise 3: over a thousand times β̃_t"
+assert float((x - ddpm4).pow(2).mean().sqrt()) > 0.2, "exercise 3: far from the learned-variance samples"
+sd = [float((s - scene).pow(2).mean().sqrt()) for s in sdedit.values()]
+assert sd[0] < sd[1] < sd[2], "exercise 4: the distance to the input grows with k"
 
 # %% tags=["checks"] jupyter={"source_hidden": true}
 # Checks: each claim of the lesson that must never regress, with the sentence it backs.
@@ -507,13 +520,3 @@ assert [round(float(full.sqrt_recipm1_alphas_cumprod[t_])) for t_ in (999, 749)]
 assert round(float(full.sqrt_recipm1_alphas_cumprod[500]), 1) == 3.4, "§6: the factor is 3.4 at t = 500"
 dist = [float((r.pred_x0 - samples).pow(2).mean().sqrt()) for r in records]
 assert dist[0] > dist[len(dist) // 2] > dist[-2], "§6: the distance to the final image shrinks along the chain"
-ddpm_free, ddim_free = unclamped.values()
-assert float((ddpm_free.abs() <= 1).float().mean()) > 0.99 and float(ddpm_free.abs().max()) < 1.1, "exercise 1: DDPM"
-assert float(ddim_free.abs().max()) > 2, "exercise 1: without the clamp some DDIM images leave the range far"
-assert to_ddpm[1.0] < 0.1 * min(to_ddpm[0.0], to_ddpm[0.5]), "exercise 2: η = 1 gives DDPM's images"
-assert all(r == 1.0 for r in variance_ratios[:-1]), "exercise 3: the variance is β_t"
-assert int(fixed.timestep_map[1]) == 111, "exercise 3: index 1 is original t = 111"
-assert float(fixed.betas[1] / fixed.posterior_variance[1]) > 1000, "exercise 3: over a thousand times β̃_t"
-assert float((x - ddpm4).pow(2).mean().sqrt()) > 0.2, "exercise 3: far from the learned-variance samples"
-sd = [float((s - scene).pow(2).mean().sqrt()) for s in sdedit.values()]
-assert sd[0] < sd[1] < sd[2], "exercise 4: the distance to the input grows with k"

@@ -492,7 +492,7 @@ table([{"t": t, "plain CLIP": accuracy_noise[t]["acc"], "noise-aware CLIP": m["a
 
 # %% [markdown] tags=["solution"]
 # **Answer.** The noise-aware CLIP stays accurate much deeper into the chain: it is far above the plain CLIP at
-# each of the three levels (the table; the checks cell asserts that it is ahead at every level and above 0.5 at
+# each of the three levels (the table; the answer checks assert that it is ahead at every level and above 0.5 at
 # $t = 300$). Told $t$, it has learned what a noised object looks like. This is the GLIDE-style alternative to
 # judging $\hat x_0$: its gradient is taken on $x_t$ directly, without a backward pass through the UNet (lesson 06,
 # exercise 3, guides edits with it).
@@ -518,7 +518,7 @@ table([{"image": name, **distances(image), "oracle score": oracle_score(image)}
 # far below the plain attack's, though still above the real circle's; clean, it still beats the real circle. Its
 # $\delta$ is no longer a pixel-fine pattern but larger smooth streaks and blobs, the kind of structure that survives
 # a warp. The oracle's score stays near 0 (the real circle scores near 1): CLIP is still fooled, the oracle is not.
-# The checks cell asserts each of these comparisons.
+# The answer checks assert each of these comparisons.
 #
 # **3.** Five times the budget:
 
@@ -532,7 +532,7 @@ table([{"image": name, **distances(image), "oracle score": oracle_score(image)} 
 # an augmented distance *above* plain grey's. Through the views, the larger budget reaches the real circle's
 # augmented distance, so even the averaged CLIP is fooled, yet the picture is noise with a reddish smear and the
 # oracle's score stays near 0. Augmentations raise the price of an adversarial pattern; they do not rule it out.
-# (The checks cell asserts these comparisons.)
+# (The answer checks assert these comparisons.)
 #
 # **4.** Section 5's samples at ten times the guidance scale:
 
@@ -552,7 +552,26 @@ table([{"λ": lam, "largest |x|": float(s.abs().max()), "share outside [-1, 1]":
 # noise over the whole image around blue blobs or squares, more than four times rougher (the printed roughness)
 # than at $\lambda = 500$, while the CLIP distance is no worse than at $\lambda = 500$: CLIP accepts the noise.
 # The sampler has found adversarial patterns for CLIP, as in sections 4 and 6. The paper's remedies are the
-# extending augmentations (lesson 06) and the range loss (lesson 04). The checks cell asserts these comparisons.
+# extending augmentations (lesson 06) and the range loss (lesson 04). The answer checks assert these comparisons.
+
+# %% tags=["solution", "answer-checks"] jupyter={"source_hidden": true}
+# The exercises' answers, checked (removed with the solutions in a student edition).
+assert noise_aware[300]["acc"] > 0.5 and all(noise_aware[t]["acc"] > accuracy_noise[t]["acc"] for t in noise_aware), (
+    "ex. 1")
+robust_d, adv_d, real_d = distances(robust), scores["grey + δ"], scores["real red circle"]
+assert robust_d["32 warped copies"] < adv_d["32 warped copies"] - 0.1, "exercise 2: keeps much more under warping"
+assert robust_d["32 warped copies"] > real_d["32 warped copies"], "exercise 2: still above the real circle's"
+assert robust_d["clean"] < real_d["clean"], "exercise 2: clean, it still beats the real circle"
+assert oracle_score(robust) < 0.01 and oracle_score(real_circle) > 0.9, "exercise 2: the oracle is not fooled"
+big_d = {name: distances(image) for name, image in big.items()}
+assert big_d["B = 0.5"]["clean"] < min(adv_d["clean"], robust_d["clean"]), "exercise 3: the lowest clean distance"
+assert big_d["B = 0.5"]["32 warped copies"] > scores["grey"]["32 warped copies"], "exercise 3: above plain grey's"
+assert big_d["B = 0.5, through views"]["32 warped copies"] < real_d["32 warped copies"] + 0.02, "exercise 3: reaches it"
+assert all(oracle_score(image) < 0.01 for image in big.values()), "exercise 3: the oracle's score stays near 0"
+assert float(strong.abs().max()) < 1.05 and float((strong.abs() > 1).float().mean()) < 0.01, "exercise 4: hardly leave"
+rough = [float((s[..., 1:] - s[..., :-1]).abs().mean()) for s in (guided, strong)]
+assert rough[1] > 4 * rough[0], "exercise 4: more than four times rougher"
+assert float(d_strong.mean()) < 1.25 * float(d_guided.mean()), "exercise 4: the distance is no worse than at λ = 500"
 
 # %% tags=["checks"] jupyter={"source_hidden": true}
 # Checks: each claim of the lesson that must never regress, with the sentence it backs.
@@ -594,18 +613,3 @@ assert float(d_guided.max()) < float(d_plain.min()), "§5: every guided sample i
 assert float(adversarial.abs().max()) <= 0.1 + 1e-6, "§6: |δ| ≤ 0.1"
 assert scores["grey + δ"]["clean"] < scores["real red circle"]["clean"], "§6: the noise beats the real circle, clean"
 assert kept["grey + δ"] < 0.5 < 0.9 < kept["real red circle"], "§6: a small part kept, the real circle keeps it all"
-assert noise_aware[300]["acc"] > 0.5 and all(noise_aware[t]["acc"] > accuracy_noise[t]["acc"] for t in noise_aware), "ex. 1"
-robust_d, adv_d, real_d = distances(robust), scores["grey + δ"], scores["real red circle"]
-assert robust_d["32 warped copies"] < adv_d["32 warped copies"] - 0.1, "exercise 2: keeps much more under warping"
-assert robust_d["32 warped copies"] > real_d["32 warped copies"], "exercise 2: still above the real circle's"
-assert robust_d["clean"] < real_d["clean"], "exercise 2: clean, it still beats the real circle"
-assert oracle_score(robust) < 0.01 and oracle_score(real_circle) > 0.9, "exercise 2: the oracle is not fooled"
-big_d = {name: distances(image) for name, image in big.items()}
-assert big_d["B = 0.5"]["clean"] < min(adv_d["clean"], robust_d["clean"]), "exercise 3: the lowest clean distance"
-assert big_d["B = 0.5"]["32 warped copies"] > scores["grey"]["32 warped copies"], "exercise 3: above plain grey's"
-assert big_d["B = 0.5, through views"]["32 warped copies"] < real_d["32 warped copies"] + 0.02, "exercise 3: reaches it"
-assert all(oracle_score(image) < 0.01 for image in big.values()), "exercise 3: the oracle's score stays near 0"
-assert float(strong.abs().max()) < 1.05 and float((strong.abs() > 1).float().mean()) < 0.01, "exercise 4: hardly leave"
-rough = [float((s[..., 1:] - s[..., :-1]).abs().mean()) for s in (guided, strong)]
-assert rough[1] > 4 * rough[0], "exercise 4: more than four times rougher"
-assert float(d_strong.mean()) < 1.25 * float(d_guided.mean()), "exercise 4: the distance is no worse than at λ = 500"

@@ -106,6 +106,45 @@ fig = show_grid([[x_k[0], step.pred_x0[0], (step.pred_x0 * mask)[0]]],
                 titles=[[f"x_k (t = {diffusion.timestep_map[k]})", "x̂_0", "x̂_0 ⊙ m: what CLIP sees"]])
 
 # %% [markdown]
+# ### Algorithm 1's step, written out
+#
+# That is all of one step. We write it ourselves from the pieces in `bdlib.core.losses` and the world's denoiser
+# (which returns $\mu$, $\Sigma$ and $\hat x_0$ of $p(x_{t-1}\mid x_t)$), one line per line of the algorithm, and then
+# compare it with the library's step on the same input and the same noise $z$:
+
+# %%
+from bdlib.core.losses import background_mse, d_clip, range_loss
+from bdlib.core.variants import denoiser_for
+
+denoise, _ = denoiser_for(world, one_view)  # x_t, t -> μ, Σ, x̂_0 (from ε̂ = UNet(x_t, t); x̂_0 clamped)
+s, r, lam = one_view.guidance_scale, one_view.range_scale, one_view.lam
+
+
+def algorithm_1_step(x_t: torch.Tensor, t: int, z: torch.Tensor) -> torch.Tensor:
+    """x_{t-1} of Algorithm 1 from x_t at respaced index t, with the step's noise z."""
+    ts = torch.full((x_t.shape[0],), t, device=x_t.device)
+    x_t = x_t.detach().requires_grad_()  # the gradient is taken with respect to x_t
+    out = denoise(x_t, ts)  # μ, Σ and x̂_0
+    loss = (s * d_clip(world.clip, out.pred_x0, mask, text, distance=one_view.distance)  # s·D_CLIP(x̂_0 ⊙ m, d)
+            + r * range_loss(out.pred_x0)  # + r·range(x̂_0)
+            + lam * background_mse(out.pred_x0, image, mask))  # + λ·D_bg(x, x̂_0, m)
+    (grad,) = torch.autograd.grad(loss.sum(), x_t)  # ∇_{x_t} L
+    mean = out.mean - out.variance * grad  # μ - Σ∇L
+    return (mean + (t > 0) * out.variance.sqrt() * z).detach()  # x_{t-1} ~ N(μ - Σ∇L, Σ); no noise at t = 0
+
+
+z = torch.randn(image.shape, generator=g).to(DEVICE)
+mine = algorithm_1_step(world.tensor(x_k), k, world.tensor(z))
+library = one_step(world, one_view, x_k, k, x=image, m=mask, text=text, noise=z)  # bdlib.core.algorithms.local_step
+float((mine - library.fg).abs().max())
+
+# %% [markdown]
+# The difference is at the level of float64 rounding: `bdlib.core.algorithms.local_step` is these lines (its loss
+# comes from `background_loss` and `blended_loss` in the same file, its update from `ddpm_update`). The toy world
+# computes in float64, so that a picture does not depend on the CPU's thread count; `world.tensor` brings a tensor
+# to the world's device and dtype.
+
+# %% [markdown]
 # ## 2. Where each gradient acts
 #
 # $D_{CLIP}$ reads only $\hat x_0\odot m$, so its gradient with respect to $\hat x_0$ is zero outside the mask. Its
@@ -363,6 +402,12 @@ answers
 #    last number) is smaller than the λ = 0 row's in section 4: at λ = 0 the CLIP term's gradient also reaches the
 #    background (section 2) and moves it further.
 
+# %% tags=["solution", "answer-checks"] jupyter={"source_hidden": true}
+# The exercises' answers, checked (removed with the solutions in a student edition).
+assert answers["1: official λ=3000"] > 10 * answers["1: paper λ=3000"], "exercise 1: the unclamped official mode"
+assert answers["2: λ_t = λ_max(t)/4"] > answers["1: paper λ=3000"], "exercise 2: following the bound holds less"
+assert answers["4: g = λ = 0"] < lam_table[0]["background change"], "exercise 4: less than at λ = 0"
+
 # %% tags=["checks"] jupyter={"source_hidden": true}
 from bdlib.core.losses import background_mse, d_clip, range_loss
 
@@ -394,6 +439,3 @@ assert min(lam_table, key=lambda r: r["CLIP distance"])["λ"] in (1e3, 3000.0, 1
 for row in bounds:
     if row["measured (clamped)"] != float("inf"):
         assert 1 <= row["measured (clamped)"] / row["naive λ_max"] <= 25, "§3: overshoot within 1-25x of λ_max(t)"
-assert answers["1: official λ=3000"] > 10 * answers["1: paper λ=3000"], "exercise 1: the unclamped official mode"
-assert answers["2: λ_t = λ_max(t)/4"] > answers["1: paper λ=3000"], "exercise 2: following the bound holds less"
-assert answers["4: g = λ = 0"] < lam_table[0]["background change"], "exercise 4: less than at λ = 0"

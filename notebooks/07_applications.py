@@ -301,6 +301,12 @@ answers
 #    blue. A scribble steers the colour only as far as the chain keeps it, and here it did not.
 # 4. 0: outpainting is an edit with an exact background like any other.
 
+# %% tags=["solution", "answer-checks"] jupyter={"source_hidden": true}
+# The exercises' answers, checked (removed with the solutions in a student edition).
+assert answers["4: largest change outside the strip"] == 0.0, "exercise 4"
+assert not answers["2: oracle finds 'a red circle'"], "exercise 2: this try misses"
+assert (answers["3: default k: oracle sees"], answers["3: half k: oracle sees"]) == ("[0]", "[5]"), "exercise 3"
+
 # %% tags=["checks"] jupyter={"source_hidden": true}
 for kind, run in runs.items():
     assert float(((run.results - torch.stack([t.image for t in tasks[kind]])).abs()
@@ -312,9 +318,6 @@ assert 0.3 < bench["remove: prior only, k=18"]["text_match"] < 0.7, "summary: th
 for r in extended["empty"] + extended["object"]:
     assert torch.equal(r.best[0][:, r.mask[0, 0] == 0], r.image[0][:, r.mask[0, 0] == 0]), "§5: exact outside the strip"
 assert torch.all(ranked.distances[:-1] <= ranked.distances[1:]), "§6: best first"
-assert answers["4: largest change outside the strip"] == 0.0, "exercise 4"
-assert not answers["2: oracle finds 'a red circle'"], "exercise 2: this try misses"
 add_match = report_rows(report, ("alg2 default",), ("add:text_match",))[0]["add:text_match"]
 assert round(add_match, 1) == 0.8, "exercise 2: one add in five fails"
-assert (answers["3: default k: oracle sees"], answers["3: half k: oracle sees"]) == ("[0]", "[5]"), "exercise 3"
 assert covered(scribbled) > covered(unscribbled), "§4: the object goes where the scribble is"
