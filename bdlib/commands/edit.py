@@ -4,13 +4,20 @@
 to it as ``OUT_rank2.png``, ``OUT_rank3.png``, ... and a side-by-side figure (input, mask, the best results)
 as ``OUT_figure.png``. Everything is checked before the work starts: the arguments, the inputs, the prompt,
 the memory, and that the outputs can be written and replace no input. The outputs are then written
-atomically (:mod:`bdlib.runtime.files`): all of them or none, never half a file. ``OUT_rankN.png`` files left by an
-earlier run with more samples are removed once the new results are in place.
+atomically (:mod:`bdlib.runtime.files`): all of them or none, never half a file.
+
+Each result carries a PNG text entry ``bdlib-edit`` (JSON: the output name, the rank, the prompt, the seed). Once
+the new results are in place, ``OUT_rankN.png`` files beyond them that an earlier run wrote are removed: only
+regular files whose entry says bdlib wrote them as that rank of that output. A user's own file with such a name,
+a symbolic link, or an input is never removed. (Text inside the file, rather than a list of written files kept
+beside them, because it travels with the file, needs no extra file in the user's folder, cannot go stale, and
+tells the user later which prompt and seed made the picture.)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 import time
@@ -23,10 +30,11 @@ from bdlib.course.viz import figure_writer, show_grid
 from bdlib.edit import resolve_edit_settings
 from bdlib.runtime import distributed
 from bdlib.runtime.files import OutputError, check_writable, refuse_overwriting, same_file, write_files
-from bdlib.runtime.imageio import image_writer
+from bdlib.runtime.imageio import image_writer, png_text
 from bdlib.worlds import load_world
 
 FIGURE_RESULTS = 8  # the figure shows at most this many results (the best ones); every result gets its own file
+PROVENANCE_KEY = "bdlib-edit"  # the PNG text entry that marks a result as written by this command
 
 
 def register(subparsers) -> None:
@@ -98,14 +106,33 @@ def output_paths(out: Path, samples: int) -> list[Path]:
     return [out, *ranks, out.with_name(f"{out.stem}_figure.png")]
 
 
+def provenance(out: Path, rank: int, args: argparse.Namespace) -> dict[str, str]:
+    """The PNG text of result ``rank`` (1 = ``OUT.png``): which output and rank bdlib wrote it as, and how."""
+    entry = {"out": out.name, "rank": rank, "prompt": args.prompt, "seed": args.seed, "world": args.world}
+    return {PROVENANCE_KEY: json.dumps(entry, ensure_ascii=False)}
+
+
+def written_by_bdlib(path: Path, out: Path, rank: int) -> bool:
+    """True only for a regular file (not a link) whose PNG text says bdlib wrote it as result ``rank`` of ``out``."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        entry = json.loads(png_text(path).get(PROVENANCE_KEY, "null"))
+    except json.JSONDecodeError:
+        return False
+    return isinstance(entry, dict) and entry.get("out") == out.name and entry.get("rank") == rank
+
+
 def stale_rank_files(out: Path, samples: int) -> list[Path]:
-    """``OUT_rankN.png`` files with ``N > samples``: results of an earlier run with more samples."""
+    """``OUT_rankN.png`` files with ``N > samples`` that bdlib wrote (:func:`written_by_bdlib`): the results of an
+    earlier run with more samples. Other files with such names are not listed."""
     pattern = re.compile(re.escape(out.stem) + r"_rank(\d+)\.png")
     if not out.parent.is_dir():
         return []
     return sorted(
         path for path in out.parent.iterdir()
-        if (match := pattern.fullmatch(path.name)) and int(match.group(1)) > samples and path.is_file()
+        if (match := pattern.fullmatch(path.name)) and int(match.group(1)) > samples
+        and written_by_bdlib(path, out, int(match.group(1)))
     )  # fmt: skip
 
 
@@ -188,7 +215,8 @@ def _run(args: argparse.Namespace, overrides: dict, outputs: list[Path], context
     if result is None:  # a rank other than 0: rank 0 writes
         return 0
     seconds = time.time() - start
-    writers = {path: image_writer(image) for path, image in zip(outputs[:-1], result.images, strict=True)}
+    ranked = enumerate(zip(outputs[:-1], result.images, strict=True), start=1)
+    writers = {path: image_writer(image, provenance(args.out, rank, args)) for rank, (path, image) in ranked}
     fig = _figure(result, args.prompt, label)
     try:
         writers[outputs[-1]] = figure_writer(fig)

@@ -16,11 +16,13 @@ be finite numbers, and a picture must have at least one pixel.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+from PIL.PngImagePlugin import PngInfo
 
 from bdlib.runtime.files import Writer, write_file
 
@@ -172,14 +174,33 @@ def load_mask(source: ImageLike, invert: bool = False, red_above_zero: bool = Fa
     return 1 - mask if invert else mask
 
 
-def image_writer(image: torch.Tensor) -> Writer:
+def image_writer(image: torch.Tensor, text: Mapping[str, str] | None = None) -> Writer:
     """A writer (:mod:`bdlib.runtime.files`) of a (3, H, W) or (1, 3, H, W) image in [-1, 1] as an 8-bit picture, in the
-    format of the path's extension (PNG for ``.png``)."""
+    format of the path's extension (PNG for ``.png``). ``text`` goes into a PNG's text chunks (:func:`png_text`)."""
     image = image.detach().float().cpu()
     image = image[0] if image.ndim == 4 else image
     array = ((image.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
     picture = Image.fromarray(array)
-    return lambda path: picture.save(path)
+    info = PngInfo()
+    for key, value in (text or {}).items():
+        info.add_itxt(key, value)  # iTXt: UTF-8, so a prompt is stored as typed
+
+    def write(path: Path) -> None:
+        picture.save(path, pnginfo=info) if Path(path).suffix.lower() == ".png" else picture.save(path)
+
+    return write
+
+
+def png_text(path: str | os.PathLike) -> dict[str, str]:
+    """The text chunks of a PNG file that come before its pixels (what :func:`image_writer` writes); ``{}`` for a file
+    that is not a PNG or cannot be read. The pixels are not decoded."""
+    try:
+        with Image.open(path) as handle:
+            if handle.format != "PNG":
+                return {}
+            return {key: str(value) for key, value in handle.info.items() if isinstance(value, str)}
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return {}
 
 
 def save_image(image: torch.Tensor, path: str | os.PathLike) -> Path:
