@@ -48,3 +48,38 @@ def test_only_rank_files_bdlib_wrote_are_removed(inputs, tmp_path):
     assert cli(*args, "--samples", "1", "--seed", "1") == 0
     assert not (tmp_path / "x_rank2.png").exists() and not (tmp_path / "x_rank3.png").exists()  # bdlib's own: gone
     assert link.is_symlink() and {path: path.read_bytes() for path in (mine, elsewhere, copied)} == before
+
+
+@pytest.fixture
+def no_edit(monkeypatch):
+    """Fail the test if an edit starts drawing samples: a refusal must come before any work."""
+
+    def started(*args, **kwargs):
+        raise AssertionError("the edit started although the input should have been refused")
+
+    monkeypatch.setattr(edit_module, "draw_samples", started)
+
+
+@pytest.mark.parametrize("length", [234, 240, 251])
+def test_an_out_name_too_long_for_the_file_system_is_refused_before_the_edit(inputs, no_edit, capsys, length):
+    image, mask = inputs
+    out = image.parent / ("e" * length + ".png")
+    assert cli("edit", "--image", image, "--mask", mask, "--prompt", "a red circle", "--out", out) == 2
+    err = capsys.readouterr().err
+    assert "too long" in err and "Traceback" not in err
+    assert sorted(p.name for p in image.parent.iterdir()) == ["mask.png", "scene.png"]
+
+
+def test_the_longest_out_name_that_fits_is_written(inputs, capsys):
+    """Every name an edit writes, and the temporary name it writes first, fit the file system's limit exactly."""
+    image, mask = inputs
+    import os
+
+    limit = os.pathconf(image.parent, "PC_NAME_MAX")
+    longest = limit - len(".-XXXXXXXX.partial") - len("_figure.png")  # the figure's temporary name is the longest
+    out = image.parent / ("e" * longest + ".png")
+    assert cli("edit", "--image", image, "--mask", mask, "--prompt", "a red circle", "--out", out, *FAST) == 0
+    assert out.exists()
+    too_long = image.parent / ("f" * (longest + 1) + ".png")
+    assert cli("edit", "--image", image, "--mask", mask, "--prompt", "a red circle", "--out", too_long, *FAST) == 2
+    assert "shorten it by 1 character" in capsys.readouterr().err

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
@@ -29,7 +30,14 @@ from bdlib.core.settings import check_weight
 from bdlib.course.viz import figure_writer, show_grid
 from bdlib.edit import resolve_edit_settings
 from bdlib.runtime import distributed
-from bdlib.runtime.files import OutputError, check_writable, refuse_overwriting, same_file, write_files
+from bdlib.runtime.files import (
+    OutputError,
+    check_name_length,
+    check_writable,
+    refuse_overwriting,
+    same_file,
+    write_files,
+)
 from bdlib.runtime.imageio import image_writer, png_text
 from bdlib.worlds import load_world
 
@@ -145,6 +153,8 @@ def check_outputs(args: argparse.Namespace) -> list[Path]:
     for path in outputs:
         if path.is_dir():
             raise OutputError(f"the output {path} is a folder: choose another --out")
+    longest = max(outputs, key=lambda path: len(os.fsencode(path.name)))  # a rank's or the figure's name
+    check_name_length(longest, "output (named after --out)")
     check_writable(args.out, "output")  # the others go to the same folder
     return outputs
 
