@@ -142,6 +142,39 @@ def resolve_edit_settings(world: World, settings: MethodSettings | None = None, 
     return base.with_(**overrides)
 
 
+#: Settings that change nothing in some edits: name -> (does it change nothing for (algorithm, prompt)?, why, the
+#: other setting that would make it count, or None). Shared by :func:`edit` and ``python -m bdlib edit``.
+_NO_EFFECT: dict[str, tuple[Callable[[str, str], bool], str, tuple[str, str] | None]] = {
+    "lam": (
+        lambda algorithm, prompt: algorithm != "local",
+        "λ weighs Algorithm 1's background loss, and Algorithm 2 (blended) has none: it keeps the background by "
+        "blending",
+        ("algorithm", "local"),
+    ),
+    **{
+        name: (lambda algorithm, prompt: not prompt.strip(), f"the empty prompt edits without CLIP guidance, {why}",
+               None)
+        for name, why in (("guidance_scale", "so there is nothing to scale"), ("views", "so CLIP sees no views"),
+                          ("noise_aware", "so no CLIP guides"))
+    },
+}  # fmt: skip
+
+
+def settings_without_effect(given: Sequence[str], algorithm: str, prompt: str) -> list[tuple[str, str, tuple | None]]:
+    """The settings among ``given`` that change nothing in an edit with ``algorithm`` and ``prompt``, each with why
+    and the setting that would make it count (``(name, value)`` or None)."""
+    return [(name, _NO_EFFECT[name][1], _NO_EFFECT[name][2]) for name in given
+            if name in _NO_EFFECT and _NO_EFFECT[name][0](algorithm, prompt)]  # fmt: skip
+
+
+def _check_overrides_count(overrides: dict[str, Any], algorithm: str, prompt: object) -> None:
+    """Refuse a keyword override that changes nothing in this edit (``lam`` without Algorithm 1, ...)."""
+    given = [name for name, value in overrides.items() if value is not None and value is not False]
+    for name, why, other in settings_without_effect(given, algorithm, prompt if isinstance(prompt, str) else "x"):
+        instead = f", or pass {other[0]}={other[1]!r}" if other else ""
+        raise ValueError(f"{name}={overrides[name]!r} has no effect in this edit: {why}; drop it{instead}")
+
+
 def check_k(world: World, settings: MethodSettings) -> None:
     """Refuse a start index k outside the world's chain for ``settings.respacing``."""
     resolve_k(world.diffusion(settings.respacing), settings.k, has_init=True)
@@ -306,6 +339,9 @@ def edit(
         raise ValueError(f"batch_size must be a positive integer (or None for all samples at once), got {batch_size!r}")
     seed = check_seed(seed)
     settings = resolve_edit_settings(world, settings, **overrides)
+    _check_overrides_count(overrides, settings.algorithm, prompt)
+    if settings.noise_aware:
+        world.guidance_clip(noise_aware=True)  # refuses a world without a noise-aware CLIP
     check_k(world, settings)
     prepared = prepare_edit(world, image, mask, prompt, settings, invert_mask, dilate)
     check_memory(world, prepared, samples, batch_size)

@@ -26,9 +26,9 @@ from pathlib import Path
 
 from bdlib.applications import default_removal_k, removal_input
 from bdlib.commands import arguments
-from bdlib.core.settings import check_weight
+from bdlib.core.settings import MethodSettings, check_weight
 from bdlib.course.viz import figure_writer, show_grid
-from bdlib.edit import resolve_edit_settings
+from bdlib.edit import resolve_edit_settings, settings_without_effect
 from bdlib.runtime import distributed
 from bdlib.runtime.files import (
     OutputError,
@@ -87,6 +87,36 @@ def register(subparsers) -> None:
                         help="paper world: the exact networks with RANDOM weights, no download (tries the pipeline "
                              "and its timing; the pictures are noise)")  # fmt: skip
     parser.set_defaults(func=run)
+
+
+def _flag(name: str, value: object = True) -> str:
+    """A setting as the command line spells it: ``lam`` → ``--lam``; ``algorithm, local`` → ``--algorithm local``."""
+    flag = "--" + name.replace("_", "-")
+    return flag if value is True else f"{flag} {value}"
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse, before anything loads, an option that the chosen world, algorithm or prompt ignores or cannot do."""
+    paper_only = "only the paper world reads it (the toy world ships its trained weights with bdlib)"
+    empty = '--prompt ""'
+    no_effect, impossible = "has no effect here", "cannot be used here"
+    rules = [
+        (args.cache_dir is not None, "--cache-dir", args.world != "paper", no_effect, paper_only, "add --world paper"),
+        (args.random_weights, "--random-weights", args.world != "paper", no_effect, paper_only, "add --world paper"),
+        (args.noise_aware, "--noise-aware", args.world != "toy", impossible,
+         "only the toy world has a noise-aware CLIP (the paper guides with CLIP ViT-B/16)", "use --world toy"),
+        (args.no_fill, "--no-fill", bool(args.prompt.strip()), no_effect,
+         f"it changes the removal recipe, which only the empty prompt ({empty}) runs", f"give {empty}"),
+    ]  # fmt: skip
+    for given, flag, refused, verdict, why, instead in rules:
+        if given and refused:
+            raise ValueError(f"{flag} {verdict}: {why}; drop {flag}, or {instead}")
+    names = ("lam", "guidance_scale", "views", "noise_aware")
+    given = [name for name in names if getattr(args, name) not in (None, False)]
+    for name, why, other in settings_without_effect(given, args.algorithm, args.prompt):
+        instead = f", or add {_flag(*other)}" if other else ""
+        raise ValueError(f"{_flag(name)} has no effect here: {why}; drop {_flag(name)}{instead}")
+    MethodSettings(algorithm=args.algorithm, noise_aware=args.noise_aware, official=args.official)  # conflicts
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -172,6 +202,7 @@ def _figure(result, prompt: str, label: str):
 
 
 def run(args: argparse.Namespace) -> int:
+    check_options(args)
     outputs = check_outputs(args)
     overrides = _overrides(args)
     context = distributed.init(args.device)
@@ -183,8 +214,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, overrides: dict, outputs: list[Path], context: distributed.Context) -> int:
     kwargs = {"device": context.device(args.device)}
-    if args.random_weights and args.world != "paper":
-        raise ValueError("--random-weights is for --world paper (the toy world ships its trained weights)")
     if args.world == "paper":
         kwargs.update(cache_dir=args.cache_dir, random_weights=args.random_weights)
     world = load_world(args.world, **kwargs)

@@ -1,0 +1,86 @@
+"""Every command refuses bad input before its work: options that change nothing, damaged reports, a world that cannot
+do what is asked. The refusal is exit code 2 with a short message; nothing is loaded, drawn or written first."""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bdlib.__main__ import main
+
+edit_module = importlib.import_module("bdlib.edit")  # the module (the package's attribute ``edit`` is the function)
+EXAMPLES = Path(__file__).resolve().parent.parent / "bdlib" / "examples"
+
+
+def cli(*args) -> int:
+    try:
+        return main([str(a) for a in args])
+    except SystemExit as stop:
+        return stop.code
+
+
+def short(err: str) -> str:
+    """The message a user sees: one or two lines, no traceback."""
+    lines = [line for line in err.strip().splitlines() if line]
+    assert 1 <= len(lines) <= 2 and "Traceback" not in err, err
+    return err
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    image, mask = tmp_path / "scene.png", tmp_path / "mask.png"
+    shutil.copy(EXAMPLES / "scene.png", image)
+    shutil.copy(EXAMPLES / "scene_mask.png", mask)
+    return image, mask
+
+
+@pytest.fixture
+def nothing_loads(monkeypatch):
+    """Fail the test if an edit loads a world or draws a sample: the refusal must come before both."""
+    import bdlib.commands.edit as edit_command
+
+    def started(*args, **kwargs):
+        raise AssertionError("the work started although the input should have been refused")
+
+    monkeypatch.setattr(edit_command, "load_world", started)
+    monkeypatch.setattr(edit_module, "draw_samples", started)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "extra", "words"),
+    [
+        ("a red circle", ["--lam", "5"], ["--lam", "Algorithm 1", "--algorithm local"]),
+        ("a red circle", ["--lam", "1e9", "--algorithm", "blended"], ["--lam", "--algorithm local"]),
+        ("a red circle", ["--cache-dir", "somewhere"], ["--cache-dir", "paper", "--world paper"]),
+        ("a red circle", ["--random-weights"], ["--random-weights", "--world paper"]),
+        ("a red circle", ["--no-fill"], ["--no-fill", '--prompt ""']),
+        ("", ["--guidance-scale", "300"], ["--guidance-scale", "empty prompt"]),
+        ("", ["--views", "4"], ["--views", "empty prompt"]),
+        ("", ["--noise-aware"], ["--noise-aware", "empty prompt"]),
+        ("a red circle", ["--noise-aware", "--world", "paper"], ["--noise-aware", "toy world", "--world toy"]),
+    ],
+)  # fmt: skip
+def test_an_option_without_effect_is_refused_before_anything_loads(inputs, nothing_loads, capsys, prompt, extra,
+                                                                     words):  # fmt: skip
+    image, mask = inputs
+    out = image.parent / "out.png"
+    assert cli("edit", "--image", image, "--mask", mask, "--prompt", prompt, "--out", out, *extra) == 2
+    err = short(capsys.readouterr().err)
+    assert all(word in err for word in words), err
+    assert "noise_aware=False" not in err  # the command line's words, not the Python API's
+    assert sorted(p.name for p in image.parent.iterdir()) == ["mask.png", "scene.png"]
+
+
+def test_the_api_refuses_lam_without_algorithm_1_and_noise_aware_without_its_clip(random_toy_world):
+    from bdlib import edit
+
+    image, mask = EXAMPLES / "scene.png", EXAMPLES / "scene_mask.png"
+    with pytest.raises(ValueError, match="lam=5.0 has no effect.*algorithm='local'"):
+        edit(random_toy_world, image, mask, "a red circle", lam=5.0)
+    with pytest.raises(ValueError, match="guidance_scale=300.0 has no effect.*empty prompt"):
+        edit(random_toy_world, image, mask, "", guidance_scale=300.0)
+    with pytest.raises(ValueError, match="noise-aware CLIP"):  # random_toy_world has none
+        edit(random_toy_world, image, mask, "a red circle", noise_aware=True)
