@@ -29,7 +29,6 @@ import torch.nn.functional as F
 from bdlib.core import official, variants
 from bdlib.core.algorithms import EditStep
 from bdlib.core.losses import clip_distance, masked_clip_pixels
-from bdlib.core.sampling import resolve_k
 from bdlib.core.settings import MethodSettings
 from bdlib.runtime.devices import deterministic_algorithms
 from bdlib.runtime.imageio import ImageLike, load_image, load_mask
@@ -175,9 +174,15 @@ def _check_overrides_count(overrides: dict[str, Any], algorithm: str, prompt: ob
         raise ValueError(f"{name}={overrides[name]!r} has no effect in this edit: {why}; drop it{instead}")
 
 
-def check_k(world: World, settings: MethodSettings) -> None:
-    """Refuse a start index k outside the world's chain for ``settings.respacing``."""
-    resolve_k(world.diffusion(settings.respacing), settings.k, has_init=True)
+def check_k(world: World, settings: MethodSettings, name: str = "k=") -> None:
+    """Refuse a start index k outside the world's chain for ``settings.respacing``; ``name`` spells k in the message
+    (``"k="`` for Python, ``"--k "`` for the command line)."""
+    last = world.diffusion(settings.respacing).num_steps - 1
+    if not 0 <= settings.k <= last:
+        raise ValueError(
+            f"{name}{settings.k} is outside the chain: with respacing {settings.respacing!r} it has {last + 1} steps, "
+            f"so give {name.strip('= ')} from 0 (the least noise) to {last} (the most)"
+        )
 
 
 def prepare_edit(

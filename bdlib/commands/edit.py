@@ -28,7 +28,7 @@ from bdlib.applications import default_removal_k, removal_input
 from bdlib.commands import arguments
 from bdlib.core.settings import MethodSettings, check_weight
 from bdlib.course.viz import figure_writer, show_grid
-from bdlib.edit import resolve_edit_settings, settings_without_effect
+from bdlib.edit import check_k, prepare_inputs, resolve_edit_settings, settings_without_effect
 from bdlib.runtime import distributed
 from bdlib.runtime.files import (
     OutputError,
@@ -38,8 +38,8 @@ from bdlib.runtime.files import (
     same_file,
     write_files,
 )
-from bdlib.runtime.imageio import image_writer, png_text
-from bdlib.worlds import load_world
+from bdlib.runtime.imageio import exif_orientation, image_writer, png_text
+from bdlib.worlds import check_prompt, load_world
 
 FIGURE_RESULTS = 8  # the figure shows at most this many results (the best ones); every result gets its own file
 PROVENANCE_KEY = "bdlib-edit"  # the PNG text entry that marks a result as written by this command
@@ -48,8 +48,10 @@ PROVENANCE_KEY = "bdlib-edit"  # the PNG text entry that marks a result as writt
 def register(subparsers) -> None:
     parser = subparsers.add_parser("edit", help="edit the masked region of an image to match a text prompt")
     parser.add_argument("--world", choices=("toy", "paper"), default="toy")
-    parser.add_argument("--image", required=True, type=Path, help="input image file")
-    parser.add_argument("--mask", required=True, type=Path, help="mask file: white = edit (thresholded at half range)")
+    parser.add_argument("--image", required=True, type=Path,
+                        help="input image file (read as viewers show it: a photo's EXIF orientation is applied)")
+    parser.add_argument("--mask", required=True, type=Path,
+                        help="mask file: white = edit (thresholded at half range; EXIF orientation applied)")
     parser.add_argument("--prompt", required=True,
                         help='what the region should show; "" removes what the mask covers (the removal recipe: a '
                              "smooth fill from the border, then blended diffusion from a low k)")  # fmt: skip
@@ -201,23 +203,42 @@ def _figure(result, prompt: str, label: str):
                      panel_inches=1.4, max_width_inches=8.4, suptitle=suptitle)  # fmt: skip
 
 
+def _note_orientation(args: argparse.Namespace) -> None:
+    """Say when an input is stored turned or mirrored: bdlib reads it as viewers show it, and writes it that way."""
+    for flag, path in (("--image", args.image), ("--mask", args.mask)):
+        if (orientation := exif_orientation(path)) != 1:
+            print(f"note: {flag} {path} is stored turned or mirrored (EXIF orientation {orientation}): read as viewers "
+                  "show it, and the results are written that way", file=sys.stderr)  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> int:
+    """Check everything that is the same on every rank (the options, outputs, prompt, inputs and k) before joining
+    torchrun's group, so that a bad input stops every rank at once with one message (rank 0's); then edit."""
     check_options(args)
     outputs = check_outputs(args)
     overrides = _overrides(args)
-    context = distributed.init(args.device)
-    try:
-        return _run(args, overrides, outputs, context)
-    finally:
-        distributed.close(context)
-
-
-def _run(args: argparse.Namespace, overrides: dict, outputs: list[Path], context: distributed.Context) -> int:
+    check_prompt(args.world, args.prompt)
+    image, mask = prepare_inputs(args.image, args.mask, args.invert_mask, args.dilate, official=args.official)
+    context = distributed.from_environment()
     kwargs = {"device": context.device(args.device)}
     if args.world == "paper":
         kwargs.update(cache_dir=args.cache_dir, random_weights=args.random_weights)
     world = load_world(args.world, **kwargs)
-    world.check_prompt(args.prompt)
+    removing = not args.prompt.strip() and not args.no_fill and not args.official  # the official code has no fill
+    if removing and "k" not in overrides:
+        overrides["k"] = default_removal_k(world, overrides.get("respacing"))
+    settings = resolve_edit_settings(world, **overrides)
+    check_k(world, settings, "--k ")
+    if context.is_main:
+        _note_orientation(args)
+    context = distributed.init(args.device)
+    try:
+        return _run(args, world, settings, removal_input(image, mask) if removing else image, mask, outputs, context)
+    finally:
+        distributed.close(context)
+
+
+def _run(args: argparse.Namespace, world, settings, image, mask, outputs: list[Path], context) -> int:
     label = ""
     if "random_weights" in world.capabilities:
         label = "RANDOM WEIGHTS:\nnot an edit"  # in the figure, where space is short
@@ -227,11 +248,6 @@ def _run(args: argparse.Namespace, overrides: dict, outputs: list[Path], context
     start = time.time()
     from tqdm import tqdm
 
-    removing = not args.prompt.strip() and not args.no_fill and not args.official  # the official code has no fill
-    if removing and "k" not in overrides:
-        overrides["k"] = default_removal_k(world, overrides.get("respacing"))
-    settings = resolve_edit_settings(world, **overrides)
-    image = removal_input(args.image, args.mask, args.invert_mask, args.dilate) if removing else args.image
     size = args.batch_size or -(-args.samples // context.size)  # default: one batch per process
     batches = len(context.shard(distributed.batches(args.samples, size)))
     bars = []  # rank 0's bar, started with the first step so that every refusal comes before it
@@ -245,9 +261,9 @@ def _run(args: argparse.Namespace, overrides: dict, outputs: list[Path], context
 
     try:
         result = distributed.sharded_edit(
-            context, world, image, args.mask, args.prompt, samples=args.samples, seed=args.seed, settings=settings,
-            batch_size=args.batch_size, invert_mask=args.invert_mask, dilate=args.dilate, callback=progress,
-        )  # fmt: skip
+            context, world, image, mask, args.prompt, samples=args.samples, seed=args.seed, settings=settings,
+            batch_size=args.batch_size, callback=progress,
+        )  # the mask as read: inverted and dilated already  # fmt: skip
     finally:
         for bar in bars:
             bar.close()

@@ -64,11 +64,19 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def init(device: str, timeout_minutes: float = 60.0) -> Context:
-    """Join the process group when launched by torchrun (gloo on the CPU, NCCL on CUDA); else a one-process context."""
+def from_environment() -> Context:
+    """This process's place as torchrun set it (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``), before joining the group: the
+    commands check their input with it, so that a bad input stops every rank before any collective call."""
     if not launched_by_torchrun():
         return Context()
-    context = Context(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
+    return Context(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def init(device: str, timeout_minutes: float = 60.0) -> Context:
+    """Join the process group when launched by torchrun (gloo on the CPU, NCCL on CUDA); else a one-process context."""
+    context = from_environment()
+    if not context.distributed:
+        return context
     if not dist.is_initialized():
         cuda = device.startswith("cuda")
         if cuda:

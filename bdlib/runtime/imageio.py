@@ -11,17 +11,23 @@ by Pillow; 16-bit greyscale (``I;16``, and ``I`` holding 0..65535, as older Pill
 divided by 65535 (Pillow's own conversion would clip it to white); 32-bit float pictures (``F``) are read
 when they hold values in [0, 1]. Whatever cannot be read faithfully is refused with a message. Pixels must
 be finite numbers, and a picture must have at least one pixel.
+
+A picture is read as viewers show it: a photo's EXIF orientation tag (a phone held sideways) is applied to images
+and masks alike, so a mask drawn on the picture as shown fits it. A file is refused before it is decoded when it
+holds more pixels than Pillow's limit against decompression bombs (``PIL.Image.MAX_IMAGE_PIXELS``, 89.5 megapixels
+unless changed): a small file can hold a picture that needs gigabytes.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
 from bdlib.runtime.files import Writer, write_file
@@ -34,18 +40,68 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601-2, as Pil
 _FIX = "save it as an 8-bit or 16-bit PNG"
 
 
+def _megapixels(pixels: float) -> str:
+    return f"{pixels / 1e6:.0f} megapixels"
+
+
+def _too_large(path: Path, what: str, size: str) -> ValueError:
+    limit = Image.MAX_IMAGE_PIXELS
+    return ValueError(
+        f"the {what} file {path} is {size}, and bdlib reads at most {_megapixels(limit)} (Pillow's limit against "
+        "decompression bombs, PIL.Image.MAX_IMAGE_PIXELS): scale it down (the toy world edits at 32x32 pixels, the "
+        "paper's at 256x256)"
+    )
+
+
 def _open(source: str | os.PathLike, what: str) -> Image.Image:
+    """The picture in a file, decoded, with its EXIF orientation applied; refused before decoding when Pillow's
+    limit says it is too large (a small file can hold a huge picture)."""
     path = Path(source)
     if path.is_dir():
         raise ValueError(f"{what} file {path} is a folder: give the path of a picture (PNG, JPEG, ...)")
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{what} file {path} does not exist: check the path")
+    if not path.is_file():
+        raise ValueError(f"{what} file {path} is not a regular file (a device, a pipe or a socket): give the path of a "
+                         "picture file (PNG, JPEG, ...)")  # fmt: skip
     try:
-        with Image.open(path) as handle:
+        with warnings.catch_warnings(record=True):  # over MAX_IMAGE_PIXELS Pillow only warns: checked below
+            warnings.simplefilter("always", Image.DecompressionBombWarning)
+            handle = Image.open(path)
+        with handle:
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit is not None and handle.width * handle.height > limit:
+                size = f"{handle.width}x{handle.height} pixels ({_megapixels(handle.width * handle.height)})"
+                raise _too_large(path, what, size)
             handle.load()
-            return handle.copy()
+            return _shown(handle)
+    except Image.DecompressionBombError:  # over twice MAX_IMAGE_PIXELS: Pillow refuses to open it
+        raise _too_large(path, what, f"over {_megapixels(2 * Image.MAX_IMAGE_PIXELS)}") from None
+    except PermissionError as error:
+        raise ValueError(
+            f"{what} file {path} cannot be read ({error.strerror or 'permission denied'}): check its permissions "
+            f"(ls -l {path})"
+        ) from None
     except (UnidentifiedImageError, OSError) as error:
         raise ValueError(f"{what} file {path} is not an image PIL can read (PNG, JPEG, ...): {error}") from None
+
+
+def exif_orientation(path: str | os.PathLike) -> int:
+    """The EXIF orientation tag of a picture file (1: stored as shown; 2-8: turned or mirrored), without decoding it;
+    1 for a file that has none or cannot be read."""
+    try:
+        with warnings.catch_warnings(), Image.open(path) as handle:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return int(handle.getexif().get(ExifTags.Base.Orientation, 1))
+    except (OSError, ValueError, TypeError, Image.DecompressionBombError):
+        return 1
+
+
+def _shown(picture: Image.Image) -> Image.Image:
+    """``picture`` as a viewer shows it: turned or mirrored by its EXIF orientation tag (a copy either way)."""
+    if picture.getexif().get(ExifTags.Base.Orientation, 1) == 1:
+        return picture.copy()
+    return ImageOps.exif_transpose(picture)
 
 
 def _check_size(height: int, width: int, what: str) -> None:
@@ -109,9 +165,10 @@ def _array_values(array: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray 
 
 
 def picture_values(source: Image.Image | np.ndarray, what: str = "image") -> tuple[np.ndarray, np.ndarray | None]:
-    """A PIL image or an array as float32 arrays in [0, 1]: colour (H, W, 3) and alpha (H, W) or None."""
+    """A PIL image or an array as float32 arrays in [0, 1]: colour (H, W, 3) and alpha (H, W) or None. A PIL image
+    is read as a viewer shows it: its EXIF orientation applied (a photo taken upright is upright)."""
     if isinstance(source, Image.Image):
-        return _picture_values(source, what)
+        return _picture_values(_shown(source), what)
     return _array_values(np.asarray(source), f"{what} array")
 
 
