@@ -31,6 +31,7 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
 from bdlib.runtime.files import Writer, write_file
+from bdlib.runtime.memory import check_read_memory
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
 
@@ -73,6 +74,7 @@ def _open(source: str | os.PathLike, what: str) -> Image.Image:
             if limit is not None and handle.width * handle.height > limit:
                 size = f"{handle.width}x{handle.height} pixels ({_megapixels(handle.width * handle.height)})"
                 raise _too_large(path, what, size)
+            check_read_memory((handle.height, handle.width), f"the {what} file {path}")
             handle.load()
             return _shown(handle)
     except Image.DecompressionBombError:  # over twice MAX_IMAGE_PIXELS: Pillow refuses to open it
