@@ -84,3 +84,49 @@ def test_the_api_refuses_lam_without_algorithm_1_and_noise_aware_without_its_cli
         edit(random_toy_world, image, mask, "", guidance_scale=300.0)
     with pytest.raises(ValueError, match="noise-aware CLIP"):  # random_toy_world has none
         edit(random_toy_world, image, mask, "a red circle", noise_aware=True)
+
+
+# ------------------------------------------------------------------------- reports: read and checked before the work
+GOOD_ROW = {"name": "alg2 default", "text_match": 0.5, "clean": 0.5, "bg_max_abs": 0.0, "bg_mean_abs": 0.0,
+            "fg_mean_abs": 0.2, "clip_distance": 1.0, "seconds_per_edit": 0.1, "settings": {"k": 18},
+            "per_kind": {"add": {"n": 1, "text_match": 0.5}}}  # fmt: skip
+DAMAGED_REPORTS = {
+    "a row lacks its metrics": {"n_tasks": 5, "seed": 0, "settings": [GOOD_ROW, {"name": "alg2 k=6"}]},
+    "a row is not a dict": {"n_tasks": 5, "seed": 0, "settings": [GOOD_ROW, ["alg2 k=6"]]},
+    "settings is not a list": {"n_tasks": 5, "seed": 0, "settings": {"alg2 default": GOOD_ROW}},
+    "the report is a list": [GOOD_ROW],
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGED_REPORTS))
+def test_evaluate_only_refuses_a_report_with_damaged_rows_before_running(tmp_path, monkeypatch, capsys, case):
+    import json
+
+    import bdlib.commands.evaluate as evaluate_command
+
+    monkeypatch.setattr(evaluate_command, "run_benchmark", lambda *a, **k: pytest.fail("the benchmark started"))
+    report = tmp_path / "evaluation.json"
+    report.write_text(json.dumps(DAMAGED_REPORTS[case]))
+    before = report.read_bytes()
+    assert cli("evaluate", "--tasks", "5", "--only", "alg2 default", "--out", report) == 2
+    err = short(capsys.readouterr().err)
+    assert "is not a bdlib evaluation report" in err and "python -m bdlib evaluate" in err
+    assert report.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["evaluation.json"]
+
+
+@pytest.mark.parametrize("content", ['{"n_tasks": 5, "se', '{"n_tasks": 5, "seed": 0, "settings": [{"name": "x"}]}'])
+def test_figures_checks_evaluation_json_before_drawing_anything(tmp_path, monkeypatch, capsys, content):
+    import bdlib.__main__ as entry
+    import bdlib.commands.figures as figures_command
+
+    def started(*args, **kwargs):
+        raise AssertionError("a figure was made although evaluation.json is damaged")
+
+    monkeypatch.setattr(entry, "main", started)  # the demo and the edit run through it
+    monkeypatch.setattr(figures_command, "save_figure", started)
+    (tmp_path / "evaluation.json").write_text(content)
+    assert cli("figures", "--out", tmp_path) == 2
+    err = short(capsys.readouterr().err)
+    assert "evaluation.json" in err and "is not a bdlib evaluation report" in err
+    assert [p.name for p in tmp_path.iterdir()] == ["evaluation.json"]
+    assert (tmp_path / "evaluation.json").read_text() == content
