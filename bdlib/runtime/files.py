@@ -18,6 +18,7 @@ through this module, so that a failure at any point loses nothing:
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
@@ -151,6 +152,16 @@ def _staged(path: Path) -> Path:
     return Path(name)
 
 
+def describe_os_error(error: OSError) -> str:
+    """A short reason for a failed write: "the disk is full" for ENOSPC (and a quota for EDQUOT), else the system's
+    own words."""
+    if error.errno == errno.ENOSPC:
+        return "the disk is full (No space left on device)"
+    if error.errno == getattr(errno, "EDQUOT", None):
+        return "the disk quota is exceeded (Disk quota exceeded)"
+    return error.strerror or str(error)
+
+
 def write_files(writers: Mapping[str | os.PathLike[str], Writer]) -> list[Path]:
     """Write a group of files atomically: ``writers[path](tmp)`` writes the whole file to ``tmp``; once all of
     them succeeded, every ``tmp`` is renamed onto its ``path``. Returns the paths, in order.
@@ -172,10 +183,9 @@ def write_files(writers: Mapping[str | os.PathLike[str], Writer]) -> list[Path]:
         for tmp, target in staged:
             os.replace(tmp, target)
     except OSError as error:
-        reason = error.strerror or str(error)
         raise OutputError(
-            f"could not write {current}: {reason}; no existing file was changed (free some space or choose "
-            "another folder, then run again)"
+            f"could not write {current}: {describe_os_error(error)}; no existing file was changed (free some space "
+            "or choose another folder, then run again)"
         ) from error
     finally:
         for tmp, _ in staged:

@@ -150,6 +150,18 @@ def load_weights(path: Path, train_command: str) -> tuple[dict[str, torch.Tensor
     return tensors, meta
 
 
+def read_metadata(path: Path) -> dict:
+    """The bdlib metadata (config, training, metrics) of a weight file, without reading its tensors; a damaged file
+    raises :class:`DamagedFileError`."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return json.loads((handle.metadata() or {}).get("bdlib", "{}"))
+    except (OSError, json.JSONDecodeError, Exception) as error:  # SafetensorError is not exported by name
+        raise DamagedFileError(f"the toy weights {path} have unreadable metadata ({type(error).__name__})") from None
+
+
 def export_checkpoint(checkpoint: Path, name: str, config: dict, metrics: dict, path: Path | None = None) -> Path:
     """Ship the EMA weights (else the raw ones) of a training checkpoint as ``weights/NAME.safetensors``.
 
