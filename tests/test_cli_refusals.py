@@ -57,6 +57,7 @@ def nothing_loads(monkeypatch):
         ("a red circle", ["--cache-dir", "somewhere"], ["--cache-dir", "paper", "--world paper"]),
         ("a red circle", ["--random-weights"], ["--random-weights", "--world paper"]),
         ("a red circle", ["--no-fill"], ["--no-fill", '--prompt ""']),
+        ("", ["--no-fill", "--official"], ["--no-fill", "official code has no fill"]),
         ("", ["--guidance-scale", "300"], ["--guidance-scale", "empty prompt"]),
         ("", ["--views", "4"], ["--views", "empty prompt"]),
         ("", ["--noise-aware"], ["--noise-aware", "empty prompt"]),

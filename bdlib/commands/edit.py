@@ -109,6 +109,7 @@ def check_options(args: argparse.Namespace) -> None:
          "only the toy world has a noise-aware CLIP (the paper guides with CLIP ViT-B/16)", "use --world toy"),
         (args.no_fill, "--no-fill", bool(args.prompt.strip()), no_effect,
          f"it changes the removal recipe, which only the empty prompt ({empty}) runs", f"give {empty}"),
+        (args.no_fill, "--no-fill", args.official, no_effect, "the official code has no fill step", "drop --official"),
     ]  # fmt: skip
     for given, flag, refused, verdict, why, instead in rules:
         if given and refused:
