@@ -274,7 +274,8 @@ def test_train_stopped_by_sigterm_saves_exits_143_and_never_exports(tmp_path, mo
     monkeypatch.setattr(oracle, "evaluate_oracle", lambda model: done.append("evaluated") or {})
     monkeypatch.setattr(oracle, "export_oracle", lambda *args, **kwargs: done.append("exported") or tmp_path)
     checkpoint = tmp_path / "oracle.pt"
-    assert cli("train", "oracle", "--max-steps", "50", "--checkpoint", checkpoint, "--export") == 143
+    export = ["--export", "--replace-shipped"]
+    assert cli("train", "oracle", "--max-steps", "50", "--checkpoint", checkpoint, *export) == 143
     assert done == [] and torch.load(checkpoint, weights_only=True)["step"] == 2
     assert "nothing exported" in capsys.readouterr().err
 
