@@ -270,7 +270,8 @@ def check_memory(world: World, prepared: PreparedEdit, samples: int, batch_size:
     step = min(batch_size or samples, samples)
     views = max(1.0, prepared.settings.views / 8)  # measured at 8 views; more views cost more
     per_sample = int(world.sample_bytes_per_pixel * world.image_size**2 * views)
-    check_edit_memory(per_sample, samples, step, tuple(prepared.image.shape[-2:]), world.image_size, world.device)
+    check_edit_memory(per_sample, samples, step, tuple(prepared.image.shape[-2:]), world.image_size, world.device,
+                      prepared.settings.views)  # fmt: skip
 
 
 def draw_in_batches(

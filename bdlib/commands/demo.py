@@ -38,7 +38,7 @@ def _toy_ddpm() -> tuple[torch.nn.Module, str]:
         model.load_state_dict(state)
         label = "trained toy DDPM"
     else:
-        label = "toy DDPM with RANDOM weights (train it: python -m bdlib train toy-ddpm)"
+        label = "toy DDPM with RANDOM weights (train it: python -m bdlib train toy-ddpm --export)"
     return model.eval().requires_grad_(False), label
 
 

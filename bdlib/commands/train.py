@@ -146,7 +146,7 @@ def _check_weight_files(args: argparse.Namespace, checkpoint: Path, model) -> No
         state = read_checkpoint(checkpoint)["model"]
         source, retry = f"the checkpoint {checkpoint}", f"give {args.model} another --checkpoint"
     elif args.init_from is not None:
-        state = initial_weights(args.init_from)
+        state = initial_weights(args.init_from, "--init-from")
         source = f"--init-from {args.init_from}"
         retry = f"give {args.model} weights (e.g. {weights_path(args.model.replace('-', '_'))})"
     else:

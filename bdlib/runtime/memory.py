@@ -53,10 +53,11 @@ def check_read_memory(input_hw: tuple[int, int], what: str) -> None:
 
 
 def check_edit_memory(
-    sample_bytes: int, samples: int, batch: int, input_hw: tuple[int, int], world_size: int, device
+    sample_bytes: int, samples: int, batch: int, input_hw: tuple[int, int], world_size: int, device, views: int = 8
 ) -> None:
     """Raise a ValueError if the input and ``samples`` results (on the CPU) plus, on a CPU ``device``, a batch of
-    ``batch`` samples in flight (``sample_bytes`` each; 0: unknown) cannot fit in the free memory."""
+    ``batch`` samples in flight (``sample_bytes`` each, with ``views`` CLIP views; 0: unknown) cannot fit in the free
+    memory."""
     free = available_memory()
     results = input_bytes(input_hw) + result_bytes(samples, input_hw, world_size)
     if results > free:
@@ -70,9 +71,12 @@ def check_edit_memory(
         return
     fits = (free - results) // sample_bytes if sample_bytes else batch
     if fits < 1:
+        fix = "close other programs, or use a device with more memory"
+        if views > 8:  # the estimate grows with the views above 8 (bdlib.edit.check_memory)
+            fix = f"use fewer CLIP views (--views, or views=; now {views}, the default is 8)"
         raise ValueError(
             f"one sample needs about {sample_bytes / GIB:.1f} GiB of memory on {device} and {free / GIB:.1f} GiB are "
-            "free: close other programs, or use a device with more memory"
+            f"free: {fix}"
         )
     raise ValueError(
         f"{batch} samples in one batch need about {need / GIB:.1f} GiB of memory on {device} and "

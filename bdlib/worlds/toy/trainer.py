@@ -159,17 +159,18 @@ def read_checkpoint(path: Path, fix: str = "delete it (or pass another --checkpo
     return state
 
 
-def initial_weights(path: Path) -> dict[str, torch.Tensor]:
-    """The weights a new run starts from: a trainer checkpoint's EMA (else its model), or a safetensors file."""
+def initial_weights(path: Path, name: str = "init_from") -> dict[str, torch.Tensor]:
+    """The weights a new run starts from: a trainer checkpoint's EMA (else its model), or a safetensors file. ``name``
+    names the argument in messages (``--init-from`` on the command line)."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"init_from {path} does not exist: give a trainer checkpoint (.pt) or .safetensors")
+        raise FileNotFoundError(f"{name} {path} does not exist: give a trainer checkpoint (.pt) or .safetensors")
     if path.suffix == ".safetensors":
-        return load_safetensors(path, "init_from weights", "give another file")[0]
-    state = load_torch_file(path, "init_from checkpoint", "give another file")
+        return load_safetensors(path, f"{name} file", "give another file")[0]
+    state = load_torch_file(path, f"{name} file", "give another file")
     weights = state.get("ema") or state.get("model") if isinstance(state, dict) else None
     if not is_state_dict(weights):
-        raise ValueError(f"init_from {path} is not a bdlib training checkpoint (no 'ema' or 'model' weights)")
+        raise ValueError(f"{name} {path} is not a bdlib training checkpoint (no 'ema' or 'model' weights)")
     return weights
 
 

@@ -137,7 +137,7 @@ def load_weights(path: Path, train_command: str) -> tuple[dict[str, torch.Tensor
     if not path.exists():
         raise FileNotFoundError(
             f"toy weights {path.name} are missing from {path.parent}: reinstall bdlib "
-            f"(pip install -e . from a full clone), or train them with `{train_command}`"
+            f"(pip install -e . from a full clone), or train them with `{train_command} --export`"
         )
     verify_shipped(path, train_command)
     tensors, metadata = load_safetensors(path, "the toy weights", _restore_hint(path, train_command))
