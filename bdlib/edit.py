@@ -18,8 +18,9 @@ so that samples can be drawn in pieces, e.g. by several processes, and ranked to
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -93,7 +94,9 @@ def prepare_inputs(
             f"the mask is {mask_t.shape[-1]}x{mask_t.shape[-2]} but the image is {image_t.shape[-1]}x"
             f"{image_t.shape[-2]} (width x height): make them the same size"
         )
-    check_mask_coverage(mask_t)
+    steps = [" inverted (invert_mask, --invert-mask)"] if invert_mask else []
+    steps += [f" dilated by {dilate} pixels (dilate, --dilate)"] if dilate else []
+    check_mask_coverage(mask_t, where=" once" + " and".join(steps) if steps else "")
     return image_t, mask_t
 
 
@@ -132,11 +135,22 @@ def rank_distances(
 
 def resolve_edit_settings(world: World, settings: MethodSettings | None = None, **overrides: Any) -> MethodSettings:
     """``settings``, or the world's defaults for the algorithm asked (``World.defaults_for``), with single fields
-    changed; ``k`` is an alias of ``k``, and overrides that are None are ignored (so optional values,
-    e.g. a widget's, can be passed straight through)."""
+    changed (an unknown name is refused, with the closest known one); overrides that are None are ignored (so
+    optional values, e.g. a widget's, can be passed straight through)."""
+    if not isinstance(world, World):
+        raise ValueError(f"world must be a World (bdlib.load_world('toy') makes one), got {type(world).__name__}")
+    if settings is not None and not isinstance(settings, MethodSettings):
+        raise ValueError(
+            f"settings must be a MethodSettings (bdlib.MethodSettings(...)), got {type(settings).__name__}: or pass "
+            "single settings as keywords (k=3, views=4, ...)"
+        )
     overrides = {name: value for name, value in overrides.items() if value is not None}
-    if "k" in overrides:
-        overrides["k"] = overrides.pop("k")
+    known = {field.name for field in fields(MethodSettings)}
+    for name in overrides:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ValueError(f"unknown setting {name!r}{hint}: the settings are {', '.join(sorted(known))}")
     base = settings or world.defaults_for(overrides.get("algorithm", world.defaults.algorithm))
     return base.with_(**overrides)
 

@@ -75,6 +75,11 @@ def _open(source: str | os.PathLike, what: str) -> Image.Image:
                 size = f"{handle.width}x{handle.height} pixels ({_megapixels(handle.width * handle.height)})"
                 raise _too_large(path, what, size)
             check_read_memory((handle.height, handle.width), f"the {what} file {path}")
+            if handle.format in ("GIF", "PNG", "WEBP") and getattr(handle, "is_animated", False):
+                raise ValueError(
+                    f"the {what} file {path} is animated ({handle.n_frames} frames), and bdlib edits one picture: save "
+                    "the frame you want as a PNG and give that"
+                )
             handle.load()
             return _shown(handle)
     except Image.DecompressionBombError:  # over twice MAX_IMAGE_PIXELS: Pillow refuses to open it

@@ -23,6 +23,8 @@ class DamagedFileError(ValueError):
 def _reason(error: BaseException) -> str:
     """A short, safe description of a loading error (never PyTorch's advice to load with ``weights_only=False``)."""
     text = str(error)
+    if "Unsupported operand" in text or "invalid load key" in text:  # its first bytes are no pickle at all
+        return "it is not a PyTorch file (another kind of file, or damaged)"
     if "Weights only load failed" in text or "weights_only" in text:
         return "it holds pickled Python objects besides tensors, which bdlib never loads because they can run code"
     if isinstance(error, EOFError) or "Ran out of input" in text:

@@ -146,7 +146,10 @@ def fits(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> bool:
     return set(state_dict) == set(expected) and all(state_dict[k].shape == v.shape for k, v in expected.items())
 
 
-def read_checkpoint(path: Path, fix: str = "delete it (or pass another --checkpoint) to start a new run") -> dict:
+RESTART = "pass another --checkpoint to start a new run (a path where no file is yet)"
+
+
+def read_checkpoint(path: Path, fix: str = RESTART) -> dict:
     """A checkpoint that :func:`train` saved, read as data only; anything else raises a ValueError naming ``path``,
     what it holds instead and ``fix``."""
     state = load_torch_file(path, "the training checkpoint", fix)
@@ -200,10 +203,7 @@ def train(model: nn.Module, step_fn: StepFn, config: TrainConfig) -> dict:
     if config.checkpoint.exists():
         state = read_checkpoint(config.checkpoint)
         if not fits(model, state["model"]):
-            raise ValueError(
-                f"the training checkpoint {config.checkpoint} holds the weights of another model: pass another "
-                "checkpoint (or delete it) to start a new run"
-            )
+            raise ValueError(f"the checkpoint {config.checkpoint} holds the weights of another model: {RESTART}")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if ema is not None and state.get("ema") is not None:
