@@ -54,3 +54,12 @@ def test_a_file_that_is_no_checkpoint_is_never_said_to_be_deleted(tmp_path, caps
 def test_method_settings_still_accepts_its_own_fields(random_toy_world):
     result = edit(random_toy_world, IMAGE, MASK, "a red circle", settings=MethodSettings(respacing="10", k=2))
     assert result.images.shape == (1, 3, 32, 32) and torch.isfinite(result.images).all()
+
+
+def test_demo_into_a_folder_suggests_a_file_name_in_it(tmp_path, capsys):
+    try:
+        code = main(["demo", "--out", str(tmp_path), "--steps", "2"])
+    except SystemExit as stop:
+        code = stop.code
+    err = capsys.readouterr().err
+    assert code == 2 and "is a folder" in err and str(tmp_path / "demo.png") in err, err

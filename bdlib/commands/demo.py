@@ -43,7 +43,7 @@ def _toy_ddpm() -> tuple[torch.nn.Module, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_writable(check_figure_path(args.out), "figure")
+    check_figure_path(check_writable(args.out, "figure", example="demo.png"))
     if args.steps > 1000:
         raise ValueError(f"--steps must be at most 1000 (the toy DDPM's chain), got {args.steps}")
     start = time.time()
