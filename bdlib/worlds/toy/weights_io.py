@@ -5,8 +5,8 @@
 :data:`bdlib.worlds.toy.weight_checksums.SHIPPED_SHA256`) is checked against its recorded SHA-256 before it is
 read, once per process (again only if its size or modification time changes): a damaged file would otherwise
 load without error and edit into a black image. A missing or damaged file says how to get it back: reinstall
-bdlib, or retrain it with the command that made it (``python -m bdlib train NAME --export``), which records the
-new file's SHA-256 (:func:`record_checksum`) in the table and in the model card.
+bdlib, or retrain it (``python -m bdlib train NAME --export``, with ``--replace-shipped`` over a file in place),
+which records the new file's SHA-256 (:func:`record_checksum`) in the table and in the model card.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def _shipped_name(path: Path) -> str | None:
 
 
 def _restore_hint(path: Path, train_command: str) -> str:
-    return f"restore it: reinstall bdlib (in a git clone: git checkout -- {path}), or run {train_command} --export"
+    return (f"restore it: reinstall bdlib (in a git clone: git checkout -- {path}), or run {train_command} --export "
+            "--replace-shipped")  # fmt: skip
 
 
 def verify_shipped(path: Path, train_command: str) -> None:
