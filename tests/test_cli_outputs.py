@@ -2,32 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
+import os
 import shutil
-from pathlib import Path
 
 import pytest
-
-from bdlib.__main__ import main
-
-edit_module = importlib.import_module("bdlib.edit")  # the module (the package's attribute ``edit`` is the function)
-EXAMPLES = Path(__file__).resolve().parent.parent / "bdlib" / "examples"
-FAST = ["--respacing", "10", "--k", "3"]
-
-
-def cli(*args) -> int:
-    try:
-        return main([str(a) for a in args])
-    except SystemExit as stop:
-        return stop.code
-
-
-@pytest.fixture
-def inputs(tmp_path):
-    image, mask = tmp_path / "scene.png", tmp_path / "mask.png"
-    shutil.copy(EXAMPLES / "scene.png", image)
-    shutil.copy(EXAMPLES / "scene_mask.png", mask)
-    return image, mask
+from cli_helpers import FAST, cli
 
 
 def test_only_rank_files_bdlib_wrote_are_removed(inputs, tmp_path):
@@ -50,16 +29,6 @@ def test_only_rank_files_bdlib_wrote_are_removed(inputs, tmp_path):
     assert link.is_symlink() and {path: path.read_bytes() for path in (mine, elsewhere, copied)} == before
 
 
-@pytest.fixture
-def no_edit(monkeypatch):
-    """Fail the test if an edit starts drawing samples: a refusal must come before any work."""
-
-    def started(*args, **kwargs):
-        raise AssertionError("the edit started although the input should have been refused")
-
-    monkeypatch.setattr(edit_module, "draw_samples", started)
-
-
 @pytest.mark.parametrize("length", [234, 240, 251])
 def test_an_out_name_too_long_for_the_file_system_is_refused_before_the_edit(inputs, no_edit, capsys, length):
     image, mask = inputs
@@ -73,8 +42,6 @@ def test_an_out_name_too_long_for_the_file_system_is_refused_before_the_edit(inp
 def test_the_longest_out_name_that_fits_is_written(inputs, capsys):
     """Every name an edit writes, and the temporary name it writes first, fit the file system's limit exactly."""
     image, mask = inputs
-    import os
-
     limit = os.pathconf(image.parent, "PC_NAME_MAX")
     longest = limit - len(".-XXXXXXXX.partial") - len("_figure.png")  # the figure's temporary name is the longest
     out = image.parent / ("e" * longest + ".png")

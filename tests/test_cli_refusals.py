@@ -4,37 +4,11 @@ do what is asked. The refusal is exit code 2 with a short message; nothing is lo
 from __future__ import annotations
 
 import importlib
-import shutil
-from pathlib import Path
 
 import pytest
-
-from bdlib.__main__ import main
+from cli_helpers import EXAMPLES, cli, short
 
 edit_module = importlib.import_module("bdlib.edit")  # the module (the package's attribute ``edit`` is the function)
-EXAMPLES = Path(__file__).resolve().parent.parent / "bdlib" / "examples"
-
-
-def cli(*args) -> int:
-    try:
-        return main([str(a) for a in args])
-    except SystemExit as stop:
-        return stop.code
-
-
-def short(err: str) -> str:
-    """The message a user sees: one or two lines, no traceback."""
-    lines = [line for line in err.strip().splitlines() if line]
-    assert 1 <= len(lines) <= 2 and "Traceback" not in err, err
-    return err
-
-
-@pytest.fixture
-def inputs(tmp_path):
-    image, mask = tmp_path / "scene.png", tmp_path / "mask.png"
-    shutil.copy(EXAMPLES / "scene.png", image)
-    shutil.copy(EXAMPLES / "scene_mask.png", mask)
-    return image, mask
 
 
 @pytest.fixture

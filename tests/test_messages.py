@@ -12,11 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from bdlib.__main__ import main
+from cli_helpers import EXAMPLES, cli
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "bdlib" / "examples"
 
 
 def _edit(tmp: Path, image=None, mask=None, *extra) -> list:
@@ -113,11 +111,7 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_each_message_names_the_problem_and_the_fix(tmp_path, monkeypatch, capsys, case):
     make_args, wanted, unwanted, code = CASES[case]
-    args = [str(a) for a in make_args(tmp_path, monkeypatch)]
-    try:
-        got = main(args)
-    except SystemExit as stop:
-        got = stop.code
+    got = cli(*make_args(tmp_path, monkeypatch))
     out, err = capsys.readouterr()
     text = err if code else out
     lines = [line for line in text.strip().splitlines() if line.strip()]

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from cli_helpers import EXAMPLES, cli
 from PIL import Image
 
 from bdlib import MethodSettings, edit
-from bdlib.__main__ import main
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "bdlib" / "examples"
 IMAGE, MASK = EXAMPLES / "scene.png", EXAMPLES / "scene_mask.png"
 
 
@@ -42,10 +39,7 @@ def test_a_file_that_is_no_checkpoint_is_never_said_to_be_deleted(tmp_path, caps
     """A user's picture given as --checkpoint: refused, and the advice is another path, not deleting it."""
     picture = tmp_path / "holiday.png"
     picture.write_bytes(IMAGE.read_bytes())
-    try:
-        code = main(["train", "oracle", "--max-steps", "1", "--checkpoint", str(picture)])
-    except SystemExit as stop:
-        code = stop.code
+    code = cli("train", "oracle", "--max-steps", "1", "--checkpoint", picture)
     err = capsys.readouterr().err
     assert code == 2 and "another --checkpoint" in err and "delete it" not in err, err
     assert picture.read_bytes() == IMAGE.read_bytes()
@@ -57,9 +51,6 @@ def test_method_settings_still_accepts_its_own_fields(random_toy_world):
 
 
 def test_demo_into_a_folder_suggests_a_file_name_in_it(tmp_path, capsys):
-    try:
-        code = main(["demo", "--out", str(tmp_path), "--steps", "2"])
-    except SystemExit as stop:
-        code = stop.code
+    code = cli("demo", "--out", tmp_path, "--steps", "2")
     err = capsys.readouterr().err
     assert code == 2 and "is a folder" in err and str(tmp_path / "demo.png") in err, err

@@ -8,17 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import cli
 
-from bdlib.__main__ import main
 from bdlib.worlds.toy import clip_model, trainer
 from bdlib.worlds.toy.weights_io import weights_path
-
-
-def cli(*args) -> int:
-    try:
-        return main([str(a) for a in args])
-    except SystemExit as stop:
-        return stop.code
 
 
 def short(err: str) -> str:
