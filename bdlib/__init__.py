@@ -10,10 +10,11 @@ Usage::
 
 import sys
 
-if sys.argv[:1] == ["-m"]:  # ``python -m bdlib``: Python imports this package first, the command line next
-    from bdlib.runtime.startup import stop_quietly_while_starting
+if sys.argv[:1] == ["-m"]:  # ``python -m ...`` is importing this package before it runs the module asked for
+    from bdlib.runtime.startup import running_the_command_line, stop_quietly_while_starting
 
-    stop_quietly_while_starting()
+    if running_the_command_line():
+        stop_quietly_while_starting()
 
 from bdlib.core.settings import MethodSettings  # noqa: E402 (after the command line's Ctrl-C handler)
 from bdlib.edit import EditResult, edit  # noqa: E402

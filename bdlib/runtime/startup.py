@@ -25,6 +25,12 @@ def _stop(signum: int, _frame) -> None:
     raise SystemExit(128 + signum)
 
 
+def running_the_command_line() -> bool:
+    """True when this process was started as ``python [options] -m bdlib ...`` (not ``-m`` with another module)."""
+    args = sys.orig_argv[1:]
+    return any(arg == "-mbdlib" or (arg == "-m" and args[i + 1 : i + 2] == ["bdlib"]) for i, arg in enumerate(args))
+
+
 def stop_quietly_while_starting() -> None:
     """Until :func:`bdlib.__main__.main` takes over, Ctrl-C exits with 130 and one line (main thread only)."""
     if threading.current_thread() is threading.main_thread():
