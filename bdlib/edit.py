@@ -69,9 +69,14 @@ class PreparedEdit:
 
     @property
     def has_prompt(self) -> bool:
-        """False for the empty prompt (plain inpainting: no CLIP term, no ranking): a prompt of spaces too, except in
-        official mode, which tests ``prompt == ""`` as the official code does."""
-        return self.prompt != "" if self.settings.official else bool(self.prompt.strip())
+        """False for the empty prompt (plain inpainting: no CLIP term, no ranking): :func:`guides`."""
+        return guides(self.prompt, self.settings.official)
+
+
+def guides(prompt: str, official: bool = False) -> bool:
+    """Whether ``prompt`` guides an edit with CLIP: not the empty prompt, nor a prompt of spaces, except in official
+    mode, which tests ``prompt == ""`` as the official code does."""
+    return prompt != "" if official else bool(prompt.strip())
 
 
 def dilate_mask(mask: torch.Tensor, pixels: int) -> torch.Tensor:
@@ -155,35 +160,36 @@ def resolve_edit_settings(world: World, settings: MethodSettings | None = None, 
     return base.with_(**overrides)
 
 
-#: Settings that change nothing in some edits: name -> (does it change nothing for (algorithm, prompt)?, why, the
-#: other setting that would make it count, or None). Shared by :func:`edit` and ``python -m bdlib edit``.
-_NO_EFFECT: dict[str, tuple[Callable[[str, str], bool], str, tuple[str, str] | None]] = {
+#: Settings that change nothing in some edits: name -> (does it change nothing for (algorithm, whether the prompt
+#: guides)?, why, the other setting that would make it count, or None). Shared by :func:`edit` and
+#: ``python -m bdlib edit``.
+_NO_EFFECT: dict[str, tuple[Callable[[str, bool], bool], str, tuple[str, str] | None]] = {
     "lam": (
-        lambda algorithm, prompt: algorithm != "local",
+        lambda algorithm, guided: algorithm != "local",
         "λ weighs Algorithm 1's background loss, and Algorithm 2 (blended) has none: it keeps the background by "
         "blending",
         ("algorithm", "local"),
     ),
     **{
-        name: (lambda algorithm, prompt: not prompt.strip(), f"the empty prompt edits without CLIP guidance, {why}",
-               None)
+        name: (lambda algorithm, guided: not guided, f"the empty prompt edits without CLIP guidance, {why}", None)
         for name, why in (("guidance_scale", "so there is nothing to scale"), ("views", "so CLIP sees no views"),
                           ("noise_aware", "so no CLIP guides"))
     },
 }  # fmt: skip
 
 
-def settings_without_effect(given: Sequence[str], algorithm: str, prompt: str) -> list[tuple[str, str, tuple | None]]:
-    """The settings among ``given`` that change nothing in an edit with ``algorithm`` and ``prompt``, each with why
-    and the setting that would make it count (``(name, value)`` or None)."""
+def settings_without_effect(given: Sequence[str], algorithm: str, guided: bool) -> list[tuple[str, str, tuple | None]]:
+    """The settings among ``given`` that change nothing in an edit with ``algorithm`` and a prompt that ``guided``
+    (:func:`guides`) or not, each with why and the setting that would make it count (``(name, value)`` or None)."""
     return [(name, _NO_EFFECT[name][1], _NO_EFFECT[name][2]) for name in given
-            if name in _NO_EFFECT and _NO_EFFECT[name][0](algorithm, prompt)]  # fmt: skip
+            if name in _NO_EFFECT and _NO_EFFECT[name][0](algorithm, guided)]  # fmt: skip
 
 
-def _check_overrides_count(overrides: dict[str, Any], algorithm: str, prompt: object) -> None:
+def _check_overrides_count(overrides: dict[str, Any], settings: MethodSettings, prompt: object) -> None:
     """Refuse a keyword override that changes nothing in this edit (``lam`` without Algorithm 1, ...)."""
     given = [name for name, value in overrides.items() if value is not None and value is not False]
-    for name, why, other in settings_without_effect(given, algorithm, prompt if isinstance(prompt, str) else "x"):
+    guided = guides(prompt, settings.official) if isinstance(prompt, str) else True  # not a string: refused later
+    for name, why, other in settings_without_effect(given, settings.algorithm, guided):
         instead = f", or pass {other[0]}={other[1]!r}" if other else ""
         raise ValueError(f"{name}={overrides[name]!r} has no effect in this edit: {why}; drop it{instead}")
 
@@ -359,7 +365,7 @@ def edit(
         raise ValueError(f"batch_size must be a positive integer (or None for all samples at once), got {batch_size!r}")
     seed = check_seed(seed)
     settings = resolve_edit_settings(world, settings, **overrides)
-    _check_overrides_count(overrides, settings.algorithm, prompt)
+    _check_overrides_count(overrides, settings, prompt)
     if settings.noise_aware:
         world.guidance_clip(noise_aware=True)  # refuses a world without a noise-aware CLIP
     check_k(world, settings)

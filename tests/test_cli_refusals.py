@@ -59,6 +59,8 @@ def test_the_api_refuses_lam_without_algorithm_1_and_noise_aware_without_its_cli
         edit(random_toy_world, image, mask, "", guidance_scale=300.0)
     with pytest.raises(ValueError, match="noise-aware CLIP"):  # random_toy_world has none
         edit(random_toy_world, image, mask, "a red circle", noise_aware=True)
+    # official mode guides with a prompt of spaces (the official code tests prompt == ""): its scale counts there
+    assert edit(random_toy_world, image, mask, "   ", official=True, guidance_scale=300.0, k=1).images.shape[0] == 1
 
 
 # ------------------------------------------------------------------------- reports: read and checked before the work

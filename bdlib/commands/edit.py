@@ -28,7 +28,7 @@ from bdlib.applications import default_removal_k, removal_input
 from bdlib.commands import arguments
 from bdlib.core.settings import MethodSettings, check_weight
 from bdlib.course.viz import figure_writer, show_grid
-from bdlib.edit import check_k, prepare_inputs, resolve_edit_settings, settings_without_effect
+from bdlib.edit import check_k, guides, prepare_inputs, resolve_edit_settings, settings_without_effect
 from bdlib.runtime import distributed
 from bdlib.runtime.files import (
     OutputError,
@@ -107,7 +107,7 @@ def check_options(args: argparse.Namespace) -> None:
         (args.random_weights, "--random-weights", args.world != "paper", no_effect, paper_only, "add --world paper"),
         (args.noise_aware, "--noise-aware", args.world != "toy", impossible,
          "only the toy world has a noise-aware CLIP (the paper guides with CLIP ViT-B/16)", "use --world toy"),
-        (args.no_fill, "--no-fill", bool(args.prompt.strip()), no_effect,
+        (args.no_fill, "--no-fill", guides(args.prompt), no_effect,
          f"it changes the removal recipe, which only the empty prompt ({empty}) runs", f"give {empty}"),
         (args.no_fill, "--no-fill", args.official, no_effect, "the official code has no fill step", "drop --official"),
     ]  # fmt: skip
@@ -116,7 +116,7 @@ def check_options(args: argparse.Namespace) -> None:
             raise ValueError(f"{flag} {verdict}: {why}; drop {flag}, or {instead}")
     names = ("lam", "guidance_scale", "views", "noise_aware")
     given = [name for name in names if getattr(args, name) not in (None, False)]
-    for name, why, other in settings_without_effect(given, args.algorithm, args.prompt):
+    for name, why, other in settings_without_effect(given, args.algorithm, guides(args.prompt, args.official)):
         instead = f", or add {_flag(*other)}" if other else ""
         raise ValueError(f"{_flag(name)} has no effect here: {why}; drop {_flag(name)}{instead}")
     MethodSettings(algorithm=args.algorithm, noise_aware=args.noise_aware, official=args.official)  # conflicts
@@ -225,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
     if args.world == "paper":
         kwargs.update(cache_dir=args.cache_dir, random_weights=args.random_weights)
     world = load_world(args.world, **kwargs)
-    removing = not args.prompt.strip() and not args.no_fill and not args.official  # the official code has no fill
+    removing = not guides(args.prompt) and not args.no_fill and not args.official  # the official code has no fill
     if removing and "k" not in overrides:
         overrides["k"] = default_removal_k(world, overrides.get("respacing"))
     settings = resolve_edit_settings(world, **overrides)
