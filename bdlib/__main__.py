@@ -6,7 +6,9 @@ which adds an argparse sub-parser whose ``func`` default runs the command.
 Exit codes: 0 done; 2 the command could not do what was asked (a bad argument or input, a missing or damaged
 file, no space left, a failed download): one or two lines on stderr name the problem and the fix; 130 stopped
 by Ctrl-C (SIGINT) and 143 by SIGTERM; 1 an internal error, which is a bug in bdlib. Set ``BDLIB_DEBUG=1`` to
-see the Python traceback of an error.
+see the Python traceback of an error. Ctrl-C while the command line is still starting (importing PyTorch and
+matplotlib) also ends with one line and 130 (:mod:`bdlib.runtime.startup`). The commands draw with matplotlib's
+Agg backend, whatever ``MPLBACKEND`` says: they write files and never open a window.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import threading
 import traceback
 from collections.abc import Iterator
 
+from bdlib.runtime.distributed import printed_here
 from bdlib.runtime.memory import is_out_of_memory
+from bdlib.runtime.startup import files_only_matplotlib, stop_quietly_while_starting
 
 COMMAND_MODULES = ("demo", "download", "edit", "evaluate", "figures", "train")
 DEBUG_ENV = "BDLIB_DEBUG"
@@ -73,7 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _report(message: str, debug: bool) -> None:
+def _report(message: str, debug: bool, error: BaseException | None = None) -> None:
+    """Print ``error: MESSAGE`` (under torchrun, an error that every rank has is printed by rank 0 alone)."""
+    if error is not None and not printed_here(error):
+        return
     if debug:
         traceback.print_exc()
     print(f"error: {message}", file=sys.stderr)
@@ -81,9 +88,13 @@ def _report(message: str, debug: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; return its exit code (see the module docstring). argparse exits with 2 by itself."""
+    stop_quietly_while_starting()  # until the commands are imported and the arguments read
+    files_only_matplotlib()
     args = build_parser().parse_args(argv)
     debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C raises KeyboardInterrupt from here on
         with sigterm_raises():
             return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -93,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\nstopped (SIGTERM); outputs are written whole or not at all", file=sys.stderr)
         return exit_code_for_signal(stop.signum)
     except (ValueError, OSError) as error:  # the input, the files or the machine: the message says what to do
-        _report(str(error), debug)
+        _report(str(error), debug, error)
         return EXIT_USER
     except Exception as error:
         if is_out_of_memory(error) or isinstance(error, MemoryError):

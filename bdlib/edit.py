@@ -18,8 +18,9 @@ so that samples can be drawn in pieces, e.g. by several processes, and ranked to
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,6 @@ import torch.nn.functional as F
 from bdlib.core import official, variants
 from bdlib.core.algorithms import EditStep
 from bdlib.core.losses import clip_distance, masked_clip_pixels
-from bdlib.core.sampling import resolve_k
 from bdlib.core.settings import MethodSettings
 from bdlib.runtime.devices import deterministic_algorithms
 from bdlib.runtime.imageio import ImageLike, load_image, load_mask
@@ -69,9 +69,14 @@ class PreparedEdit:
 
     @property
     def has_prompt(self) -> bool:
-        """False for the empty prompt (plain inpainting: no CLIP term, no ranking): a prompt of spaces too, except in
-        official mode, which tests ``prompt == ""`` as the official code does."""
-        return self.prompt != "" if self.settings.official else bool(self.prompt.strip())
+        """False for the empty prompt (plain inpainting: no CLIP term, no ranking): :func:`guides`."""
+        return guides(self.prompt, self.settings.official)
+
+
+def guides(prompt: str, official: bool = False) -> bool:
+    """Whether ``prompt`` guides an edit with CLIP: not the empty prompt, nor a prompt of spaces, except in official
+    mode, which tests ``prompt == ""`` as the official code does."""
+    return prompt != "" if official else bool(prompt.strip())
 
 
 def dilate_mask(mask: torch.Tensor, pixels: int) -> torch.Tensor:
@@ -94,7 +99,9 @@ def prepare_inputs(
             f"the mask is {mask_t.shape[-1]}x{mask_t.shape[-2]} but the image is {image_t.shape[-1]}x"
             f"{image_t.shape[-2]} (width x height): make them the same size"
         )
-    check_mask_coverage(mask_t)
+    steps = [" inverted (invert_mask, --invert-mask)"] if invert_mask else []
+    steps += [f" dilated by {dilate} pixels (dilate, --dilate)"] if dilate else []
+    check_mask_coverage(mask_t, where=" once" + " and".join(steps) if steps else "")
     return image_t, mask_t
 
 
@@ -134,19 +141,75 @@ def rank_distances(
 
 def resolve_edit_settings(world: World, settings: MethodSettings | None = None, **overrides: Any) -> MethodSettings:
     """``settings``, or the world's defaults for the algorithm asked (``World.defaults_for``), with single fields
-    changed; ``k`` is an alias of ``k``, and overrides that are None are ignored (so optional values,
-    e.g. a widget's, can be passed straight through)."""
+    changed (an unknown name is refused, with the closest known one); overrides that are None are ignored (so
+    optional values, e.g. a widget's, can be passed straight through)."""
+    if not isinstance(world, World):
+        raise ValueError(f"world must be a World (bdlib.load_world('toy') makes one), got {type(world).__name__}")
+    if settings is not None and not isinstance(settings, MethodSettings):
+        raise ValueError(
+            f"settings must be a MethodSettings (bdlib.MethodSettings(...)), got {type(settings).__name__}: or pass "
+            "single settings as keywords (k=3, views=4, ...)"
+        )
     overrides = {name: value for name, value in overrides.items() if value is not None}
-    if "k" in overrides:
-        overrides["k"] = overrides.pop("k")
+    known = {field.name for field in fields(MethodSettings)}
+    for name in overrides:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ValueError(f"unknown setting {name!r}{hint}: the settings are {', '.join(sorted(known))}")
     base = settings or world.defaults_for(overrides.get("algorithm", world.defaults.algorithm))
     return base.with_(**overrides)
 
 
-def check_settings(world: World, settings: MethodSettings) -> None:
-    """Refuse settings the world cannot run: a start index k outside its chain, or a lower precision (an autocast of
-    float32 networks) in a float64 world, where it would do nothing."""
-    resolve_k(world.diffusion(settings.respacing), settings.k, has_init=True)
+#: Settings that change nothing in some edits: name -> (does it change nothing for (algorithm, whether the prompt
+#: guides)?, why, the other setting that would make it count, or None). Shared by :func:`edit` and
+#: ``python -m bdlib edit``.
+_NO_EFFECT: dict[str, tuple[Callable[[str, bool], bool], str, tuple[str, str] | None]] = {
+    "lam": (
+        lambda algorithm, guided: algorithm != "local",
+        "λ weighs Algorithm 1's background loss, and Algorithm 2 (blended) has none: it keeps the background by "
+        "blending",
+        ("algorithm", "local"),
+    ),
+    **{
+        name: (lambda algorithm, guided: not guided, f"the empty prompt edits without CLIP guidance, {why}", None)
+        for name, why in (("guidance_scale", "so there is nothing to scale"), ("views", "so CLIP sees no views"),
+                          ("noise_aware", "so no CLIP guides"))
+    },
+}  # fmt: skip
+
+
+def settings_without_effect(given: Sequence[str], algorithm: str, guided: bool) -> list[tuple[str, str, tuple | None]]:
+    """The settings among ``given`` that change nothing in an edit with ``algorithm`` and a prompt that ``guided``
+    (:func:`guides`) or not, each with why and the setting that would make it count (``(name, value)`` or None)."""
+    return [(name, _NO_EFFECT[name][1], _NO_EFFECT[name][2]) for name in given
+            if name in _NO_EFFECT and _NO_EFFECT[name][0](algorithm, guided)]  # fmt: skip
+
+
+def _check_overrides_count(overrides: dict[str, Any], settings: MethodSettings, prompt: object) -> None:
+    """Refuse a keyword override that changes nothing in this edit (``lam`` without Algorithm 1, ...)."""
+    given = [name for name, value in overrides.items() if value is not None and value is not False]
+    guided = guides(prompt, settings.official) if isinstance(prompt, str) else True  # not a string: refused later
+    for name, why, other in settings_without_effect(given, settings.algorithm, guided):
+        instead = f", or pass {other[0]}={other[1]!r}" if other else ""
+        raise ValueError(f"{name}={overrides[name]!r} has no effect in this edit: {why}; drop it{instead}")
+
+
+def check_k(world: World, settings: MethodSettings, name: str = "k=") -> None:
+    """Refuse a start index k outside the world's chain for ``settings.respacing``; ``name`` spells k in the message
+    (``"k="`` for Python, ``"--k "`` for the command line)."""
+    last = world.diffusion(settings.respacing).num_steps - 1
+    if not 0 <= settings.k <= last:
+        raise ValueError(
+            f"{name}{settings.k} is outside the chain: with respacing {settings.respacing!r} it has {last + 1} steps, "
+            f"so give {name.strip('= ')} from 0 (the least noise) to {last} (the most)"
+        )
+
+
+def check_settings(world: World, settings: MethodSettings, name: str = "k=") -> None:
+    """Refuse settings the world cannot run: a start index k outside its chain (:func:`check_k`), or a lower
+    precision (an autocast of float32 networks) in a float64 world, where it would do nothing."""
+    check_k(world, settings, name)
     if settings.precision != "fp32" and world.dtype == torch.float64:
         raise ValueError(
             f"precision={settings.precision!r} is an autocast of float32 networks, but this world's networks are "
@@ -200,8 +263,8 @@ def check_finite_step(record: EditStep, settings: MethodSettings) -> None:
     clamps = settings.clip_denoised and not settings.official
     clamp = "" if clamps else " (x̂_0 is not clamped in this mode, so large weights feed back)"
     raise DivergedError(
-        f"the edit diverged: sample(s) {bad} of the batch reached inf/NaN or a magnitude above {DIVERGED_MAGNITUDE:g} at t={record.t} with {weights}"
-        f"{clamp}: lower these weights"
+        f"the edit diverged: sample(s) {bad} of the batch reached inf/NaN or a magnitude above "
+        f"{DIVERGED_MAGNITUDE:g} at t={record.t} with {weights}{clamp}: lower these weights"
     )
 
 
@@ -245,7 +308,8 @@ def check_memory(world: World, prepared: PreparedEdit, samples: int, batch_size:
     step = min(batch_size or samples, samples)
     views = max(1.0, prepared.settings.views / 8)  # measured at 8 views; more views cost more
     per_sample = int(world.sample_bytes_per_pixel * world.image_size**2 * views)
-    check_edit_memory(per_sample, samples, step, tuple(prepared.image.shape[-2:]), world.image_size, world.device)
+    check_edit_memory(per_sample, samples, step, tuple(prepared.image.shape[-2:]), world.image_size, world.device,
+                      prepared.settings.views)  # fmt: skip
 
 
 def draw_in_batches(
@@ -319,6 +383,9 @@ def edit(
         raise ValueError(f"batch_size must be a positive integer (or None for all samples at once), got {batch_size!r}")
     seed = check_seed(seed)
     settings = resolve_edit_settings(world, settings, **overrides)
+    _check_overrides_count(overrides, settings, prompt)
+    if settings.noise_aware:
+        world.guidance_clip(noise_aware=True)  # refuses a world without a noise-aware CLIP
     check_settings(world, settings)
     prepared = prepare_edit(world, image, mask, prompt, settings, invert_mask, dilate)
     check_memory(world, prepared, samples, batch_size)

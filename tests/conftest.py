@@ -42,3 +42,27 @@ def random_toy_world():
         check_prompt=check_toy_prompt,
         description="toy world with random weights (tests)",
     )
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    """Copies of the example scene and mask in a fresh folder: (image, mask)."""
+    import shutil
+
+    from cli_helpers import EXAMPLES
+
+    image, mask = tmp_path / "scene.png", tmp_path / "mask.png"
+    shutil.copy(EXAMPLES / "scene.png", image)
+    shutil.copy(EXAMPLES / "scene_mask.png", mask)
+    return image, mask
+
+
+@pytest.fixture
+def no_edit(monkeypatch):
+    """Fail the test if an edit starts drawing samples: a refusal must come before any work."""
+    import importlib
+
+    def started(*args, **kwargs):
+        raise AssertionError("the edit started although the input should have been refused")
+
+    monkeypatch.setattr(importlib.import_module("bdlib.edit"), "draw_samples", started)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+SCRIPT_ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}  # scripts import this checkout's bdlib, not an installed one
 GUIDED_STEP = REPO_ROOT / "benchmarks" / "bench_guided_step.py"
 
 
@@ -72,7 +74,7 @@ def smoke_records(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
         "--out",
         str(out),
     ]
-    result = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(cmd, cwd=REPO_ROOT, env=SCRIPT_ENV, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "skipping fp16 on cpu" in result.stdout
     return json.loads(out.read_text())
@@ -199,7 +201,8 @@ def test_gpu_check_dry_run_covers_every_section(tmp_path):
     """``benchmarks/gpu_check.py --device cpu --smoke``: the GPU check's CPU dry run, so the script cannot rot."""
     out = tmp_path / "gpu_check.json"
     done = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "gpu_check.py"), "--device", "cpu", "--smoke",
-                           "--out", str(out)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)  # fmt: skip
+                           "--out", str(out)], cwd=REPO_ROOT, env=SCRIPT_ENV, capture_output=True, text=True,
+                          timeout=900)  # fmt: skip
     report = json.loads(out.read_text())
     statuses = {name: entry["status"] for name, entry in report["sections"].items()}
     assert done.returncode == 0 and set(statuses.values()) == {"ok"}, (statuses, done.stdout[-2000:])

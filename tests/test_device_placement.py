@@ -173,8 +173,11 @@ def two_ranks(monkeypatch, work):
 
     sent = []
     monkeypatch.setattr(distributed, "run_everywhere", lambda context, job: job())
-    monkeypatch.setattr(distributed, "gather",
-                        lambda context, value: sent.append(value) if not context.is_main else [value, *sent])  # fmt: skip
+
+    def gather(context, value):
+        return [value, *sent] if context.is_main else sent.append(value)
+
+    monkeypatch.setattr(distributed, "gather", gather)
     assert work(distributed.Context(rank=1, size=2)) is None  # only rank 0 gets the result
     return work(distributed.Context(rank=0, size=2))
 

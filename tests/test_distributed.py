@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +18,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ["--image", str(ROOT / "bdlib/examples/scene.png"), "--mask", str(ROOT / "bdlib/examples/scene_mask.png")]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}  # this checkout's bdlib, also for scripts
 
 
 def free_port() -> int:
@@ -76,3 +78,23 @@ def test_a_failing_rank_stops_every_rank_and_nothing_is_written(tmp_path, comman
     assert done.returncode != 0
     assert "rank 1 of 2 failed" in done.stderr and "simulated failure on rank 1" in done.stderr
     assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [(["edit", *EXAMPLE, "--prompt", "a pink circle"], "unknown word(s) 'pink'"),
+     (["edit", *EXAMPLE, "--prompt", "a red circle", "--k", "99"], "--k 99 is outside the chain"),
+     (["evaluate", "--tasks", "5", "--fast", "--only", "alg2 turbo"], "unknown row(s) ['alg2 turbo']")],
+)  # fmt: skip
+def test_a_bad_input_stops_every_rank_before_the_group_with_one_message(tmp_path, args, words):
+    """Each rank refuses the input before joining torchrun's group (tests/helpers/no_group.py fails if one joins) and
+    exits with 2; rank 0 alone prints the message. torchrun itself then reports the failed ranks and exits with 1:
+    its own report, which bdlib cannot change."""
+    out = ["--out", str(tmp_path / ("r.json" if args[0] == "evaluate" else "r.png"))]
+    done = torchrun(*args, *out, script=str(ROOT / "tests/helpers/no_group.py"))
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and words in errors[0], done.stderr[-3000:]
+    codes = {int(code) for code in re.findall(r"exitcode  : (-?\d+)", done.stderr)}  # torchrun's report of each rank
+    assert 2 in codes and codes <= {2, -signal.SIGTERM}, done.stderr[-3000:]  # 2, or stopped by torchrun after one
+    assert "internal error" not in done.stderr
+    assert not list(tmp_path.iterdir())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from PIL import Image
 
 from bdlib.core.settings import MAX_WEIGHT, MethodSettings
 from bdlib.edit import PreparedEdit, edit, finish_edit
-from bdlib.runtime.imageio import load_mask, save_image
+from bdlib.runtime.imageio import load_image, load_mask, save_image
 from bdlib.worlds import load_world
 from bdlib.worlds.toy.tasks import example_task
 from bdlib.worlds.toy.world import load_toy_world
@@ -84,7 +85,7 @@ def test_bad_prompt_k_and_files(random_toy_world, example, tmp_path):
     image, mask = example
     with pytest.raises(ValueError, match="pink"):
         edit(random_toy_world, image, mask, "a pink circle")
-    with pytest.raises(ValueError, match=r"k must be an integer in \[0, 9\]"):
+    with pytest.raises(ValueError, match=r"k=10 is outside the chain.* give k from 0 .* to 9"):
         edit(random_toy_world, image, mask, "a red circle", k=10)
     (tmp_path / "notes.png").write_text("not an image")
     with pytest.raises(ValueError, match="is not an image"):
@@ -239,7 +240,7 @@ def test_a_batch_that_cannot_fit_in_memory_is_refused_with_a_batch_size_that_fit
     with pytest.raises(ValueError, match=r"3 samples in one batch need about 0\.1 GiB.*batch_size=2"):
         edit(world, image, mask, "a red circle", samples=3, k=1)
     assert len(edit(world, image, mask, "a red circle", samples=3, batch_size=2, k=1).images) == 3
-    with pytest.raises(ValueError, match=r"100000 samples at 32x32 need about .* GiB .* for their results alone"):
+    with pytest.raises(ValueError, match=r"100000 samples at 32x32 need about .* GiB .* the input and the results"):
         edit(world, image, mask, "a red circle", samples=100_000)
 
 
@@ -292,3 +293,29 @@ def test_deterministic_kernels_are_on_during_the_edit_only(random_toy_world, exa
     half = len(seen) // 2
     assert not any(seen[:half]) and all(seen[half:]) and not torch.are_deterministic_algorithms_enabled()
     assert torch.equal(plain.images, on.images)  # CPU kernels are deterministic already
+
+
+def test_the_input_counts_in_the_memory_estimate(random_toy_world, monkeypatch):
+    """A 3-megapixel input: its decoded copies (48 bytes a pixel, measured: 45) count besides the results (36 a pixel
+    and sample), so 200 MiB free cannot take it; the refusal comes before any sample is drawn."""
+    monkeypatch.setattr("bdlib.runtime.memory.available_memory", lambda: 200 * 2**20)
+    monkeypatch.setattr(importlib.import_module("bdlib.edit"), "draw_samples", lambda *a, **k: pytest.fail("started"))
+    image = np.zeros((1500, 2000, 3), np.uint8)
+    mask = np.zeros((1500, 2000), np.uint8)
+    mask[500:1000, 500:1000] = 255
+    with pytest.raises(ValueError, match=r"1 samples at 2000x1500 need about 0\.2 GiB .* the input and the results"):
+        edit(random_toy_world, image, mask, "a red circle", k=1)
+
+
+def test_a_picture_is_refused_before_decoding_when_memory_cannot_take_it(tmp_path, monkeypatch):
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", 9000, 9000, 8, 2, 0, 0, 0)  # 81 megapixels, under Pillow's limit
+    (tmp_path / "big.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+    monkeypatch.setattr("bdlib.runtime.memory.available_memory", lambda: 2**30)
+    with pytest.raises(ValueError, match=r"9000x9000 .* needs about 3\.6 GiB of memory to read, and 1\.0 GiB are free"):
+        load_image(tmp_path / "big.png")

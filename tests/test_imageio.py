@@ -169,3 +169,60 @@ def test_float_and_integer_mask_arrays_hold_values_in_0_1():
     assert load_mask(np.array([[0, 1]], dtype=np.int64))[0, 0].tolist() == [[0, 1]]
     with pytest.raises(ValueError, match=r"must hold values in \[0, 1\] \(or be uint8"):
         load_mask(np.array([[0, 255]], dtype=np.int64))
+
+
+# ------------------------------------------------------------------- EXIF orientation and sizes (issue 23, items 3, 5)
+def _with_orientation(path, array: np.ndarray, orientation: int, **save) -> None:
+    """Save ``array`` (H, W, 3 uint8) as stored pixels with an EXIF orientation tag (viewers rotate it on display)."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # Orientation
+    Image.fromarray(array).save(path, exif=exif, **save)
+
+
+def test_exif_orientation_is_applied_to_images_and_masks(tmp_path):
+    """Orientation 6: the stored pixels are shown turned 90° clockwise; bdlib reads what the viewer shows."""
+    stored = RNG.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    _with_orientation(tmp_path / "image.png", stored, 6)
+    shown = np.rot90(stored, k=-1)  # 90° clockwise
+    assert np.allclose(as_unit(load_image(tmp_path / "image.png")), shown / 255, atol=1e-6)
+    mask = np.zeros((32, 32, 3), np.uint8)
+    mask[:8, :8] = 255  # top-left as stored: top-right as shown
+    _with_orientation(tmp_path / "mask.png", mask, 6)
+    read = load_mask(tmp_path / "mask.png")[0, 0].numpy()
+    assert read[:8, -8:].all() and read.sum() == 64
+    with Image.open(tmp_path / "image.png") as picture:  # a PIL image passed in is read the same way
+        assert torch.equal(load_image(picture), load_image(tmp_path / "image.png"))
+
+
+def test_a_mask_drawn_on_the_shown_jpeg_fits_it(tmp_path):
+    """A 40x30 JPEG shown as 30x40 (orientation 6) and a 30x40 mask drawn on what the viewer showed."""
+    from bdlib.edit import prepare_inputs
+
+    _with_orientation(tmp_path / "photo.jpg", np.full((30, 40, 3), 128, np.uint8), 6, quality=95)
+    mask = np.zeros((40, 30), np.uint8)
+    mask[10:20, 5:15] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    image, mask_t = prepare_inputs(tmp_path / "photo.jpg", tmp_path / "mask.png")
+    assert image.shape[-2:] == mask_t.shape[-2:] == (40, 30)
+
+
+def _png_header_only(path, width: int, height: int) -> None:
+    """A PNG that declares ``width`` x ``height`` pixels but holds a few bytes (a decompression bomb's header)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
+
+
+@pytest.mark.parametrize(("width", "height"), [(20000, 20000), (10000, 9000)])
+def test_pictures_beyond_pillows_limit_are_refused_before_decoding(tmp_path, width, height):
+    """20000x20000 is past Pillow's error limit (2 x MAX_IMAGE_PIXELS), 10000x9000 past its warning limit."""
+    _png_header_only(tmp_path / "bomb.png", width, height)
+    for read in (load_image, load_mask):
+        # Pillow refuses to open the larger one at all, so its size is not known
+        size = rf"({width}x{height} pixels \(90 megapixels\)|over 179 megapixels)"
+        with pytest.raises(ValueError, match=rf"is {size}, and bdlib reads at most 89 megapixels.*scale it down"):
+            read(tmp_path / "bomb.png")

@@ -131,7 +131,7 @@ def test_a_seed_out_of_range_is_refused(tmp_path, seed) -> None:
 def test_damaged_checkpoints_and_initial_weights_are_named(tmp_path) -> None:
     checkpoint = tmp_path / "tiny.pt"
     checkpoint.write_bytes(b"PK\x03\x04 not really a zip")
-    with pytest.raises(ValueError, match=r"tiny\.pt cannot be read.*delete it \(or pass another --checkpoint\)"):
+    with pytest.raises(ValueError, match=r"tiny\.pt cannot be read.*pass another --checkpoint to start a new run"):
         train(nn.Linear(3, 1), _regression_step, _config(tmp_path, max_steps=1))
     for name, data in (("w.safetensors", b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}"), ("w.pt", b"")):
         (tmp_path / name).write_bytes(data)

@@ -29,3 +29,19 @@ def test_a_pipe_inside_a_cell_stays_inside_the_cell() -> None:
 def test_numbers_are_rounded_and_large_or_tiny_ones_in_g_format() -> None:
     markdown = table([{"a": 0.12345, "b": 12345.0, "c": 0.0001234, "d": 3, "e": None}]).data
     assert rendered_cells(markdown)[1] == ["0.123", "1.23e+04", "0.000123", "3", "None"]
+
+
+def test_a_large_picture_is_shrunk_for_its_panel():
+    """A 12-megapixel result drawn in a 140-px panel holds at most 4 image pixels per screen pixel (560 px), so a
+    figure of a photo costs megabytes, not gigabytes (issue 23, item 5)."""
+    import matplotlib.pyplot as plt
+    import torch
+
+    from bdlib.course.viz import show_grid
+
+    fig = show_grid([[torch.zeros(3, 3000, 4000), torch.ones(1, 3000, 4000)]], panel_inches=1.4)
+    try:
+        shapes = [ax.images[0].get_array().shape[:2] for ax in fig.axes]
+        assert shapes == [(420, 560), (420, 560)]
+    finally:
+        plt.close(fig)

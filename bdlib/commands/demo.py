@@ -38,12 +38,12 @@ def _toy_ddpm() -> tuple[torch.nn.Module, str]:
         model.load_state_dict(state)
         label = "trained toy DDPM"
     else:
-        label = "toy DDPM with RANDOM weights (train it: python -m bdlib train toy-ddpm)"
+        label = "toy DDPM with RANDOM weights (train it: python -m bdlib train toy-ddpm --export)"
     return model.eval().requires_grad_(False), label
 
 
 def run(args: argparse.Namespace) -> int:
-    check_writable(check_figure_path(args.out), "figure")
+    check_figure_path(check_writable(args.out, "figure", example="demo.png"))
     if args.steps > 1000:
         raise ValueError(f"--steps must be at most 1000 (the toy DDPM's chain), got {args.steps}")
     start = time.time()

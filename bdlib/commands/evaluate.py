@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -132,31 +133,70 @@ def results_table(report: dict) -> str:
     )
 
 
-def read_report(path: Path) -> dict:
-    """A report written by this command (``--only`` updates one; ``figures`` draws one); a missing or damaged
-    one raises an error that says how to make a new one."""
+#: What every row of a report holds: results_table and tradeoff_figure read these.
+ROW_KEYS = ("name", "text_match", "clean", "bg_max_abs", "bg_mean_abs", "fg_mean_abs", "clip_distance",
+            "seconds_per_edit", "settings", "per_kind")  # fmt: skip
+
+
+def _row_problem(rows: object) -> str | None:
+    """What is wrong with a report's rows (None: each is a dict with :data:`ROW_KEYS`)."""
+    if not isinstance(rows, list):
+        return f"'settings' is a {type(rows).__name__}, not a list of rows"
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            return f"row {number} is a {type(row).__name__}, not a dict"
+        missing = [key for key in ROW_KEYS if key not in row]
+        if missing:
+            return f"row {row.get('name', number)!r} lacks {', '.join(missing)}"
+        if not isinstance(row["settings"], dict) or not isinstance(row["per_kind"], dict):
+            return f"row {row['name']!r} has settings or per_kind that are not dicts"
+    return None
+
+
+def _drawing_problem(report: dict) -> str | None:
+    """What stops the table or the figure of ``report`` (None: both draw)."""
+    if not report["settings"]:
+        return None
+    try:
+        results_table(report)
+        plt.close(tradeoff_figure(report))
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, ZeroDivisionError) as error:
+        return f"it cannot be drawn: {type(error).__name__}: {error}"
+    return None
+
+
+def read_report(path: Path, rerun: Collection[str] = ()) -> dict:
+    """A report written by this command (``--only`` updates one; ``figures`` draws one), read and checked whole
+    before any work: a missing or damaged one raises an error that says how to make a new one. Rows named in
+    ``rerun`` are not checked: ``--only`` replaces them."""
     if not path.exists():
         raise FileNotFoundError(f"no report at {path}: make one with python -m bdlib evaluate")
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
         report["n_tasks"], report["seed"], report["settings"]  # noqa: B018 (the keys --only relies on)
+        kept = report["settings"]
+        if isinstance(kept, list):
+            kept = [row for row in kept if not (isinstance(row, dict) and row.get("name") in rerun)]
+        problem = _row_problem(kept) or _drawing_problem({**report, "settings": kept})
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
+        problem = f"{type(error).__name__}: {error}"
+    except OSError as error:  # a folder, no permission, ...
+        raise ValueError(f"cannot read the report {path}: {error.strerror or error}") from None
+    if problem:
         raise ValueError(
-            f"{path} is not a bdlib evaluation report ({type(error).__name__}: {error}): make a new one with "
-            "python -m bdlib evaluate (without --only)"
-        ) from None
+            f"{path} is not a bdlib evaluation report ({problem}): make a new one with python -m bdlib evaluate "
+            "(without --only)"
+        )
     return report
 
 
-def update_rows(
-    world, args: argparse.Namespace, start: float, context: distributed.Context | None = None
-) -> dict | None:
-    """Run the rows named in ``args.only`` and put them into the report in ``args.out`` (same tasks and seed), or
-    into a new report of those rows alone when ``args.out`` does not exist yet."""
+def rows_to_update(world, args: argparse.Namespace) -> tuple[dict, list]:
+    """The report that ``--only`` updates (or a new one) and the benchmark's rows, checked before any work: the
+    report's tasks and seed must be the ones asked, and every row named must exist."""
     if args.out.exists():
-        report = read_report(args.out)
+        report = read_report(args.out, args.only)
     else:
-        report = {"world": world.name, "n_tasks": args.tasks, "seed": args.seed, "settings": [], "minutes": 0.0}
+        report = {"world": world.name, "n_tasks": args.tasks, "seed": args.seed, "settings": [], "minutes": None}
     if (report["n_tasks"], report["seed"]) != (args.tasks, args.seed):
         raise ValueError(
             f"{args.out} holds {report['n_tasks']} tasks with seed {report['seed']}, not {args.tasks} with seed "
@@ -166,6 +206,17 @@ def update_rows(
     unknown = sorted(set(args.only) - {row.name for row in rows})
     if unknown:
         raise ValueError(f"unknown row(s) {unknown}: the rows are {[row.name for row in rows]}")
+    return report, rows
+
+
+def update_rows(
+    world, args: argparse.Namespace, start: float, context: distributed.Context | None = None,
+    checked: tuple[dict, list] | None = None,
+) -> dict | None:  # fmt: skip
+    """Run the rows named in ``args.only`` and put them into the report in ``args.out`` (same tasks and seed), or
+    into a new report of those rows alone when ``args.out`` does not exist yet (``checked``: what
+    :func:`rows_to_update` returned, when it ran already)."""
+    report, rows = checked or rows_to_update(world, args)
     fresh = run_benchmark(world, args.tasks, args.seed, batch_size=args.batch_size,
                           settings=[row for row in rows if row.name in args.only], context=context)  # fmt: skip
     if fresh is None:  # not rank 0
@@ -174,30 +225,40 @@ def update_rows(
     by_name = {row["name"]: row for row in report["settings"]} | {row["name"]: row for row in fresh}
     order = [row.name for row in rows] + [row["name"] for row in report["settings"]]  # then rows no longer listed
     report["settings"] = [by_name[name] for name in dict.fromkeys(order) if name in by_name]
-    report.setdefault("updates", []).append(
-        {"rows": list(args.only), "minutes": round((time.time() - start) / 60, 2), "date": time.strftime("%Y-%m-%d")}
-    )
+    minutes = round((time.time() - start) / 60, 2)
+    if report.get("minutes") is None:  # a new report: this run made all of it
+        report["minutes"] = minutes
+    report.setdefault("updates", []).append({"rows": list(args.only), "minutes": minutes,
+                                             "date": time.strftime("%Y-%m-%d")})  # fmt: skip
     return report
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
 def run(args: argparse.Namespace) -> int:
+    """Check the arguments, the outputs, the report to update and the rows named before joining torchrun's group
+    (a bad input stops every rank at once), then run the benchmark and write the report, its table and figure."""
     if args.tasks < 5:
         raise ValueError(f"--tasks must be at least 5 (one per task kind), got {args.tasks}")
-    if args.out.suffix != ".json":
+    if args.out.suffix.lower() != ".json":
         raise ValueError(f"--out must name a .json file (the .md table and .png figure go next to it), got {args.out}")
     figure, table = args.out.with_suffix(".png"), args.out.with_suffix(".md")
     for path in (args.out, figure, table):  # before the long run, not after it
-        check_writable(path, "report")
+        check_writable(path, "report", example="evaluation.json")
     if args.only and args.out.exists():
-        read_report(args.out)
+        read_report(args.out, args.only)
+    context = distributed.from_environment()
+    # float32: three times faster than the toy world's float64 default; over 200 tasks the rounding noise that
+    # float64 removes from single pictures averages out (benchmarks/thread_invariance.py)
+    world = load_world("toy", device=context.device(args.device), dtype=torch.float32)
+    checked = rows_to_update(world, args) if args.only else None
     context = distributed.init(args.device)
+    start = time.time()
     try:
-        # float32: three times faster than the toy world's float64 default; over 200 tasks the rounding noise that
-        # float64 removes from single pictures averages out (benchmarks/thread_invariance.py)
-        world = load_world("toy", device=context.device(args.device), dtype=torch.float32)
-        start = time.time()
         if args.only:
-            report = update_rows(world, args, start, context)
+            report = update_rows(world, args, start, context, checked)
         else:
             report = run_benchmark(world, args.tasks, args.seed, args.fast, args.batch_size, context=context)
             if report is not None:
@@ -217,5 +278,5 @@ def run(args: argparse.Namespace) -> int:
         })  # fmt: skip
     finally:
         plt.close(fig)
-    print(f"wrote {args.out}, {table} and {figure} in {report['minutes']} min")
+    print(f"wrote {args.out}, {table} and {figure} in {_duration(time.time() - start)}")
     return 0

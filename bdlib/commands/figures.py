@@ -20,6 +20,7 @@ from pathlib import Path
 
 from bdlib.bench.rows import k_values, lam_values
 from bdlib.commands import arguments
+from bdlib.commands.evaluate import read_report, tradeoff_figure
 from bdlib.course.viz import save_figure, show_grid
 from bdlib.course.widgets import background_error, cached_edit, diff_picture, region_change
 from bdlib.grid import edit_grid
@@ -90,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file: give a folder for the figures")
     check_folder_writable(out, f"the figures into {out}")
+    report = out / "evaluation.json"
+    evaluation = read_report(report) if report.exists() else None  # a damaged one stops us before any figure
     examples = Path(__file__).resolve().parent.parent / "examples"
     written = []
     code = bdlib_main(["demo", "--out", str(out / "demo.png"), "--seed", str(args.seed)])
@@ -103,11 +106,8 @@ def run(args: argparse.Namespace) -> int:
     world = load_world("toy")
     for name, make in (("lambda_sweep", lambda_sweep), ("k_sweep", k_sweep), ("augmentations", augmentation_figure)):
         written.append(save_figure(make(world, args.seed), out / f"{name}.png"))
-    report = out / "evaluation.json"
-    if report.exists():
-        from bdlib.commands.evaluate import read_report, tradeoff_figure
-
-        written.append(save_figure(tradeoff_figure(read_report(report)), out / "evaluation.png"))
+    if evaluation is not None:
+        written.append(save_figure(tradeoff_figure(evaluation), out / "evaluation.png"))
     else:
         print(f"no {report}: run `python -m bdlib evaluate` to make the benchmark and its figure")
     print(f"wrote {', '.join(str(p) for p in written)} in {time.time() - start:.0f} s")

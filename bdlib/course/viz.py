@@ -26,6 +26,7 @@ def to_numpy_image(image: torch.Tensor) -> np.ndarray:
 
 
 MIN_PIXELS = 128  # every image is drawn at least this many screen pixels wide (toy images are 32 px: 4x or more)
+DISPLAY_OVERSAMPLING = 4  # a panel gets at most this many image pixels per screen pixel: larger images are shrunk
 DPI = 100  # the notebooks' and the saved figures' resolution
 MAX_WIDTH_INCHES = 9.6  # a JupyterLab cell: wider rows wrap
 
@@ -40,6 +41,19 @@ def _wrap(rows, titles, row_labels, columns: int):
             out_titles.append(row_titles[first : first + columns])
             out_labels.append(row_labels[r] if row_labels is not None and first == 0 else "")
     return out_rows, out_titles, out_labels
+
+
+def _for_display(image: torch.Tensor, largest: int) -> torch.Tensor:
+    """``image`` shrunk (area average) so that its longer side is at most ``largest`` pixels: a panel shows no more,
+    and a photo of many megapixels would otherwise cost gigabytes in the figure."""
+    height, width = image.shape[-2:]
+    if max(height, width) <= largest:
+        return image
+    scale = largest / max(height, width)
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    batch = image if image.ndim == 4 else image[None]
+    shrunk = torch.nn.functional.interpolate(batch.detach().float(), size=size, mode="area")
+    return shrunk if image.ndim == 4 else shrunk[0]
 
 
 def show_grid(
@@ -77,7 +91,7 @@ def show_grid(
             if c >= len(row):
                 ax.axis("off")
                 continue
-            picture = to_numpy_image(row[c])
+            picture = to_numpy_image(_for_display(row[c], round(panel_inches * DPI * DISPLAY_OVERSAMPLING)))
             ax.imshow(picture, interpolation="nearest", cmap="gray" if picture.ndim == 2 else None, vmin=0, vmax=1)
             if c < len(titles[r]) and titles[r][c]:
                 ax.set_title(titles[r][c], fontsize=9)

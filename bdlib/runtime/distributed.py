@@ -15,7 +15,10 @@ batch sizes give the same samples up to the float rounding of batched kernels, w
 can amplify (README, "Many samples and many processes"). Without torchrun nothing changes.
 
 A failure on any rank is shared with all of them (:func:`run_everywhere`): every rank stops with that rank's
-message, and nothing is written.
+message, and nothing is written. The commands check their input before they join the group (:func:`init`), from
+the same arguments and files on every rank, so a bad input stops every rank at once with the same error; rank 0
+alone prints such an error (:func:`printed_here`) and every rank exits with 2. torchrun then reports the failed
+ranks in its own words and exits with 1: that report is torchrun's, and bdlib cannot change it.
 """
 
 from __future__ import annotations
@@ -64,11 +67,35 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def init(device: str, timeout_minutes: float = 60.0) -> Context:
-    """Join the process group when launched by torchrun (gloo on the CPU, NCCL on CUDA); else a one-process context."""
+_joined = False  # whether this process has joined torchrun's group (init)
+
+
+class EveryRankError(ValueError):
+    """A user's mistake that every rank raised with the same message (shared by :func:`run_everywhere`)."""
+
+
+def printed_here(error: BaseException) -> bool:
+    """Whether this process prints ``error``: always without torchrun; under it, rank 0 alone prints an error that
+    every rank has (a bad input refused before the group formed, or one shared by :func:`run_everywhere`)."""
+    context = from_environment()
+    if not context.distributed or context.is_main:
+        return True
+    return not (isinstance(error, EveryRankError) or (isinstance(error, ValueError | OSError) and not _joined))
+
+
+def from_environment() -> Context:
+    """This process's place as torchrun set it (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``), before joining the group: the
+    commands check their input with it, so that a bad input stops every rank before any collective call."""
     if not launched_by_torchrun():
         return Context()
-    context = Context(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
+    return Context(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def init(device: str, timeout_minutes: float = 60.0) -> Context:
+    """Join the process group when launched by torchrun (gloo on the CPU, NCCL on CUDA); else a one-process context."""
+    context = from_environment()
+    if not context.distributed:
+        return context
     if not dist.is_initialized():
         cuda = device.startswith("cuda")
         if cuda:
@@ -76,6 +103,8 @@ def init(device: str, timeout_minutes: float = 60.0) -> Context:
                 raise ValueError("--device cuda, but this machine has no CUDA GPU: use --device cpu (gloo)")
             torch.cuda.set_device(context.local_rank)
         dist.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(minutes=timeout_minutes))
+    global _joined
+    _joined = True
     return context
 
 
@@ -106,7 +135,7 @@ def run_everywhere(context: Context, work: Callable[[], T]) -> T:
         if verdict is not None:
             kind, message = verdict
             text = f"rank {rank} of {context.size} failed: {message}"
-            raise ValueError(text) if kind == "user" else RuntimeError(text)
+            raise EveryRankError(text) if kind == "user" else RuntimeError(text)
     return outcome  # type: ignore[return-value]
 
 

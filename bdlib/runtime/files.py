@@ -3,7 +3,8 @@
 Every file a bdlib command writes (edited images, figures, reports, exported weights, checkpoints) goes
 through this module, so that a failure at any point loses nothing:
 
-1. :func:`check_writable` runs *before* the work: the destination must not be a folder, and its folder (or
+1. :func:`check_writable` runs *before* the work: the destination must not be a folder, its name and the longer
+   name of its temporary file (step 3) must fit the file system (:func:`check_name_length`), and its folder (or
    the nearest folder that exists, if it is to be created) must accept a new file. It tries that by creating
    and removing a small probe file, which also catches read-only file systems and missing permissions.
 2. :func:`refuse_overwriting` compares resolved paths (symbolic links followed, hard links detected), so an
@@ -17,12 +18,15 @@ through this module, so that a failure at any point loses nothing:
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 Writer = Callable[[Path], object]  # writes one complete file at the path it is given
+_RANDOM_CHARS = 8  # the random part of a name from tempfile.mkstemp
+_DEFAULT_NAME_MAX = 255  # bytes in one file name on Linux, macOS and Windows file systems
 
 
 class OutputError(ValueError):
@@ -65,14 +69,46 @@ def check_folder_writable(folder: str | os.PathLike[str], what: str) -> None:
         ) from None
 
 
-def check_writable(path: str | os.PathLike[str], what: str = "output") -> Path:
+def _staged_affixes(path: Path) -> tuple[str, str]:
+    """The prefix and suffix of ``path``'s temporary file (:func:`_staged`), around ``tempfile``'s random part."""
+    return f".{path.stem}-", f".partial{path.suffix}"
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name, in bytes, that ``folder``'s file system takes (255 where it does not say)."""
+    try:
+        return int(os.pathconf(_existing_ancestor(folder), "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows), or the name is unknown
+        return _DEFAULT_NAME_MAX
+
+
+def check_name_length(path: str | os.PathLike[str], what: str = "output") -> None:
+    """Raise :class:`OutputError` if ``path``'s name, or the longer name of the temporary file it is first written
+    as (:func:`write_files`), is longer than its file system takes; the message says by how much to shorten it."""
+    path = Path(path).expanduser()
+    prefix, suffix = _staged_affixes(path)
+    staged = len(os.fsencode(prefix + suffix)) + _RANDOM_CHARS
+    limit = _name_max(path.parent)
+    if staged > limit:
+        over = staged - limit
+        shown = path.name if len(path.name) <= 40 else f"{path.name[:20]}...{path.name[-16:]}"
+        raise OutputError(
+            f"the {what} name {shown} is too long: {len(os.fsencode(path.name))} bytes, and "
+            f"bdlib first writes it under a temporary name {staged - len(os.fsencode(path.name))} bytes longer, which "
+            f"this file system's limit of {limit} cannot take: shorten it by {over} character{'s' * (over > 1)}"
+        )
+
+
+def check_writable(path: str | os.PathLike[str], what: str = "output", example: str = "result.png") -> Path:
     """Return ``path`` if a file can be written there; raise :class:`OutputError` naming the problem if not.
+    ``example`` is the file name suggested when ``path`` is a folder.
 
     Nothing is left behind: a missing folder is not created (its nearest existing ancestor is probed instead).
     """
     path = Path(path).expanduser()
     if path.is_dir():
-        raise OutputError(f"the {what} {path} is a folder: give a file name (e.g. {path / 'result.png'})")
+        raise OutputError(f"the {what} {path} is a folder: give a file name (e.g. {path / example})")
+    check_name_length(path, what)
     check_folder_writable(path.parent, f"the {what} {path}")
     return path
 
@@ -110,9 +146,20 @@ def _fsync(path: Path) -> None:
 
 def _staged(path: Path) -> Path:
     """A new, empty temporary file next to ``path`` that keeps its extension (writers infer formats from it)."""
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=f".partial{path.suffix}")
+    prefix, suffix = _staged_affixes(path)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
     os.close(handle)
     return Path(name)
+
+
+def describe_os_error(error: OSError) -> str:
+    """A short reason for a failed write: "the disk is full" for ENOSPC (and a quota for EDQUOT), else the system's
+    own words."""
+    if error.errno == errno.ENOSPC:
+        return "the disk is full (No space left on device)"
+    if error.errno == getattr(errno, "EDQUOT", None):
+        return "the disk quota is exceeded (Disk quota exceeded)"
+    return error.strerror or str(error)
 
 
 def write_files(writers: Mapping[str | os.PathLike[str], Writer]) -> list[Path]:
@@ -136,10 +183,9 @@ def write_files(writers: Mapping[str | os.PathLike[str], Writer]) -> list[Path]:
         for tmp, target in staged:
             os.replace(tmp, target)
     except OSError as error:
-        reason = error.strerror or str(error)
         raise OutputError(
-            f"could not write {current}: {reason}; no existing file was changed (free some space or choose "
-            "another folder, then run again)"
+            f"could not write {current}: {describe_os_error(error)}; no existing file was changed (free some space "
+            "or choose another folder, then run again)"
         ) from error
     finally:
         for tmp, _ in staged:

@@ -11,18 +11,27 @@ by Pillow; 16-bit greyscale (``I;16``, and ``I`` holding 0..65535, as older Pill
 divided by 65535 (Pillow's own conversion would clip it to white); 32-bit float pictures (``F``) are read
 when they hold values in [0, 1]. Whatever cannot be read faithfully is refused with a message. Pixels must
 be finite numbers, and a picture must have at least one pixel.
+
+A picture is read as viewers show it: a photo's EXIF orientation tag (a phone held sideways) is applied to images
+and masks alike, so a mask drawn on the picture as shown fits it. A file is refused before it is decoded when it
+holds more pixels than Pillow's limit against decompression bombs (``PIL.Image.MAX_IMAGE_PIXELS``, 89.5 megapixels
+unless changed): a small file can hold a picture that needs gigabytes.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL.PngImagePlugin import PngInfo
 
 from bdlib.runtime.files import Writer, write_file
+from bdlib.runtime.memory import check_read_memory
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
 
@@ -32,18 +41,74 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601-2, as Pil
 _FIX = "save it as an 8-bit or 16-bit PNG"
 
 
+def _megapixels(pixels: float) -> str:
+    return f"{pixels / 1e6:.0f} megapixels"
+
+
+def _too_large(path: Path, what: str, size: str) -> ValueError:
+    limit = Image.MAX_IMAGE_PIXELS
+    return ValueError(
+        f"the {what} file {path} is {size}, and bdlib reads at most {_megapixels(limit)} (Pillow's limit against "
+        "decompression bombs, PIL.Image.MAX_IMAGE_PIXELS): scale it down (the toy world edits at 32x32 pixels, the "
+        "paper's at 256x256)"
+    )
+
+
 def _open(source: str | os.PathLike, what: str) -> Image.Image:
+    """The picture in a file, decoded, with its EXIF orientation applied; refused before decoding when Pillow's
+    limit says it is too large (a small file can hold a huge picture)."""
     path = Path(source)
     if path.is_dir():
         raise ValueError(f"{what} file {path} is a folder: give the path of a picture (PNG, JPEG, ...)")
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{what} file {path} does not exist: check the path")
+    if not path.is_file():
+        raise ValueError(f"{what} file {path} is not a regular file (a device, a pipe or a socket): give the path of a "
+                         "picture file (PNG, JPEG, ...)")  # fmt: skip
     try:
-        with Image.open(path) as handle:
+        with warnings.catch_warnings(record=True):  # over MAX_IMAGE_PIXELS Pillow only warns: checked below
+            warnings.simplefilter("always", Image.DecompressionBombWarning)
+            handle = Image.open(path)
+        with handle:
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit is not None and handle.width * handle.height > limit:
+                size = f"{handle.width}x{handle.height} pixels ({_megapixels(handle.width * handle.height)})"
+                raise _too_large(path, what, size)
+            check_read_memory((handle.height, handle.width), f"the {what} file {path}")
+            if handle.format in ("GIF", "PNG", "WEBP") and getattr(handle, "is_animated", False):
+                raise ValueError(
+                    f"the {what} file {path} is animated ({handle.n_frames} frames), and bdlib edits one picture: save "
+                    "the frame you want as a PNG and give that"
+                )
             handle.load()
-            return handle.copy()
+            return _shown(handle)
+    except Image.DecompressionBombError:  # over twice MAX_IMAGE_PIXELS: Pillow refuses to open it
+        raise _too_large(path, what, f"over {_megapixels(2 * Image.MAX_IMAGE_PIXELS)}") from None
+    except PermissionError as error:
+        raise ValueError(
+            f"{what} file {path} cannot be read ({error.strerror or 'permission denied'}): check its permissions "
+            f"(ls -l {path})"
+        ) from None
     except (UnidentifiedImageError, OSError) as error:
         raise ValueError(f"{what} file {path} is not an image PIL can read (PNG, JPEG, ...): {error}") from None
+
+
+def exif_orientation(path: str | os.PathLike) -> int:
+    """The EXIF orientation tag of a picture file (1: stored as shown; 2-8: turned or mirrored), without decoding it;
+    1 for a file that has none or cannot be read."""
+    try:
+        with warnings.catch_warnings(), Image.open(path) as handle:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return int(handle.getexif().get(ExifTags.Base.Orientation, 1))
+    except (OSError, ValueError, TypeError, Image.DecompressionBombError):
+        return 1
+
+
+def _shown(picture: Image.Image) -> Image.Image:
+    """``picture`` as a viewer shows it: turned or mirrored by its EXIF orientation tag (a copy either way)."""
+    if picture.getexif().get(ExifTags.Base.Orientation, 1) == 1:
+        return picture.copy()
+    return ImageOps.exif_transpose(picture)
 
 
 def _check_size(height: int, width: int, what: str) -> None:
@@ -107,9 +172,10 @@ def _array_values(array: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray 
 
 
 def picture_values(source: Image.Image | np.ndarray, what: str = "image") -> tuple[np.ndarray, np.ndarray | None]:
-    """A PIL image or an array as float32 arrays in [0, 1]: colour (H, W, 3) and alpha (H, W) or None."""
+    """A PIL image or an array as float32 arrays in [0, 1]: colour (H, W, 3) and alpha (H, W) or None. A PIL image
+    is read as a viewer shows it: its EXIF orientation applied (a photo taken upright is upright)."""
     if isinstance(source, Image.Image):
-        return _picture_values(source, what)
+        return _picture_values(_shown(source), what)
     return _array_values(np.asarray(source), f"{what} array")
 
 
@@ -172,14 +238,33 @@ def load_mask(source: ImageLike, invert: bool = False, red_above_zero: bool = Fa
     return 1 - mask if invert else mask
 
 
-def image_writer(image: torch.Tensor) -> Writer:
+def image_writer(image: torch.Tensor, text: Mapping[str, str] | None = None) -> Writer:
     """A writer (:mod:`bdlib.runtime.files`) of a (3, H, W) or (1, 3, H, W) image in [-1, 1] as an 8-bit picture, in the
-    format of the path's extension (PNG for ``.png``)."""
+    format of the path's extension (PNG for ``.png``). ``text`` goes into a PNG's text chunks (:func:`png_text`)."""
     image = image.detach().float().cpu()
     image = image[0] if image.ndim == 4 else image
     array = ((image.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
     picture = Image.fromarray(array)
-    return lambda path: picture.save(path)
+    info = PngInfo()
+    for key, value in (text or {}).items():
+        info.add_itxt(key, value)  # iTXt: UTF-8, so a prompt is stored as typed
+
+    def write(path: Path) -> None:
+        picture.save(path, pnginfo=info) if Path(path).suffix.lower() == ".png" else picture.save(path)
+
+    return write
+
+
+def png_text(path: str | os.PathLike) -> dict[str, str]:
+    """The text chunks of a PNG file that come before its pixels (what :func:`image_writer` writes); ``{}`` for a file
+    that is not a PNG or cannot be read. The pixels are not decoded."""
+    try:
+        with Image.open(path) as handle:
+            if handle.format != "PNG":
+                return {}
+            return {key: str(value) for key, value in handle.info.items() if isinstance(value, str)}
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return {}
 
 
 def save_image(image: torch.Tensor, path: str | os.PathLike) -> Path:

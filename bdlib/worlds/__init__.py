@@ -32,3 +32,14 @@ def load_world(name: str, **kwargs) -> World:
             kwargs["random_weights"] = True
         return load_paper_world(**kwargs)
     raise ValueError(f"unknown world {name!r}: the worlds are {', '.join(WORLDS)}")
+
+
+def check_prompt(name: str, prompt: str) -> None:
+    """Refuse a prompt that world ``name`` cannot read (``World.check_prompt``), without loading its networks."""
+    if name == "toy":
+        from bdlib.worlds.toy.world import check_toy_prompt as check
+    elif name in ("paper", "paper-random"):
+        from bdlib.worlds.paper.world import check_clip_prompt as check
+    else:
+        raise ValueError(f"unknown world {name!r}: the worlds are {', '.join(WORLDS)}")
+    check(prompt)

@@ -121,6 +121,11 @@ def checkpoint_path(name: str, cache_dir: str | os.PathLike[str] | None = None, 
     _, entry = _lookup(name)
     directory = resolve_cache_dir(cache_dir)
     path = directory / entry.filename
+    if must_exist and path.exists() and not path.is_file():
+        raise ValueError(
+            f"{path} is a folder, not the file {entry.filename} ({entry.description}): move it away, then fetch the "
+            f"file with: {fetch_command(cache_dir)}"
+        )
     if must_exist and not path.is_file():
         raise MissingCheckpointError(
             f"{entry.filename} ({entry.description}) was not found in {directory} (the bdlib cache: "

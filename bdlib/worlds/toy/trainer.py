@@ -4,17 +4,21 @@ Each step draws fresh procedural scenes from a generator seeded by ``(seed, step
 sees exactly the data an uninterrupted run would have seen, and no data set is ever stored. The loop
 stops after a wall-clock budget (``minutes``) or a step count, saves an atomic checkpoint every few
 minutes, at the end and when it is stopped (Ctrl-C or SIGTERM), and keeps an exponential moving average
-(EMA) of the weights. The learning rate warms up linearly, stays constant and, when ``anneal_from`` and
-``max_steps`` are set, decays along a half cosine to zero between those two steps.
+(EMA) of the weights. A save that fails (a full disk) leaves the previous checkpoint whole: a periodic one is
+tried again later while training goes on; the final one stops the run with an :class:`OutputError` that says
+which step the checkpoint on disk holds. The learning rate warms up linearly, stays constant and, when
+``anneal_from`` and ``max_steps`` are set, decays along a half cosine to zero between those two steps.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import json
 import math
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +28,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from bdlib.runtime.files import write_file
+from bdlib.runtime.files import OutputError, describe_os_error, write_file
 from bdlib.runtime.randomness import check_seed
 from bdlib.runtime.safe_load import load_safetensors, load_torch_file
 
@@ -128,21 +132,57 @@ class _StopRequest:
             signal.signal(sig, previous)
 
 
-def initial_weights(path: Path) -> dict[str, torch.Tensor]:
-    """The weights a new run starts from: a trainer checkpoint's EMA (else its model), or a safetensors file."""
+CHECKPOINT_KEYS = ("model", "optimizer", "step", "elapsed_s", "history", "meta")  # what train() saves
+
+
+def is_state_dict(value: object) -> bool:
+    """True for a mapping of parameter names to tensors."""
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
+
+
+def fits(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> bool:
+    """True if ``state_dict`` has exactly ``model``'s parameter and buffer names, with their shapes."""
+    expected = model.state_dict()
+    return set(state_dict) == set(expected) and all(state_dict[k].shape == v.shape for k, v in expected.items())
+
+
+RESTART = "pass another --checkpoint to start a new run (a path where no file is yet)"
+
+
+def read_checkpoint(path: Path, fix: str = RESTART) -> dict:
+    """A checkpoint that :func:`train` saved, read as data only; anything else raises a ValueError naming ``path``,
+    what it holds instead and ``fix``."""
+    state = load_torch_file(path, "the training checkpoint", fix)
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} is not a bdlib training checkpoint: it holds a {type(state).__name__}; {fix}")
+    missing = [key for key in CHECKPOINT_KEYS if key not in state]
+    if missing or not is_state_dict(state["model"]) or not (state.get("ema") is None or is_state_dict(state["ema"])):
+        what = f"lacks {', '.join(missing)}" if missing else "its weights are not a mapping of names to tensors"
+        raise ValueError(f"{path} is not a bdlib training checkpoint ({what}); {fix}")
+    return state
+
+
+def initial_weights(path: Path, name: str = "init_from") -> dict[str, torch.Tensor]:
+    """The weights a new run starts from: a trainer checkpoint's EMA (else its model), or a safetensors file. ``name``
+    names the argument in messages (``--init-from`` on the command line)."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"init_from {path} does not exist: give a trainer checkpoint (.pt) or .safetensors")
+        raise FileNotFoundError(f"{name} {path} does not exist: give a trainer checkpoint (.pt) or .safetensors")
     if path.suffix == ".safetensors":
-        return load_safetensors(path, "init_from weights", "give another file")[0]
-    state = load_torch_file(path, "init_from checkpoint", "give another file")
-    if not isinstance(state, dict) or not ({"ema", "model"} & set(state)):
-        raise ValueError(f"init_from {path} is not a bdlib training checkpoint (no 'ema' or 'model' weights)")
-    return state.get("ema") or state["model"]
+        return load_safetensors(path, f"{name} file", "give another file")[0]
+    state = load_torch_file(path, f"{name} file", "give another file")
+    weights = state.get("ema") or state.get("model") if isinstance(state, dict) else None
+    if not is_state_dict(weights):
+        raise ValueError(f"{name} {path} is not a bdlib training checkpoint (no 'ema' or 'model' weights)")
+    return weights
 
 
 def _save_atomically(payload: dict, path: Path) -> None:
-    write_file(path, lambda tmp: torch.save(payload, tmp))
+    """Write the checkpoint whole or not at all. It is serialised in memory first, so that a failed write (a full
+    disk) raises the system's error (ENOSPC, with its number) rather than PyTorch's zip writer's own text."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_file(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()))
 
 
 def train(model: nn.Module, step_fn: StepFn, config: TrainConfig) -> dict:
@@ -158,20 +198,25 @@ def train(model: nn.Module, step_fn: StepFn, config: TrainConfig) -> dict:
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     ema = EMA(model, config.ema_decay) if config.ema_decay else None
-    step, elapsed, history = 0, 0.0, []
+    step, elapsed, history, saved = 0, 0.0, [], None
     init_from = None if config.init_from is None else str(config.init_from)
     if config.checkpoint.exists():
-        fix = "delete it (or pass another --checkpoint) to start a new run"
-        state = load_torch_file(config.checkpoint, "the training checkpoint", fix)
+        state = read_checkpoint(config.checkpoint)
+        if not fits(model, state["model"]):
+            raise ValueError(f"the checkpoint {config.checkpoint} holds the weights of another model: {RESTART}")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if ema is not None and state.get("ema") is not None:
             ema.model.load_state_dict(state["ema"])
         step, elapsed, history = state["step"], state["elapsed_s"], json.loads(state["history"])
         init_from = json.loads(state["meta"]).get("init_from") or init_from  # provenance survives resumes
+        saved = step  # the step the checkpoint on disk holds
         print(f"resumed {config.checkpoint} at step {step} ({elapsed / 60:.1f} min trained)")
     elif config.init_from is not None:
-        model.load_state_dict(initial_weights(config.init_from))
+        weights = initial_weights(config.init_from)
+        if not fits(model, weights):
+            raise ValueError(f"init_from {config.init_from} holds the weights of another model: give this model's")
+        model.load_state_dict(weights)
         if ema is not None:
             ema.model.load_state_dict(model.state_dict())
         print(f"new run from the weights of {config.init_from}")
@@ -234,9 +279,22 @@ def train(model: nn.Module, step_fn: StepFn, config: TrainConfig) -> dict:
             bar.update(1)
             if time.time() - last_save > config.save_every_s:
                 elapsed_now, elapsed = elapsed, elapsed + time.time() - start
-                _save_atomically(payload(), config.checkpoint)
+                try:
+                    _save_atomically(payload(), config.checkpoint)
+                    saved = step
+                except OutputError as error:  # the checkpoint on disk is whole: go on, try again next time
+                    tqdm.write(f"warning: could not save the checkpoint at step {step} ({error}); training goes on "
+                               f"and tries again in {config.save_every_s:g} s", file=sys.stderr)  # fmt: skip
                 elapsed, last_save = elapsed_now, time.time()
     elapsed += time.time() - start
     final = payload()
-    _save_atomically(final, config.checkpoint)
+    try:
+        _save_atomically(final, config.checkpoint)
+    except OutputError as error:
+        reason = describe_os_error(error.__cause__) if isinstance(error.__cause__, OSError) else str(error)
+        raise OutputError(
+            f"could not save the checkpoint at step {step}: {reason}; "
+            + (f"{config.checkpoint} keeps step {saved}" if saved is not None else "no checkpoint was saved")
+            + ". Free some space (or pass another --checkpoint), then run the same command again to resume"
+        ) from None
     return {**final, "stopped_by": stop.signum}

@@ -1,9 +1,9 @@
 """SHA-256 of every toy weight file shipped in ``bdlib/worlds/toy/weights/``: the one table the loader checks.
 
 :func:`bdlib.worlds.toy.weights_io.load_weights` refuses a shipped file whose hash differs (a damaged file loads
-without error and edits into a black image). ``python -m bdlib train NAME --export`` writes new weights and then
-rewrites their entry here and the SHA-256 line of their model card (``weights/NAME.md``), so retraining stays
-possible; replace a file by hand only together with its entry.
+without error and edits into a black image). ``python -m bdlib train NAME --export --replace-shipped`` writes new
+weights and then rewrites their entry here and the SHA-256 line of their model card (``weights/NAME.md``), so
+retraining stays possible; replace a file by hand only together with its entry.
 """
 
 SHIPPED_SHA256: dict[str, str] = {

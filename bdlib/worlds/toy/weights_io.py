@@ -5,8 +5,8 @@
 :data:`bdlib.worlds.toy.weight_checksums.SHIPPED_SHA256`) is checked against its recorded SHA-256 before it is
 read, once per process (again only if its size or modification time changes): a damaged file would otherwise
 load without error and edit into a black image. A missing or damaged file says how to get it back: reinstall
-bdlib, or retrain it with the command that made it (``python -m bdlib train NAME --export``), which records the
-new file's SHA-256 (:func:`record_checksum`) in the table and in the model card.
+bdlib, or retrain it (``python -m bdlib train NAME --export``, with ``--replace-shipped`` over a file in place),
+which records the new file's SHA-256 (:func:`record_checksum`) in the table and in the model card.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def _shipped_name(path: Path) -> str | None:
 
 
 def _restore_hint(path: Path, train_command: str) -> str:
-    return f"restore it: reinstall bdlib (in a git clone: git checkout -- {path}), or run {train_command} --export"
+    return (f"restore it: reinstall bdlib (in a git clone: git checkout -- {path}), or run {train_command} --export "
+            "--replace-shipped")  # fmt: skip
 
 
 def verify_shipped(path: Path, train_command: str) -> None:
@@ -137,7 +138,7 @@ def load_weights(path: Path, train_command: str) -> tuple[dict[str, torch.Tensor
     if not path.exists():
         raise FileNotFoundError(
             f"toy weights {path.name} are missing from {path.parent}: reinstall bdlib "
-            f"(pip install -e . from a full clone), or train them with `{train_command}`"
+            f"(pip install -e . from a full clone), or train them with `{train_command} --export`"
         )
     verify_shipped(path, train_command)
     tensors, metadata = load_safetensors(path, "the toy weights", _restore_hint(path, train_command))
@@ -148,6 +149,18 @@ def load_weights(path: Path, train_command: str) -> tuple[dict[str, torch.Tensor
             f"the toy weights {path} have damaged metadata; {_restore_hint(path, train_command)}"
         ) from None
     return tensors, meta
+
+
+def read_metadata(path: Path) -> dict:
+    """The bdlib metadata (config, training, metrics) of a weight file, without reading its tensors; a damaged file
+    raises :class:`DamagedFileError`."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return json.loads((handle.metadata() or {}).get("bdlib", "{}"))
+    except (OSError, json.JSONDecodeError, Exception) as error:  # SafetensorError is not exported by name
+        raise DamagedFileError(f"the toy weights {path} have unreadable metadata ({type(error).__name__})") from None
 
 
 def export_checkpoint(checkpoint: Path, name: str, config: dict, metrics: dict, path: Path | None = None) -> Path:
