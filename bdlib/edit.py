@@ -173,17 +173,23 @@ _NO_EFFECT: dict[str, tuple[Callable[[str, bool], bool], str, tuple[str, str] | 
     ),
     **{
         name: (lambda algorithm, guided: not guided, f"the empty prompt edits without CLIP guidance, {why}", None)
-        for name, why in (("guidance_scale", "so there is nothing to scale"), ("views", "so CLIP sees no views"),
-                          ("noise_aware", "so no CLIP guides"))
+        for name, why in (
+            ("guidance_scale", "so there is nothing to scale"),
+            ("views", "so CLIP sees no views"),
+            ("noise_aware", "so no CLIP guides"),
+        )
     },
-}  # fmt: skip
+}
 
 
 def settings_without_effect(given: Sequence[str], algorithm: str, guided: bool) -> list[tuple[str, str, tuple | None]]:
     """The settings among ``given`` that change nothing in an edit with ``algorithm`` and a prompt that ``guided``
     (:func:`guides`) or not, each with why and the setting that would make it count (``(name, value)`` or None)."""
-    return [(name, _NO_EFFECT[name][1], _NO_EFFECT[name][2]) for name in given
-            if name in _NO_EFFECT and _NO_EFFECT[name][0](algorithm, guided)]  # fmt: skip
+    return [
+        (name, _NO_EFFECT[name][1], _NO_EFFECT[name][2])
+        for name in given
+        if name in _NO_EFFECT and _NO_EFFECT[name][0](algorithm, guided)
+    ]
 
 
 def _check_overrides_count(overrides: dict[str, Any], settings: MethodSettings, prompt: object) -> None:
@@ -308,8 +314,15 @@ def check_memory(world: World, prepared: PreparedEdit, samples: int, batch_size:
     step = min(batch_size or samples, samples)
     views = max(1.0, prepared.settings.views / 8)  # measured at 8 views; more views cost more
     per_sample = int(world.sample_bytes_per_pixel * world.image_size**2 * views)
-    check_edit_memory(per_sample, samples, step, tuple(prepared.image.shape[-2:]), world.image_size, world.device,
-                      prepared.settings.views)  # fmt: skip
+    check_edit_memory(
+        per_sample,
+        samples,
+        step,
+        tuple(prepared.image.shape[-2:]),
+        world.image_size,
+        world.device,
+        prepared.settings.views,
+    )
 
 
 def draw_in_batches(

@@ -36,8 +36,12 @@ def main(argv: list[str] | None = None) -> dict:
         for size in args.batch_sizes:
             part = edit(world, task.image, task.mask, task.prompt, samples=args.samples, seed=seed, batch_size=size)
             diff = (part.images[torch.argsort(part.order)] - by_index).abs().flatten(1).amax(dim=1)
-            run = {"seed": seed, "batch_size": size, "max_abs_diff_per_sample": [round(float(d), 4) for d in diff],
-                   "same_ranking": bool(torch.equal(part.order, whole.order))}  # fmt: skip
+            run = {
+                "seed": seed,
+                "batch_size": size,
+                "max_abs_diff_per_sample": [round(float(d), 4) for d in diff],
+                "same_ranking": bool(torch.equal(part.order, whole.order)),
+            }
             record["runs"].append(run)
             print(run, flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -37,17 +37,43 @@ def free_port() -> int:
 
 
 def command(processes: int, args: argparse.Namespace, out: Path) -> list[str]:
-    edit = ["-m", "bdlib", "edit", "--world", args.world, "--device", args.device, "--samples", str(args.samples),
-            "--image", str(ROOT / "bdlib/examples/scene.png"), "--mask", str(ROOT / "bdlib/examples/scene_mask.png"),
-            "--prompt", "a red circle", "--out", str(out)]  # fmt: skip
+    edit = [
+        "-m",
+        "bdlib",
+        "edit",
+        "--world",
+        args.world,
+        "--device",
+        args.device,
+        "--samples",
+        str(args.samples),
+        "--image",
+        str(ROOT / "bdlib/examples/scene.png"),
+        "--mask",
+        str(ROOT / "bdlib/examples/scene_mask.png"),
+        "--prompt",
+        "a red circle",
+        "--out",
+        str(out),
+    ]
     if args.world == "paper":
         edit.append("--random-weights")
     if args.k is not None:
         edit += ["--k", str(args.k)]
     if processes == 1:
         return [sys.executable, *edit]
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_addr",
-            "127.0.0.1", "--master_port", str(free_port()), *edit]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(processes),
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        *edit,
+    ]
 
 
 def run_once(processes: int, args: argparse.Namespace, out: Path) -> dict[str, float]:
@@ -72,12 +98,20 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--world", choices=("toy", "paper"), default="toy")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--samples", type=int, default=16)
-    parser.add_argument("--k", type=int, default=None, help="start index (default: the world's; for the paper world "
-                        "on a CPU a few steps are enough)")
+    parser.add_argument(
+        "--k",
+        type=int,
+        default=None,
+        help="start index (default: the world's; for the paper world on a CPU a few steps are enough)",
+    )
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--estimate-step-seconds", type=float, default=None,
-                        help="measured seconds per guided step per sample on one GPU: adds the 1/4/8-GPU estimate")
+    parser.add_argument(
+        "--estimate-step-seconds",
+        type=float,
+        default=None,
+        help="measured seconds per guided step per sample on one GPU: adds the 1/4/8-GPU estimate",
+    )
     parser.add_argument("--estimate-samples", type=int, default=64)
     parser.add_argument("--estimate-steps", type=int, default=75, help="guided steps of the edit (paper: 75)")
     parser.add_argument("--out", default="benchmarks/results/distributed_toy_cpu.json")
@@ -88,31 +122,45 @@ def main(argv: list[str] | None = None) -> dict:
         for n in args.processes:
             runs[n].append(run_once(n, args, scratch / f"p{n}_r{repeat}" / "out.png"))
     record = {
-        "world": args.world, "device": args.device, "samples": args.samples, "cores": os.cpu_count(),
+        "world": args.world,
+        "device": args.device,
+        "samples": args.samples,
+        "cores": os.cpu_count(),
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "configurations": [
-            {"processes": n, "threads_per_process": max(1, (os.cpu_count() or 1) // n),
-             "edit_seconds": statistics.median(r["edit_seconds"] for r in runs[n]),
-             "wall_seconds": statistics.median(r["wall_seconds"] for r in runs[n]),
-             "samples_per_second": args.samples / statistics.median(r["edit_seconds"] for r in runs[n]),
-             "runs": runs[n]}
+            {
+                "processes": n,
+                "threads_per_process": max(1, (os.cpu_count() or 1) // n),
+                "edit_seconds": statistics.median(r["edit_seconds"] for r in runs[n]),
+                "wall_seconds": statistics.median(r["wall_seconds"] for r in runs[n]),
+                "samples_per_second": args.samples / statistics.median(r["edit_seconds"] for r in runs[n]),
+                "runs": runs[n],
+            }
             for n in args.processes
         ],
-    }  # fmt: skip
+    }
     if args.estimate_step_seconds is not None:
         one = record["configurations"][0]
         record["estimate"] = {
             "label": "ESTIMATE, not measured: even split over GPUs, ideal scaling, plus one measured start-up",
-            "step_seconds_per_sample": args.estimate_step_seconds, "samples": args.estimate_samples,
-            "steps": args.estimate_steps, "startup_seconds": round(one["wall_seconds"] - one["edit_seconds"], 1),
-            **estimate(args.estimate_step_seconds, args.estimate_steps, args.estimate_samples,
-                       one["wall_seconds"] - one["edit_seconds"]),
-        }  # fmt: skip
+            "step_seconds_per_sample": args.estimate_step_seconds,
+            "samples": args.estimate_samples,
+            "steps": args.estimate_steps,
+            "startup_seconds": round(one["wall_seconds"] - one["edit_seconds"], 1),
+            **estimate(
+                args.estimate_step_seconds,
+                args.estimate_steps,
+                args.estimate_samples,
+                one["wall_seconds"] - one["edit_seconds"],
+            ),
+        }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=1))
     for config in record["configurations"]:
-        print(f"{config['processes']} process(es): edit {config['edit_seconds']:.2f} s, "
-              f"{config['samples_per_second']:.2f} samples/s, wall {config['wall_seconds']:.1f} s")  # fmt: skip
+        print(
+            f"{config['processes']} process(es): edit {config['edit_seconds']:.2f} s, "
+            f"{config['samples_per_second']:.2f} samples/s, wall {config['wall_seconds']:.1f} s"
+        )
     return record
 
 

@@ -148,9 +148,15 @@ def add_flop_fields(record: dict[str, Any], flops_per_step: float, peaks: dict[s
 
 
 def config_record(
-    args: argparse.Namespace, world: World, compiled: bool, precision: str, batch: int,
-    timings: dict[tuple, Timing], flops_per_step: dict[tuple, float], peaks: dict[str, float],
-) -> dict[str, Any]:  # fmt: skip
+    args: argparse.Namespace,
+    world: World,
+    compiled: bool,
+    precision: str,
+    batch: int,
+    timings: dict[tuple, Timing],
+    flops_per_step: dict[tuple, float],
+    peaks: dict[str, float],
+) -> dict[str, Any]:
     """The JSON record of one configuration from what its timings measured so far."""
     timing = timings[compiled, precision, batch, False]
     device = world.device
@@ -200,8 +206,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             network.to(memory_format=torch.channels_last)
     peaks = device_peaks(device)
     print(f"GEMM peak TFLOP/s on {device.type}: {peaks}", flush=True)
-    configs = [(c, p, b) for c in ([False, True] if args.compile else [False]) for p in args.precision
-               for b in args.batch]  # fmt: skip
+    configs = [
+        (c, p, b) for c in ([False, True] if args.compile else [False]) for p in args.precision for b in args.batch
+    ]
     flops_per_step = {(p, b): counted_flops_per_step(world, b, p, args.seed) for _, p, b in configs}
     worlds = {False: world}
     if args.compile:  # a second copy of the networks, so that eager and compiled run side by side
@@ -241,15 +248,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--world", choices=("toy", "paper"), default="toy")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 4, 8])
-    parser.add_argument("--precision", nargs="+", choices=sorted(PRECISIONS), default=["fp32"],
-                        help="networks' autocast, one record each (default fp32)")  # fmt: skip
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        choices=sorted(PRECISIONS),
+        default=["fp32"],
+        help="networks' autocast, one record each (default fp32)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-steps", type=int, default=None, help="time only the first N steps and extrapolate")
     parser.add_argument("--official", action="store_true", help="also time the official two-pass step")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--channels-last", action="store_true", help="convolution weights in channels-last layout")
-    parser.add_argument("--compile", action="store_true",
-                        help="also time every configuration with the UNet through torch.compile")  # fmt: skip
+    parser.add_argument(
+        "--compile", action="store_true", help="also time every configuration with the UNet through torch.compile"
+    )
     parser.add_argument("--compile-backend", default="inductor", help="torch.compile's backend (default inductor)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="benchmarks/results/edit.json")

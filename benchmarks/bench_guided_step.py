@@ -63,8 +63,16 @@ RESPACING = "100"
 # Smoke world: the paper's UNet layout at width 32 and 64x64, and a two-layer CLIP at 32x32.
 SMOKE_UNET_CONFIG: dict[str, Any] = {**PAPER_UNET_CONFIG, "image_size": 64, "model_channels": 32}
 SMOKE_CLIP_CONFIG: dict[str, int] = dict(
-    embed_dim=32, image_resolution=32, vision_layers=2, vision_width=64, vision_patch_size=16,
-    context_length=77, vocab_size=512, transformer_width=64, transformer_heads=1, transformer_layers=1,
+    embed_dim=32,
+    image_resolution=32,
+    vision_layers=2,
+    vision_width=64,
+    vision_patch_size=16,
+    context_length=77,
+    vocab_size=512,
+    transformer_width=64,
+    transformer_heads=1,
+    transformer_layers=1,
 )
 
 
@@ -180,9 +188,14 @@ def bdlib_step(world: World, device: str, batch: int, precision: str, official: 
 
     settings = MethodSettings(respacing=RESPACING, k=T_INDEX, views=NUM_VIEWS, precision=precision, official=official)
     bd_world = BdlibWorld(
-        name=world.name, unet=world.model, clip=world.clip, image_size=world.image_size,
-        make_diffusion=lambda respacing: world.diffusion, defaults=settings, check_prompt=lambda prompt: None,
-    )  # fmt: skip
+        name=world.name,
+        unet=world.model,
+        clip=world.clip,
+        image_size=world.image_size,
+        make_diffusion=lambda respacing: world.diffusion,
+        defaults=settings,
+        check_prompt=lambda prompt: None,
+    )
     inputs = step_inputs(world, batch, device)
     size = world.image_size
     x = inputs["x_t"].clamp(-1, 1)  # stands in for the input image
@@ -195,8 +208,18 @@ def bdlib_step(world: World, device: str, batch: int, precision: str, official: 
 
     def one_step() -> torch.Tensor:
         noise, bg_noise = streams.randn(shape), streams.randn(shape)  # per-sample CPU draws, copied to the device
-        record = step(parts.denoise, parts.diffusion, inputs["x_t"], T_INDEX, x=x, m=mask, loss=parts.loss,
-                      noise=noise, bg_noise=bg_noise, **parts.options)  # fmt: skip
+        record = step(
+            parts.denoise,
+            parts.diffusion,
+            inputs["x_t"],
+            T_INDEX,
+            x=x,
+            m=mask,
+            loss=parts.loss,
+            noise=noise,
+            bg_noise=bg_noise,
+            **parts.options,
+        )
         return record.blend
 
     return one_step
@@ -247,8 +270,11 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     flops: dict[int, tuple[float, float]] = {b: count_flops(meta_world, b) for b in args.batch}
     unet_params = sum(p.numel() for p in meta_world.model.parameters())
     clip_params = sum(p.numel() for p in meta_world.clip.model.visual.parameters())
-    print(f"UNet forward: {flops[args.batch[0]][0] / 1e12:.4f} TFLOP per {image_size}x{image_size} image "
-          f"({unet_params / 1e6:.1f} M parameters)", flush=True)
+    print(
+        f"UNet forward: {flops[args.batch[0]][0] / 1e12:.4f} TFLOP per {image_size}x{image_size} image "
+        f"({unet_params / 1e6:.1f} M parameters)",
+        flush=True,
+    )
 
     records: list[dict[str, Any]] = []
     for device in devices:
@@ -274,8 +300,12 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                     record.update(time_config(world, device, batch, precision, args.repeats, args.warmup, official))
                     record["achieved_tflops"] = record["step_tflop"] / record["seconds_per_step"]
                 except torch.cuda.OutOfMemoryError as err:
-                    record.update(seconds_per_step=None, peak_memory_mb=None, achieved_tflops=None,
-                                  error=f"out of memory: {str(err).splitlines()[0]}")
+                    record.update(
+                        seconds_per_step=None,
+                        peak_memory_mb=None,
+                        achieved_tflops=None,
+                        error=f"out of memory: {str(err).splitlines()[0]}",
+                    )
                 records.append(record)
                 print(summary_line(record), flush=True)
                 if args.out:
@@ -289,7 +319,12 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def base_record(
-    args: argparse.Namespace, world: World, device: str, batch: int, precision: str, unet_params: int,
+    args: argparse.Namespace,
+    world: World,
+    device: str,
+    batch: int,
+    precision: str,
+    unet_params: int,
     clip_params: int,
 ) -> dict[str, Any]:
     return {
@@ -308,7 +343,8 @@ def base_record(
         "unet_params": unet_params,
         "clip_vision_params": clip_params,
         "tf32": (torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32)
-        if device.startswith("cuda") else None,
+        if device.startswith("cuda")
+        else None,
         "cudnn_benchmark": torch.backends.cudnn.benchmark if device.startswith("cuda") else None,
         "torch_version": torch.__version__,
         "cuda_version": torch.version.cuda if device.startswith("cuda") else None,
@@ -323,9 +359,11 @@ def base_record(
 def summary_line(r: dict[str, Any]) -> str:
     if r.get("error"):
         return f"{r['device']:>4} {r['precision']:>4} batch {r['batch']}: {r['error']}"
-    return (f"{r['device']:>4} {r['precision']:>4} batch {r['batch']}: {r['seconds_per_step']:.3f} s/step, "
-            f"peak {r['peak_memory_mb']:.0f} MiB ({r['peak_memory_kind']}), "
-            f"{r['achieved_tflops']:.3f} TFLOP/s counted, finite {r['output_finite']}")
+    return (
+        f"{r['device']:>4} {r['precision']:>4} batch {r['batch']}: {r['seconds_per_step']:.3f} s/step, "
+        f"peak {r['peak_memory_mb']:.0f} MiB ({r['peak_memory_kind']}), "
+        f"{r['achieved_tflops']:.3f} TFLOP/s counted, finite {r['output_finite']}"
+    )
 
 
 def write_json(records: list[dict[str, Any]], path: str) -> None:
@@ -337,29 +375,40 @@ def write_json(records: list[dict[str, Any]], path: str) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="all", help="cpu, cuda, cuda:N, or all (cuda when available, then cpu)")
     parser.add_argument("--official", action="store_true", help="also time the official two-pass step")
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 4], help="batch sizes (default 1 4)")
-    parser.add_argument("--precision", nargs="+", choices=sorted(PRECISIONS), default=["fp32", "bf16", "fp16"],
-                        help="fp32 (no autocast, TF32 off) or autocast to bf16/fp16; fp16 is skipped on cpu")
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        choices=sorted(PRECISIONS),
+        default=["fp32", "bf16", "fp16"],
+        help="fp32 (no autocast, TF32 off) or autocast to bf16/fp16; fp16 is skipped on cpu",
+    )
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per configuration (median reported)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps before timing")
-    parser.add_argument("--image-size", type=int, default=None,
-                        help="side of x_t (default 256; 64 with --smoke); a multiple of 32")
+    parser.add_argument(
+        "--image-size", type=int, default=None, help="side of x_t (default 256; 64 with --smoke); a multiple of 32"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--out", default=None, help="JSON file for the list of records (rewritten after each)")
-    parser.add_argument("--smoke", action="store_true",
-                        help="tiny models (UNet width 32 at 64x64, 2-layer CLIP at 32x32) to test the script")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny models (UNet width 32 at 64x64, 2-layer CLIP at 32x32) to test the script",
+    )
     args = parser.parse_args(argv)
     if args.device not in ("cpu", "cuda", "all") and not args.device.startswith("cuda:"):
         parser.error(f"--device must be cpu, cuda, cuda:N or all, got {args.device!r}")
     if args.repeats < 1 or args.warmup < 0 or min(args.batch) < 1:
         parser.error("--repeats and --batch must be >= 1 and --warmup >= 0")
     if args.image_size is not None and (args.image_size < 32 or args.image_size % 32):
-        parser.error(f"--image-size must be a positive multiple of 32 (the UNet halves it 5 times), "
-                     f"got {args.image_size}")
+        parser.error(
+            f"--image-size must be a positive multiple of 32 (the UNet halves it 5 times), got {args.image_size}"
+        )
     return args
 
 

@@ -86,10 +86,22 @@ def measure(kind: str, strategy: str, world, repeats: int, smoke: bool) -> list[
                 if "ready" not in panel.status.value:
                     raise RuntimeError(f"{kind} panel, {name} = {value!r}: {panel.status.value}")
                 current, grid = panel.timings["current"], panel.timings["grid"]
-                rows.append({**common, "control": name, "value": value, "repeat": repeat, "current_s": current,
-                             "grid_s": grid, "handler_s": wall})
-                print(f"  {kind:6s} {strategy:10s} {name:15s} -> {value!r:20}: current {current:5.2f} s, "
-                      f"grid of {len(panel.grid)} {grid:5.2f} s", flush=True)
+                rows.append(
+                    {
+                        **common,
+                        "control": name,
+                        "value": value,
+                        "repeat": repeat,
+                        "current_s": current,
+                        "grid_s": grid,
+                        "handler_s": wall,
+                    }
+                )
+                print(
+                    f"  {kind:6s} {strategy:10s} {name:15s} -> {value!r:20}: current {current:5.2f} s, "
+                    f"grid of {len(panel.grid)} {grid:5.2f} s",
+                    flush=True,
+                )
     finally:
         edit_cache.edit_grid = original
     return rows

@@ -38,8 +38,15 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("environment", "tests", "device_edits", "notebooks_fast", "notebooks_full", "bench_edit_paper",
-            "bench_guided_step")  # fmt: skip
+SECTIONS = (
+    "environment",
+    "tests",
+    "device_edits",
+    "notebooks_fast",
+    "notebooks_full",
+    "bench_edit_paper",
+    "bench_guided_step",
+)
 TAIL = 3000  # characters of output kept per section
 
 
@@ -53,12 +60,40 @@ def commands(device: str, smoke: bool, out_dir: Path) -> dict[str, list[str]]:
             "device_edits": [py, __file__, "--device-edits", device, "--smoke"],
             "notebooks_fast": [*notebooks, "--only", "01", "--build-dir", str(out_dir / "nb_fast")],
             "notebooks_full": [*notebooks, "--only", "01", "--full", "--build-dir", str(out_dir / "nb_full")],
-            "bench_edit_paper": [py, "benchmarks/bench_edit.py", "--world", "toy", "--device", device, "--batch", "1",
-                                 "--max-steps", "1", "--repeats", "1", "--official",
-                                 "--out", str(out_dir / "bench_edit.json")],  # fmt: skip
-            "bench_guided_step": [py, "benchmarks/bench_guided_step.py", "--device", device, "--smoke", "--batch", "1",
-                                  "--precision", "fp32", "--repeats", "1", "--warmup", "0",
-                                  "--out", str(out_dir / "bench_guided_step.json")],  # fmt: skip
+            "bench_edit_paper": [
+                py,
+                "benchmarks/bench_edit.py",
+                "--world",
+                "toy",
+                "--device",
+                device,
+                "--batch",
+                "1",
+                "--max-steps",
+                "1",
+                "--repeats",
+                "1",
+                "--official",
+                "--out",
+                str(out_dir / "bench_edit.json"),
+            ],
+            "bench_guided_step": [
+                py,
+                "benchmarks/bench_guided_step.py",
+                "--device",
+                device,
+                "--smoke",
+                "--batch",
+                "1",
+                "--precision",
+                "fp32",
+                "--repeats",
+                "1",
+                "--warmup",
+                "0",
+                "--out",
+                str(out_dir / "bench_guided_step.json"),
+            ],
         }
     results = ROOT / "benchmarks" / "results"
     return {
@@ -66,11 +101,34 @@ def commands(device: str, smoke: bool, out_dir: Path) -> dict[str, list[str]]:
         "device_edits": [py, __file__, "--device-edits", device],
         "notebooks_fast": [*notebooks, "--build-dir", str(out_dir / "nb_fast")],
         "notebooks_full": [*notebooks, "--full", "--build-dir", str(out_dir / "nb_full")],
-        "bench_edit_paper": [py, "benchmarks/bench_edit.py", "--world", "paper", "--device", device, "--batch", "1",
-                             "4", "--precision", "fp32", "bf16", "fp16", "--official", "--repeats", "3",
-                             "--out", str(results / f"edit_paper_{device.replace(':', '')}.json")],  # fmt: skip
-        "bench_guided_step": [py, "benchmarks/bench_guided_step.py", "--device", device,
-                              "--out", str(results / f"guided_step_{device.replace(':', '')}.json")],  # fmt: skip
+        "bench_edit_paper": [
+            py,
+            "benchmarks/bench_edit.py",
+            "--world",
+            "paper",
+            "--device",
+            device,
+            "--batch",
+            "1",
+            "4",
+            "--precision",
+            "fp32",
+            "bf16",
+            "fp16",
+            "--official",
+            "--repeats",
+            "3",
+            "--out",
+            str(results / f"edit_paper_{device.replace(':', '')}.json"),
+        ],
+        "bench_guided_step": [
+            py,
+            "benchmarks/bench_guided_step.py",
+            "--device",
+            device,
+            "--out",
+            str(results / f"guided_step_{device.replace(':', '')}.json"),
+        ],
     }
 
 
@@ -83,8 +141,13 @@ def environment(device: str) -> dict[str, Any]:
             raise RuntimeError("--device cuda, but torch.cuda.is_available() is False on this machine")
         index = torch.device(device).index or 0
         props = torch.cuda.get_device_properties(index)
-        info |= {"cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(), "name": props.name,
-                 "memory_gib": round(props.total_memory / 2**30, 1), "count": torch.cuda.device_count()}  # fmt: skip
+        info |= {
+            "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(),
+            "name": props.name,
+            "memory_gib": round(props.total_memory / 2**30, 1),
+            "count": torch.cuda.device_count(),
+        }
     return info
 
 
@@ -118,9 +181,15 @@ def device_edits(device: str, smoke: bool) -> dict[str, Any]:
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    cases = {"blended ddpm": {}, "blended ddim": {"ddim": True}, "official": {"official": True},
-             "local": {"algorithm": "local"}, "local with LPIPS": {"algorithm": "local", "lpips_weight": 0.4},
-             "noise-aware": {"noise_aware": True}, "gradient x0": {"gradient": "pred_x0"}}  # fmt: skip
+    cases = {
+        "blended ddpm": {},
+        "blended ddim": {"ddim": True},
+        "official": {"official": True},
+        "local": {"algorithm": "local"},
+        "local with LPIPS": {"algorithm": "local", "lpips_weight": 0.4},
+        "noise-aware": {"noise_aware": True},
+        "gradient x0": {"gradient": "pred_x0"},
+    }
     if smoke:
         cases = {"blended ddpm": {}}
     cpu = load_world("toy")
@@ -158,8 +227,12 @@ def run_section(name: str, command: list[str], timeout: float) -> dict[str, Any]
             result = json.loads(done.stdout[: done.stdout.rindex("}") + 1])  # the measurements, printed as JSON
     except subprocess.TimeoutExpired as error:
         status, output = f"timed out after {timeout:g} s", str(error.stdout or "") + str(error.stderr or "")
-    entry = {"status": status, "seconds": round(time.perf_counter() - start, 1), "command": command,
-             "output_tail": output[-TAIL:]}  # fmt: skip
+    entry = {
+        "status": status,
+        "seconds": round(time.perf_counter() - start, 1),
+        "command": command,
+        "output_tail": output[-TAIL:],
+    }
     return entry if result is None else entry | {"result": result}
 
 
@@ -167,8 +240,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = out.with_suffix("")  # per-run folder for executed notebooks and smoke outputs
-    report: dict[str, Any] = {"device": args.device, "smoke": args.smoke, "started": time.strftime("%Y-%m-%d %H:%M"),
-                              "sections": {}}  # fmt: skip
+    report: dict[str, Any] = {
+        "device": args.device,
+        "smoke": args.smoke,
+        "started": time.strftime("%Y-%m-%d %H:%M"),
+        "sections": {},
+    }
     chosen = args.only or SECTIONS
     lines = commands(args.device, args.smoke, work)
     for name in chosen:

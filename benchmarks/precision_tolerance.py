@@ -40,15 +40,19 @@ def step_differences(precisions: list[str], indices: list[int], seeds: list[int]
     for index in indices:
         for precision in precisions:
             values = [r["grad_relative_l2"] for r in records if (r["index"], r["precision"]) == (index, precision)]
-            print(f"index {index:2d} {precision:10s} gradient moved {min(values):.4f}-{max(values):.4f} "
-                  f"(relative L2, {len(values)} seeds)", flush=True)  # fmt: skip
+            print(
+                f"index {index:2d} {precision:10s} gradient moved {min(values):.4f}-{max(values):.4f} "
+                f"(relative L2, {len(values)} seeds)",
+                flush=True,
+            )
     return records
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--precision", nargs="+", default=["bf16-clip", "bf16"],
-                        choices=[p for p in PRECISIONS if p != "fp32"])  # fmt: skip
+    parser.add_argument(
+        "--precision", nargs="+", default=["bf16-clip", "bf16"], choices=[p for p in PRECISIONS if p != "fp32"]
+    )
     parser.add_argument("--indices", type=int, nargs="+", default=[18, 12, 6, 1])
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(8)))
     parser.add_argument("--out", default="benchmarks/results/precision_tolerance_toy.json")

@@ -38,8 +38,17 @@ def run_one(dtype: str, threads: int, batch: int, out: Path, smoke: bool) -> Non
     steps: list[torch.Tensor] = []
     extra = {"respacing": "25", "k": 1} if smoke else {}
     start = time.perf_counter()
-    result = bdlib.edit(world, task.image, task.mask, PROMPT, samples=SAMPLES, seed=SEED, batch_size=batch,
-                        callback=lambda r: steps.append(r.x_prev.detach().double().cpu()), **extra)  # fmt: skip
+    result = bdlib.edit(
+        world,
+        task.image,
+        task.mask,
+        PROMPT,
+        samples=SAMPLES,
+        seed=SEED,
+        batch_size=batch,
+        callback=lambda r: steps.append(r.x_prev.detach().double().cpu()),
+        **extra,
+    )
     seconds = time.perf_counter() - start
     images = torch.empty_like(result.images)
     images[result.order] = result.images  # back to the order drawn
@@ -54,9 +63,10 @@ def compare(reference: dict, other: dict) -> dict:
     return {
         "max_abs_255": int(diff.max()),
         "share_over_8_per_sample": [round(float((d > 8).float().mean()), 4) for d in diff],
-        "chain_max_abs_per_step": [float(f"{(a - b).abs().max():.3g}") for a, b in zip(reference["chain"],
-                                                                                    other["chain"], strict=True)],
-    }  # fmt: skip
+        "chain_max_abs_per_step": [
+            float(f"{(a - b).abs().max():.3g}") for a, b in zip(reference["chain"], other["chain"], strict=True)
+        ],
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -70,15 +80,30 @@ def main(argv: list[str] | None = None) -> dict:
         run_one(dtype, int(threads), int(batch), Path(path), args.smoke)
         return {}
     configs = [(1, 4)] if args.smoke else CONFIGS
-    record = {"date": time.strftime("%Y-%m-%d"), "samples": SAMPLES, "seed": SEED, "prompt": PROMPT,
-              "reference": "2 threads, one batch", "dtypes": {}}  # fmt: skip
+    record = {
+        "date": time.strftime("%Y-%m-%d"),
+        "samples": SAMPLES,
+        "seed": SEED,
+        "prompt": PROMPT,
+        "reference": "2 threads, one batch",
+        "dtypes": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         runs: dict[tuple[str, int, int], dict] = {}
         for threads, batch in [(2, 4), *configs]:  # interleaved: float32, then float64, per configuration
             for dtype in ("float32", "float64"):
                 path = Path(tmp) / f"{dtype}_{threads}_{batch}.pt"
-                cmd = [sys.executable, __file__, "--out", str(args.out), "--one", dtype, str(threads), str(batch),
-                       str(path)] + (["--smoke"] if args.smoke else [])  # fmt: skip
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--out",
+                    str(args.out),
+                    "--one",
+                    dtype,
+                    str(threads),
+                    str(batch),
+                    str(path),
+                ] + (["--smoke"] if args.smoke else [])
                 subprocess.run(cmd, check=True, capture_output=True, text=True)
                 runs[dtype, threads, batch] = torch.load(path, weights_only=True)
         for dtype in ("float32", "float64"):

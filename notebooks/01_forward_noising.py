@@ -70,11 +70,19 @@ T = 1000
 diffusions = {name: create_diffusion(T, name, respacing=None) for name in ("linear", "cosine")}
 # ᾱ_t = ∏_{s≤t} (1 - β_s): the one-liner behind d.alphas_cumprod
 alpha_bar = {name: np.cumprod(1.0 - d.betas) for name, d in diffusions.items()}
-table([
-    {"schedule": name, "β_0": d.betas[0], "β_999": d.betas[-1], "ᾱ_999": d.alphas_cumprod[-1],
-     "√ᾱ_999": d.sqrt_alphas_cumprod[-1]}
-    for name, d in diffusions.items()
-], digits=4)
+table(
+    [
+        {
+            "schedule": name,
+            "β_0": d.betas[0],
+            "β_999": d.betas[-1],
+            "ᾱ_999": d.alphas_cumprod[-1],
+            "√ᾱ_999": d.sqrt_alphas_cumprod[-1],
+        }
+        for name, d in diffusions.items()
+    ],
+    digits=4,
+)
 
 # %% [markdown]
 # The linear schedule of Ho et al. runs β from $10^{-4}$ to $0.02$; after the last step only 0.6 % of the
@@ -106,8 +114,12 @@ plt.show()
 
 # %%
 half = {name: int(np.argmax(s < 1.0)) for name, s in snr.items()}  # first t with more noise than signal
-table([{"schedule": name, "ᾱ_500": diffusions[name].alphas_cumprod[500], "SNR < 1 from t =": half[name]}
-       for name in diffusions])
+table(
+    [
+        {"schedule": name, "ᾱ_500": diffusions[name].alphas_cumprod[500], "SNR < 1 from t =": half[name]}
+        for name in diffusions
+    ]
+)
 
 # %% [markdown]
 # The linear schedule (used by the paper's 256x256 model and by our toy DDPM) has more noise than signal
@@ -204,8 +216,16 @@ _ = show_grid(
 t_check = 300
 noise_std = diffusions["linear"].sqrt_one_minus_alphas_cumprod[t_check]  # √(1-ᾱ_t)
 pooled_std = float(F.avg_pool2d(noise_std * eps_photo, k).std())
-table([{"t": t_check, "noise std at 256 px": float((noise_std * eps_photo).std()),
-        f"after {k}x{k} averaging": pooled_std, "√(1-ᾱ_t) / k": noise_std / k}])
+table(
+    [
+        {
+            "t": t_check,
+            "noise std at 256 px": float((noise_std * eps_photo).std()),
+            f"after {k}x{k} averaging": pooled_std,
+            "√(1-ᾱ_t) / k": noise_std / k,
+        }
+    ]
+)
 
 # %% [markdown]
 # The averaged noise has the predicted standard deviation $\sqrt{1-\bar\alpha_t}/k$, so a 32x32 view of the
@@ -242,12 +262,18 @@ closed = d.q_sample(x0_small, torch.full((N_MC,), t_stop), torch.randn(x0_small.
 sigma = float(d.sqrt_one_minus_alphas_cumprod[t_stop])
 se_mean, se_std = sigma / np.sqrt(N_MC), sigma / np.sqrt(2 * N_MC)  # standard errors of a mean and of a std
 errors = {
-    label: (float((xs.mean(0) - d.sqrt_alphas_cumprod[t_stop] * x0_small[0]).abs().max()) / se_mean,
-            float((xs.std(0) - sigma).abs().max()) / se_std)
+    label: (
+        float((xs.mean(0) - d.sqrt_alphas_cumprod[t_stop] * x0_small[0]).abs().max()) / se_mean,
+        float((xs.std(0) - sigma).abs().max()) / se_std,
+    )
     for label, xs in (("iterated", chains), ("closed form", closed))
 }
-table([{"t": t_stop, "x_t from": label, "max mean error (SE)": m, "max std error (SE)": s}
-       for label, (m, s) in errors.items()])
+table(
+    [
+        {"t": t_stop, "x_t from": label, "max mean error (SE)": m, "max std error (SE)": s}
+        for label, (m, s) in errors.items()
+    ]
+)
 
 # %% [markdown]
 # Both ways stay below 5 standard errors on every one of the 192 pixels, as two samplers of the same
@@ -345,8 +371,12 @@ int(np.argmax(64 * snr["linear"] <= snr["linear"][300]))
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 steps_50_30_20 = space_timesteps(T, "50,30,20")
-table([{"section": i, "steps taken": n, "first steps": [s for s in steps_50_30_20 if lo <= s < lo + size][:4]}
-       for i, (n, lo, size) in enumerate(((50, 0, 334), (30, 334, 333), (20, 667, 333)))])
+table(
+    [
+        {"section": i, "steps taken": n, "first steps": [s for s in steps_50_30_20 if lo <= s < lo + size][:4]}
+        for i, (n, lo, size) in enumerate(((50, 0, 334), (30, 334, 333), (20, 667, 333)))
+    ]
+)
 
 # %% [markdown] tags=["solution"]
 # **Answer.** 50 steps from $0 \dots 333$ (0, 7, 14, 20, ...), 30 from $334 \dots 666$ (334, 345, 357, ...) and

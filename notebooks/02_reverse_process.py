@@ -102,9 +102,18 @@ _ = show_grid(
 # (predicting $\hat\varepsilon = 0$ would score an ε error of 1), with the factor that links the two errors:
 
 # %%
-table([{"t": t, "MSE(ε̂, ε)": float((e_hat - eps).pow(2).mean()), "MSE(x̂_0, x_0)": float((x0h - scenes).pow(2).mean()),
-        "√(1/ᾱ_t - 1)": float(full.sqrt_recipm1_alphas_cumprod[t])}
-       for t, (_, e_hat, x0h) in guesses.items()], digits=4)
+table(
+    [
+        {
+            "t": t,
+            "MSE(ε̂, ε)": float((e_hat - eps).pow(2).mean()),
+            "MSE(x̂_0, x_0)": float((x0h - scenes).pow(2).mean()),
+            "√(1/ᾱ_t - 1)": float(full.sqrt_recipm1_alphas_cumprod[t]),
+        }
+        for t, (_, e_hat, x0h) in guesses.items()
+    ],
+    digits=4,
+)
 
 # %% [markdown]
 # The error of $\hat\varepsilon$ is small at every $t$ (smallest at high noise, where $\varepsilon$ is almost all of
@@ -188,10 +197,21 @@ plt.show()
 # $v > 1$: a fraction of a percent at the smallest $t$, none from $t = 20$ on. The table gives the numbers for a few $t$:
 
 # %%
-table([{"t": t, "mean v": float(v_values[t].mean()), "share v < -1": float((v_values[t] < -1).float().mean()),
-        "share v > 1": float((v_values[t] > 1).float().mean()), "β_t/β̃_t": float(full.betas[t] / full.posterior_variance[t]),
-        "Σ/β̃ where v < -1": float(ratios[t][v_values[t] < -1].mean()), "smallest Σ/β̃": float(ratios[t].min())}
-       for t in (1, 10, 100, 500, 999)], digits=4)
+table(
+    [
+        {
+            "t": t,
+            "mean v": float(v_values[t].mean()),
+            "share v < -1": float((v_values[t] < -1).float().mean()),
+            "share v > 1": float((v_values[t] > 1).float().mean()),
+            "β_t/β̃_t": float(full.betas[t] / full.posterior_variance[t]),
+            "Σ/β̃ where v < -1": float(ratios[t][v_values[t] < -1].mean()),
+            "smallest Σ/β̃": float(ratios[t].min()),
+        }
+        for t in (1, 10, 100, 500, 999)
+    ],
+    digits=4,
+)
 
 # %% [markdown]
 # What the model actually does:
@@ -224,6 +244,7 @@ table([{"t": t, "mean v": float(v_values[t].mean()), "share v < -1": float((v_va
 # `sample_progressive` does, one network call and one step function per index. It clamps $\hat x_0$ to $[-1, 1]$
 # at every step, as guided-diffusion's sampling script does by default (section 6 shows why; exercise 1 drops it).
 
+
 # %%
 def run_chain(diffusion, x, ddim: bool, eta: float, noise_seed: int, clip_denoised: bool = True):
     """Walk t = T-1 ... 0 with Diffusion.denoise and ddpm_step / ddim_step (what sample_progressive does)."""
@@ -239,10 +260,14 @@ def run_chain(diffusion, x, ddim: bool, eta: float, noise_seed: int, clip_denois
 
 chain_steps = toy_diffusion("10")
 x_T = randn_on((1, 3, 32, 32), generator(SEED + 2), DEVICE)
-runs = {(name, s): run_chain(chain_steps, x_T, name == "DDIM η=0", 0.0, s)
-        for name in ("DDIM η=0", "DDPM") for s in (1, 2)}
-_ = show_grid([[runs[name, 1][0], runs[name, 2][0]] for name in ("DDIM η=0", "DDPM")],
-              titles=[["step noise 1", "step noise 2"]] * 2, row_labels=["DDIM η=0", "DDPM"])
+runs = {
+    (name, s): run_chain(chain_steps, x_T, name == "DDIM η=0", 0.0, s) for name in ("DDIM η=0", "DDPM") for s in (1, 2)
+}
+_ = show_grid(
+    [[runs[name, 1][0], runs[name, 2][0]] for name in ("DDIM η=0", "DDPM")],
+    titles=[["step noise 1", "step noise 2"]] * 2,
+    row_labels=["DDIM η=0", "DDPM"],
+)
 
 # %% [markdown]
 # Same $x_T$, two different streams of step noise, 10 steps: the two DDIM images are identical, the two DDPM
@@ -379,12 +404,18 @@ plt.show()
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 unclamped = {
-    f"'{SAMPLE_RESPACING}' DDPM, section 6": list(sample_progressive(unet, d_sample, shape, generator=generator(SEED),
-                                                                   device=DEVICE))[-1].x_prev,
+    f"'{SAMPLE_RESPACING}' DDPM, section 6": list(
+        sample_progressive(unet, d_sample, shape, generator=generator(SEED), device=DEVICE)
+    )[-1].x_prev,
     "'10' DDIM, section 5": run_chain(toy_diffusion("10"), x_T, True, 0.0, SEED + 4, clip_denoised=False),
 }
-table([{"chain": name, "share in [-1, 1]": float((x.abs() <= 1).float().mean()), "largest |x|": float(x.abs().max())}
-       for name, x in unclamped.items()], digits=4)
+table(
+    [
+        {"chain": name, "share in [-1, 1]": float((x.abs() <= 1).float().mean()), "largest |x|": float(x.abs().max())}
+        for name, x in unclamped.items()
+    ],
+    digits=4,
+)
 
 # %% [markdown] tags=["solution"]
 # **Answer.** On the DDPM chain of section 6 the clamp hardly matters with the shipped weights: almost every pixel
@@ -399,7 +430,9 @@ table([{"chain": name, "share in [-1, 1]": float((x.abs() <= 1).float().mean()),
 # %% tags=["solution"] jupyter={"source_hidden": true}
 x_T4 = randn_on((4, 3, 32, 32), generator(SEED + 2), DEVICE)
 ddpm4 = run_chain(chain_steps, x_T4, False, 0.0, 1)
-to_ddpm = {eta: float((run_chain(chain_steps, x_T4, True, eta, 1) - ddpm4).pow(2).mean().sqrt()) for eta in (0.0, 0.5, 1.0)}
+to_ddpm = {
+    eta: float((run_chain(chain_steps, x_T4, True, eta, 1) - ddpm4).pow(2).mean().sqrt()) for eta in (0.0, 0.5, 1.0)
+}
 table([{"DDIM η": eta, "RMS distance to DDPM": d} for eta, d in to_ddpm.items()], digits=4)
 
 # %% [markdown] tags=["solution"]
@@ -423,7 +456,12 @@ for index in range(fixed.num_steps - 1, -1, -1):
     variance_ratios.append(float(mv.variance.flatten()[0] / fixed.betas[index]))  # Σ / β_t (β̃_1 at t = 0)
     x = fixed.ddpm_step(mv, t, randn_on(x.shape, g, DEVICE))
 _ = show_grid([list(ddpm4), list(x)], row_labels=["learned Σ", "Σ = β_t"])
-variance_ratios[:-1], float((x - ddpm4).pow(2).mean().sqrt()), int(fixed.timestep_map[1]), fixed.betas[1] / fixed.posterior_variance[1]
+(
+    variance_ratios[:-1],
+    float((x - ddpm4).pow(2).mean().sqrt()),
+    int(fixed.timestep_map[1]),
+    fixed.betas[1] / fixed.posterior_variance[1],
+)
 
 # %% [markdown] tags=["solution"]
 # **Answer.** Pass `out[:, :3]` to the fixed-variance diffusion's `p_mean_variance`, then `ddpm_step` as before.
@@ -439,10 +477,16 @@ variance_ratios[:-1], float((x - ddpm4).pow(2).mean().sqrt()), int(fixed.timeste
 # %% tags=["solution"] jupyter={"source_hidden": true}
 d50 = toy_diffusion("50")
 scene = scenes[:1]
-sdedit = {k: list(sample_progressive(unet, d50, init=scene, k=k, generator=generator(SEED), device=DEVICE,
-                                     clip_denoised=True))[-1].x_prev for k in (12, 24, 36)}
-_ = show_grid([[scene[0]] + [s[0] for s in sdedit.values()]],
-              titles=[["input"] + [f"k = {k} (t = {d50.timestep_map[k]})" for k in sdedit]])
+sdedit = {
+    k: list(
+        sample_progressive(unet, d50, init=scene, k=k, generator=generator(SEED), device=DEVICE, clip_denoised=True)
+    )[-1].x_prev
+    for k in (12, 24, 36)
+}
+_ = show_grid(
+    [[scene[0]] + [s[0] for s in sdedit.values()]],
+    titles=[["input"] + [f"k = {k} (t = {d50.timestep_map[k]})" for k in sdedit]],
+)
 {k: float((s - scene).pow(2).mean().sqrt()) for k, s in sdedit.items()}
 
 # %% [markdown] tags=["solution"]
@@ -497,10 +541,15 @@ assert float((v_values[1] < -1).float().mean()) > 0.2 and float(ratios[1].min())
 assert torch.equal(runs["DDIM η=0", 1], runs["DDIM η=0", 2]), "§4: DDIM with η = 0 ignores the step noise"
 assert float((runs["DDPM", 1] - runs["DDPM", 2]).abs().max()) > 0.1, "§4: DDPM draws fresh noise at every step"
 d25 = toy_diffusion("25")
-sigma_eta1_sq = (1 - d25.alphas_cumprod_prev) / (1 - d25.alphas_cumprod) * (1 - d25.alphas_cumprod / d25.alphas_cumprod_prev)
+sigma_eta1_sq = (
+    (1 - d25.alphas_cumprod_prev) / (1 - d25.alphas_cumprod) * (1 - d25.alphas_cumprod / d25.alphas_cumprod_prev)
+)
 assert np.allclose(sigma_eta1_sq[1:], d25.posterior_variance[1:], rtol=1e-10), "§4: η = 1 gives σ_t² = β̃_t"
-progressive = list(sample_progressive(unet, chain_steps, (2, 3, 32, 32), generator=generator(7), device=DEVICE, ddim=True,
-                                      clip_denoised=True))
+progressive = list(
+    sample_progressive(
+        unet, chain_steps, (2, 3, 32, 32), generator=generator(7), device=DEVICE, ddim=True, clip_denoised=True
+    )
+)
 assert torch.allclose(progressive[-1].x_prev, run_chain(chain_steps, progressive[0].x_t, True, 0.0, 0), atol=1e-5), (
     "§4: sample_progressive runs the same loop as run_chain"
 )
@@ -509,8 +558,10 @@ pairs = [float((a - b).pow(2).mean().sqrt()) for a, b in zip(ddim_runs["10"], dd
 others = [float((ddim_runs["25"][i] - ddim_runs["25"][j]).pow(2).mean().sqrt()) for i in range(4) for j in range(i)]
 assert np.mean(pairs) < np.mean(others), "§5: the same x_T at two step counts is closer than two different x_T"
 assert len(records) == d_sample.num_steps and torch.isfinite(samples).all(), "§6: one record per step"
-again = [list(sample_progressive(unet, chain_steps, (2, 3, 32, 32), generator=generator(SEED), device=DEVICE))[-1].x_prev
-         for _ in range(2)]
+again = [
+    list(sample_progressive(unet, chain_steps, (2, 3, 32, 32), generator=generator(SEED), device=DEVICE))[-1].x_prev
+    for _ in range(2)
+]
 assert torch.equal(again[0], again[1]), "§6: the same seed gives the same samples"
 clamped = [float((r.pred_x0.abs() == 1).float().mean()) for r in records]
 assert clamped[0] > 0.5, "§6: most of x̂_0 is clamped at t = 999"

@@ -96,7 +96,9 @@ table([{"prompt": CLASS_PROMPTS[i], "cos θ": float(sims[i])} for i in sims.args
 from bdlib.worlds.toy.clip_model import class_metrics, single_and_masked_sets, zero_shot
 
 sets = single_and_masked_sets(N_EVAL, seed=SEED + 12345)
-set_metrics = {name: class_metrics(zero_shot(clip, images.to(DEVICE)), labels) for name, (images, labels, _) in sets.items()}
+set_metrics = {
+    name: class_metrics(zero_shot(clip, images.to(DEVICE)), labels) for name, (images, labels, _) in sets.items()
+}
 table([{"set": name, "views": len(sets[name][1]), **m} for name, m in set_metrics.items()])
 
 # %% [markdown]
@@ -117,13 +119,28 @@ with torch.no_grad():
     proto_sims = F.normalize(clip.encode_image(prototypes.to(DEVICE)), dim=-1) @ text_emb.T  # (21 images, 21 prompts)
 colour, shape = torch.arange(21) // 3, torch.arange(21) % 3
 same_colour, same_shape = colour[:, None] == colour[None, :], shape[:, None] == shape[None, :]
-kinds = {"own prompt": same_colour & same_shape, "colour right, shape wrong": same_colour & ~same_shape,
-         "shape right, colour wrong": ~same_colour & same_shape, "both wrong": ~same_colour & ~same_shape}
+kinds = {
+    "own prompt": same_colour & same_shape,
+    "colour right, shape wrong": same_colour & ~same_shape,
+    "shape right, colour wrong": ~same_colour & same_shape,
+    "both wrong": ~same_colour & ~same_shape,
+}
 nearest = {kind: proto_sims.cpu().masked_fill(~which, -2).amax(dim=1) for kind, which in kinds.items()}
 own_probability = (clip.logit_scale.exp().clamp(max=100) * proto_sims).softmax(dim=1).diag().cpu()
-table([{"prompt": kind, "mean cos": float(v.mean()), "min": float(v.min()), "max": float(v.max())} for kind, v in nearest.items()]
-      + [{"prompt": "P(own prompt) at CLIP's temperature", "mean cos": float(own_probability.mean()),
-          "min": float(own_probability.min()), "max": float(own_probability.max())}])
+table(
+    [
+        {"prompt": kind, "mean cos": float(v.mean()), "min": float(v.min()), "max": float(v.max())}
+        for kind, v in nearest.items()
+    ]
+    + [
+        {
+            "prompt": "P(own prompt) at CLIP's temperature",
+            "mean cos": float(own_probability.mean()),
+            "min": float(own_probability.min()),
+            "max": float(own_probability.max()),
+        }
+    ]
+)
 
 # %% [markdown]
 # The embedding has structure: a prompt that shares the colour or the shape sits clearly nearer than one that
@@ -155,15 +172,20 @@ def left_part(masks: torch.Tensor, fraction: float) -> torch.Tensor:
 
 fractions = [1.0, 0.75, 0.5, 0.25]
 partial = {f: views * left_part(masks, f) for f in fractions}
-_ = show_grid([[noisy[t][0] for t in (0, 100, 200, 300, 500)], [partial[f][0] for f in fractions]],
-              titles=[[f"t = {t}" for t in (0, 100, 200, 300, 500)], [f"{f:.0%} shown" for f in fractions]])
+_ = show_grid(
+    [[noisy[t][0] for t in (0, 100, 200, 300, 500)], [partial[f][0] for f in fractions]],
+    titles=[[f"t = {t}" for t in (0, 100, 200, 300, 500)], [f"{f:.0%} shown" for f in fractions]],
+)
 
 # %%
 accuracy_noise = {t: class_metrics(zero_shot(clip, x.to(DEVICE)), labels) for t, x in noisy.items()}
 accuracy_partial = {f: class_metrics(zero_shot(clip, x.to(DEVICE)), labels) for f, x in partial.items()}
 fig, axes = plt.subplots(1, 2, figsize=(7, 2.6), sharey=True)
-for key, label, chance, style in (("acc", "colour and shape", 1 / 21, "C0"), ("color_acc", "colour", 1 / 7, "C1"),
-                                  ("shape_acc", "shape", 1 / 3, "C2")):
+for key, label, chance, style in (
+    ("acc", "colour and shape", 1 / 21, "C0"),
+    ("color_acc", "colour", 1 / 7, "C1"),
+    ("shape_acc", "shape", 1 / 3, "C2"),
+):
     axes[0].plot(noise_ts, [m[key] for m in accuracy_noise.values()], ".-", color=style, label=label)
     axes[0].axhline(chance, color=style, ls=":")
     axes[1].plot(fractions, [m[key] for m in accuracy_partial.values()], ".-", color=style)
@@ -221,8 +243,17 @@ plt.show()
 # %%
 angles = proto_sims.clamp(-1, 1).acos().cpu()
 pair_angles = {"own prompt": angles.diag(), "other prompts": angles[~torch.eye(21, dtype=torch.bool)]}
-table([{"pairs": name, "mean θ (rad)": float(v.mean()), "largest θ": float(v.max()),
-        "θ / sin θ at the largest": float(v.max() / v.max().sin())} for name, v in pair_angles.items()])
+table(
+    [
+        {
+            "pairs": name,
+            "mean θ (rad)": float(v.mean()),
+            "largest θ": float(v.max()),
+            "θ / sin θ at the largest": float(v.max() / v.max().sin()),
+        }
+        for name, v in pair_angles.items()
+    ]
+)
 
 # %% [markdown]
 # An image and its own prompt sit near $\theta = 0.35$ rad, where the two distances agree (the ratio is about 1.03).
@@ -256,6 +287,7 @@ float(loss.detach()), float((grad * (1 - mask)).abs().max())  # D_CLIP, and the 
 # keeping the pixels in $[-1, 1]$), which is what guidance does over a chain. For comparison, the dashed line is
 # the distance of the same scene with a real red circle drawn in the region.
 
+
 # %%
 def distance(image: torch.Tensor, region=mask, text=target) -> float:
     with torch.no_grad():
@@ -287,9 +319,13 @@ plt.show()
 
 # %%
 magnitude = grad.abs().sum(dim=1, keepdim=True)[0]  # (1, 32, 32)
-_ = show_grid([[task.image, magnitude / magnitude.max(), (-grad[0] / grad.abs().max()).clamp(-1, 1)],
-               [(x - 40 * step)[0].detach(), descent[0], with_circle[0]]],
-              titles=[["image", "|∇| (bright = large)", "-∇ as colour"], ["40 along the first", "40 fresh", "real circle"]])
+_ = show_grid(
+    [
+        [task.image, magnitude / magnitude.max(), (-grad[0] / grad.abs().max()).clamp(-1, 1)],
+        [(x - 40 * step)[0].detach(), descent[0], with_circle[0]],
+    ],
+    titles=[["image", "|∇| (bright = large)", "-∇ as colour"], ["40 along the first", "40 fresh", "real circle"]],
+)
 
 # %% [markdown]
 # Neither path draws a red circle: both paint multicoloured high-frequency texture into the region. The independent
@@ -300,8 +336,10 @@ _ = show_grid([[task.image, magnitude / magnitude.max(), (-grad[0] / grad.abs().
 from bdlib.worlds.toy.oracle import load_oracle
 
 oracle = load_oracle(DEVICE)
-{name: float(oracle.judge_text_match(image.to(DEVICE), mask, [task.prompt])["score"][0])
- for name, image in (("40 fresh steps", descent), ("real circle", with_circle))}
+{
+    name: float(oracle.judge_text_match(image.to(DEVICE), mask, [task.prompt])["score"][0])
+    for name, image in (("40 fresh steps", descent), ("real circle", with_circle))
+}
 
 # %% [markdown]
 # Low CLIP distance, no red circle: the raw pixel gradient finds patterns that CLIP *reads* as the prompt. Section
@@ -331,6 +369,7 @@ whole = torch.ones(1, 1, 32, 32, device=DEVICE)
 
 def make_cond_fn(scale: float, norms: list | None = None):
     """g = -λ ∇_{x_t} D_CLIP(x̂_0(x_t)): rerun the UNet with autograd on, through x̂_0 to CLIP."""
+
     def cond_fn(x_t, t, mv):
         with torch.enable_grad():
             x_in = x_t.detach().requires_grad_(True)
@@ -339,18 +378,30 @@ def make_cond_fn(scale: float, norms: list | None = None):
         if norms is not None:
             norms.append(float(g.norm()))
         return -g
+
     return cond_fn
 
 
 def sample(cond_fn=None) -> torch.Tensor:
-    records = sample_progressive(unet, guided_diffusion, (GUIDED_BATCH, 3, 32, 32), generator=torch.Generator().manual_seed(SEED),
-                                 device=DEVICE, clip_denoised=True, cond_fn=cond_fn)
+    records = sample_progressive(
+        unet,
+        guided_diffusion,
+        (GUIDED_BATCH, 3, 32, 32),
+        generator=torch.Generator().manual_seed(SEED),
+        device=DEVICE,
+        clip_denoised=True,
+        cond_fn=cond_fn,
+    )
     return list(records)[-1].x_prev
 
 
 def rows_of_4(**named):
     """Rows of at most 4 images per batch, labelled on their first row."""
-    rows = [(name if i == 0 else "", list(batch[i : i + 4])) for name, batch in named.items() for i in range(0, len(batch), 4)]
+    rows = [
+        (name if i == 0 else "", list(batch[i : i + 4]))
+        for name, batch in named.items()
+        for i in range(0, len(batch), 4)
+    ]
     return dict(rows=[r for _, r in rows], row_labels=[label for label, _ in rows])
 
 
@@ -367,7 +418,12 @@ _ = show_grid(**rows_of_4(unguided=plain, **{"λ = 500": guided}))
 # %%
 with torch.no_grad():
     d_plain, d_guided = (d_clip(clip, s.clamp(-1, 1), whole, guide_target).cpu() for s in (plain, guided))
-table([{"sample": i, "unguided": float(p), "λ = 500": float(g)} for i, (p, g) in enumerate(zip(d_plain, d_guided, strict=True))])
+table(
+    [
+        {"sample": i, "unguided": float(p), "λ = 500": float(g)}
+        for i, (p, g) in enumerate(zip(d_plain, d_guided, strict=True))
+    ]
+)
 
 # %% [markdown]
 # ## 6. An adversarial example, made on purpose
@@ -401,8 +457,10 @@ def attack(bound: float, augment=None) -> torch.Tensor:
 
 
 adversarial = attack(0.1)
-_ = show_grid([[grey_image[0], adversarial[0], (adversarial[0] / 0.1).clamp(-1, 1), real_circle[0]]],
-              titles=[["grey", "grey + δ", "δ x10 (contrast)", "a real red circle"]])
+_ = show_grid(
+    [[grey_image[0], adversarial[0], (adversarial[0] / 0.1).clamp(-1, 1), real_circle[0]]],
+    titles=[["grey", "grey + δ", "δ x10 (contrast)", "a real red circle"]],
+)
 
 # %% [markdown]
 # The perturbed image looks like plain grey; multiplied by ten, $\delta$ is a fine multicoloured pattern, nothing like
@@ -433,10 +491,15 @@ def distances(image: torch.Tensor) -> dict:
     return {"clean": distance(image, whole, adv_target), "32 warped copies": augmented_distance(image)}
 
 
-scores = {name: distances(image) for name, image in (("grey", grey_image), ("grey + δ", adversarial),
-                                                      ("real red circle", real_circle))}
-kept = {name: (scores["grey"]["32 warped copies"] - s["32 warped copies"]) / (scores["grey"]["clean"] - s["clean"])
-        for name, s in scores.items() if name != "grey"}
+scores = {
+    name: distances(image)
+    for name, image in (("grey", grey_image), ("grey + δ", adversarial), ("real red circle", real_circle))
+}
+kept = {
+    name: (scores["grey"]["32 warped copies"] - s["32 warped copies"]) / (scores["grey"]["clean"] - s["clean"])
+    for name, s in scores.items()
+    if name != "grey"
+}
 table([{"image": name, **s, "gain kept": kept.get(name, "")} for name, s in scores.items()])
 
 # %% [markdown]
@@ -486,8 +549,10 @@ table([{"image": name, **s, "gain kept": kept.get(name, "")} for name, s in scor
 from bdlib.worlds.toy.noise_aware_clip import load_toy_noise_aware_clip
 
 noise_aware_clip = load_toy_noise_aware_clip(DEVICE)
-noise_aware = {t: class_metrics(zero_shot(noise_aware_clip, noisy[t].to(DEVICE), torch.full((len(views),), float(t))), labels)
-               for t in (200, 300, 500)}
+noise_aware = {
+    t: class_metrics(zero_shot(noise_aware_clip, noisy[t].to(DEVICE), torch.full((len(views),), float(t))), labels)
+    for t in (200, 300, 500)
+}
 table([{"t": t, "plain CLIP": accuracy_noise[t]["acc"], "noise-aware CLIP": m["acc"]} for t, m in noise_aware.items()])
 
 # %% [markdown] tags=["solution"]
@@ -509,9 +574,19 @@ def oracle_score(image: torch.Tensor) -> float:
 
 
 robust = attack(0.1, ExtendingAugmentations(8))
-_ = show_grid([[adversarial[0], robust[0], (robust[0] / 0.1).clamp(-1, 1)]], titles=[["B = 0.1", "through views", "its δ x10"]])
-table([{"image": name, **distances(image), "oracle score": oracle_score(image)}
-       for name, image in (("B = 0.1", adversarial), ("B = 0.1, through views", robust), ("real red circle", real_circle))])
+_ = show_grid(
+    [[adversarial[0], robust[0], (robust[0] / 0.1).clamp(-1, 1)]], titles=[["B = 0.1", "through views", "its δ x10"]]
+)
+table(
+    [
+        {"image": name, **distances(image), "oracle score": oracle_score(image)}
+        for name, image in (
+            ("B = 0.1", adversarial),
+            ("B = 0.1, through views", robust),
+            ("real red circle", real_circle),
+        )
+    ]
+)
 
 # %% [markdown] tags=["solution"]
 # **Answer.** Through the views the attack keeps much more of its match under warping: its augmented distance is
@@ -541,9 +616,19 @@ strong = sample(make_cond_fn(5000.0))
 _ = show_grid(**rows_of_4(**{"λ = 500": guided, "λ = 5000": strong}))
 with torch.no_grad():
     d_strong = d_clip(clip, strong.clamp(-1, 1), whole, guide_target).cpu()
-table([{"λ": lam, "largest |x|": float(s.abs().max()), "share outside [-1, 1]": float((s.abs() > 1).float().mean()),
-        "mean D_CLIP": float(d.mean()), "roughness": float((s[..., 1:] - s[..., :-1]).abs().mean())}
-       for lam, s, d in ((500, guided, d_guided), (5000, strong, d_strong))], digits=4)
+table(
+    [
+        {
+            "λ": lam,
+            "largest |x|": float(s.abs().max()),
+            "share outside [-1, 1]": float((s.abs() > 1).float().mean()),
+            "mean D_CLIP": float(d.mean()),
+            "roughness": float((s[..., 1:] - s[..., :-1]).abs().mean()),
+        }
+        for lam, s, d in ((500, guided, d_guided), (5000, strong, d_strong))
+    ],
+    digits=4,
+)
 
 # %% [markdown] tags=["solution"]
 # **Answer.** The samples hardly leave $[-1, 1]$: the largest $|x|$ is barely above 1 and only a fraction of a percent of
@@ -557,7 +642,8 @@ table([{"λ": lam, "largest |x|": float(s.abs().max()), "share outside [-1, 1]":
 # %% tags=["solution", "answer-checks"] jupyter={"source_hidden": true}
 # The exercises' answers, checked (removed with the solutions in a student edition).
 assert noise_aware[300]["acc"] > 0.5 and all(noise_aware[t]["acc"] > accuracy_noise[t]["acc"] for t in noise_aware), (
-    "ex. 1")
+    "ex. 1"
+)
 robust_d, adv_d, real_d = distances(robust), scores["grey + δ"], scores["real red circle"]
 assert robust_d["32 warped copies"] < adv_d["32 warped copies"] - 0.1, "exercise 2: keeps much more under warping"
 assert robust_d["32 warped copies"] > real_d["32 warped copies"], "exercise 2: still above the real circle's"
@@ -596,7 +682,9 @@ assert torch.allclose(cosine_distance(a, b), 1 - theta.cos(), atol=1e-12), "§3:
 small = (theta > 0) & (theta < 0.2)
 assert torch.allclose(spherical_distance(a, b)[small], cosine_distance(a, b)[small], rtol=0.01), "§3: same near 0"
 own_max, other = float(angles.diag().max()), pair_angles["other prompts"]
-assert abs(float(angles.diag().mean()) - 0.35) < 0.03 and own_max / math.sin(own_max) < 1.05, "§3: near 0.35, about 1.03"
+assert abs(float(angles.diag().mean()) - 0.35) < 0.03 and own_max / math.sin(own_max) < 1.05, (
+    "§3: near 0.35, about 1.03"
+)
 assert 0.8 < float(other.min()) and float(other.max()) < 1.85, "§3: the others sit between about 0.9 and 1.8 rad"
 assert 1.6 < float(other.max() / other.max().sin()) < 2.0, "§3: up to about 1.8 times harder"
 assert float((grad * (1 - mask)).abs().max()) == 0.0, "§4: no gradient outside the mask"
@@ -607,7 +695,9 @@ d_circle = distance(with_circle.to(DEVICE))
 assert path[-1] < d_circle < path[0], "§4: with fresh gradients the distance falls below a real red circle's"
 score_fresh = float(oracle.judge_text_match(descent, mask, [task.prompt])["score"][0])
 score_circle = float(oracle.judge_text_match(with_circle.to(DEVICE), mask, [task.prompt])["score"][0])
-assert score_fresh < 0.01 < 0.9 < score_circle, "§4: the oracle sees no red circle after the descent, and sees the real one"
+assert score_fresh < 0.01 < 0.9 < score_circle, (
+    "§4: the oracle sees no red circle after the descent, and sees the real one"
+)
 assert len(grad_norms) == guided_diffusion.num_steps and all(math.isfinite(n) and n > 0 for n in grad_norms), "§5"
 assert float(d_guided.max()) < float(d_plain.min()), "§5: every guided sample is nearer to the prompt"
 assert float(adversarial.abs().max()) <= 0.1 + 1e-6, "§6: |δ| ≤ 0.1"

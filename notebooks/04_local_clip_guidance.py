@@ -31,7 +31,8 @@
 
 # %% tags=["parameters"]
 FAST = True  # fast mode: 7 values of λ, the step analysis at 5 noise levels (full mode: 8 values, every level)
-WORLD = "toy"  # this lesson always uses the toy world: its tasks, oracle and benchmark (lesson 09 runs the paper's models)
+# this lesson always uses the toy world: its tasks, oracle and benchmark (lesson 09 runs the paper's models)
+WORLD = "toy"
 DEVICE = "cpu"  # "cuda" for a GPU
 SEED = 0
 
@@ -58,8 +59,9 @@ from bdlib.worlds.toy.tasks import make_task
 
 task = make_task("replace", SEED)
 image, mask, prompt = task.image[None].to(DEVICE), task.mask[None].to(DEVICE), task.prompt
-fig = show_grid([[image[0], mask[0], (image * mask)[0]]], titles=[["input x", "mask m", "x ⊙ m"]],
-                suptitle=f"prompt: {prompt!r}")
+fig = show_grid(
+    [[image[0], mask[0], (image * mask)[0]]], titles=[["input x", "mask m", "x ⊙ m"]], suptitle=f"prompt: {prompt!r}"
+)
 
 # %% [markdown]
 # ## 1. The loss of Algorithm 1, term by term
@@ -102,8 +104,10 @@ step = one_step(world, one_view, x_k, k, x=image, m=mask, text=text, noise=torch
 # paper as written (no backward pass through the UNet; the benchmark's `alg2 gradient w.r.t. x̂_0` row).
 
 # %%
-fig = show_grid([[x_k[0], step.pred_x0[0], (step.pred_x0 * mask)[0]]],
-                titles=[[f"x_k (t = {diffusion.timestep_map[k]})", "x̂_0", "x̂_0 ⊙ m: what CLIP sees"]])
+fig = show_grid(
+    [[x_k[0], step.pred_x0[0], (step.pred_x0 * mask)[0]]],
+    titles=[[f"x_k (t = {diffusion.timestep_map[k]})", "x̂_0", "x̂_0 ⊙ m: what CLIP sees"]],
+)
 
 # %% [markdown]
 # ### Algorithm 1's step, written out
@@ -125,9 +129,11 @@ def algorithm_1_step(x_t: torch.Tensor, t: int, z: torch.Tensor) -> torch.Tensor
     ts = torch.full((x_t.shape[0],), t, device=x_t.device)
     x_t = x_t.detach().requires_grad_()  # the gradient is taken with respect to x_t
     out = denoise(x_t, ts)  # μ, Σ and x̂_0
-    loss = (s * d_clip(world.clip, out.pred_x0, mask, text, distance=one_view.distance)  # s·D_CLIP(x̂_0 ⊙ m, d)
-            + r * range_loss(out.pred_x0)  # + r·range(x̂_0)
-            + lam * background_mse(out.pred_x0, image, mask))  # + λ·D_bg(x, x̂_0, m)
+    loss = (
+        s * d_clip(world.clip, out.pred_x0, mask, text, distance=one_view.distance)  # s·D_CLIP(x̂_0 ⊙ m, d)
+        + r * range_loss(out.pred_x0)  # + r·range(x̂_0)
+        + lam * background_mse(out.pred_x0, image, mask)
+    )  # + λ·D_bg(x, x̂_0, m)
     (grad,) = torch.autograd.grad(loss.sum(), x_t)  # ∇_{x_t} L
     mean = out.mean - out.variance * grad  # μ - Σ∇L
     return (mean + (t > 0) * out.variance.sqrt() * z).detach()  # x_{t-1} ~ N(μ - Σ∇L, Σ); no noise at t = 0
@@ -151,13 +157,16 @@ float((mine - library.fg).abs().max())
 # gradient with respect to $x_t$ is not: every pixel of $\hat x_0$ depends on all of $x_t$ (the UNet mixes pixels).
 # We take one step with one term at a time and measure the mean $|\text{gradient}|$ inside and outside the mask.
 
+
 # %%
 def mean_gradient(**changes) -> dict[str, float]:
     """Mean |gradient| of one guided step from x_k, inside and outside the mask (one CLIP view, no range loss)."""
     s = one_view.with_(range_scale=0.0, **changes)
     grad = one_step(world, s, x_k, k, x=image, m=mask, text=text, noise=torch.zeros_like(x_k)).grad.abs()
-    return {"inside": float((grad * mask).sum() / (3 * mask.sum())),
-            "outside": float((grad * (1 - mask)).sum() / (3 * (1 - mask).sum()))}
+    return {
+        "inside": float((grad * mask).sum() / (3 * mask.sum())),
+        "outside": float((grad * (1 - mask)).sum() / (3 * (1 - mask).sum())),
+    }
 
 
 gradients = {
@@ -190,13 +199,20 @@ table([{"term": name, **values} for name, values in gradients.items()])
 from bdlib.course.analysis import background_gradient, measured_lambda_bound, naive_lambda_bound, pred_x0_gain
 
 LEVELS = [k, round(2 * k / 3), k // 2, k // 3, 1] if FAST else list(range(k, 0, -1))
-noised = {i: diffusion.q_sample(image, torch.full((1,), i, device=DEVICE),
-                                torch.randn(image.shape, generator=g).to(DEVICE)) for i in LEVELS}
-gains = [{"t": int(diffusion.timestep_map[i]),
-          "random direction": pred_x0_gain(world, settings, x, i, torch.Generator().manual_seed(SEED)),
-          "along the gradient": pred_x0_gain(world, settings, x, i,
-                                             direction=background_gradient(world, settings, image, mask, x, i))}
-         for i, x in noised.items()]
+noised = {
+    i: diffusion.q_sample(image, torch.full((1,), i, device=DEVICE), torch.randn(image.shape, generator=g).to(DEVICE))
+    for i in LEVELS
+}
+gains = [
+    {
+        "t": int(diffusion.timestep_map[i]),
+        "random direction": pred_x0_gain(world, settings, x, i, torch.Generator().manual_seed(SEED)),
+        "along the gradient": pred_x0_gain(
+            world, settings, x, i, direction=background_gradient(world, settings, image, mask, x, i)
+        ),
+    }
+    for i, x in noised.items()
+]
 table(gains)
 
 # %% [markdown]
@@ -241,9 +257,14 @@ fig.tight_layout()
 # of the middle and late steps. The measured bound (the first λ of `LAMS` whose step overshoots) at every level:
 
 # %%
-bounds = [{"t": int(diffusion.timestep_map[i]), "naive λ_max": naive_lambda_bound(world, settings, i),
-           "measured (clamped)": measured_lambda_bound(world, settings, image, mask, x, i, LAMS)}
-          for i, x in noised.items()]
+bounds = [
+    {
+        "t": int(diffusion.timestep_map[i]),
+        "naive λ_max": naive_lambda_bound(world, settings, i),
+        "measured (clamped)": measured_lambda_bound(world, settings, image, mask, x, i, LAMS),
+    }
+    for i, x in noised.items()
+]
 table(bounds)
 
 # %% [markdown]
@@ -258,10 +279,15 @@ from bdlib.course.widgets import background_error, diff_picture, oracle_scores
 from bdlib.grid import edit_grid
 
 LAMBDAS = lam_values(fast=FAST)
-by_lam = dict(zip(LAMBDAS, edit_grid(world, image, mask, prompt, "lam", LAMBDAS, seed=SEED, algorithm="local"),
-                  strict=True))
-fig = show_grid([[r.best[0] for r in by_lam.values()], [diff_picture(r.best[0], image[0]) for r in by_lam.values()]],
-                titles=[[f"λ = {lam:g}" for lam in by_lam], []], row_labels=["result", "|Δ| × 4"], panel_inches=1.3)
+by_lam = dict(
+    zip(LAMBDAS, edit_grid(world, image, mask, prompt, "lam", LAMBDAS, seed=SEED, algorithm="local"), strict=True)
+)
+fig = show_grid(
+    [[r.best[0] for r in by_lam.values()], [diff_picture(r.best[0], image[0]) for r in by_lam.values()]],
+    titles=[[f"λ = {lam:g}" for lam in by_lam], []],
+    row_labels=["result", "|Δ| × 4"],
+    panel_inches=1.3,
+)
 
 # %% [markdown]
 # From left to right: at λ = 0 the whole image is redrawn (the background changes as much as the region); as λ
@@ -274,8 +300,11 @@ from bdlib.worlds.toy.vocab import COLORS, SHAPES
 
 
 def lam_row(lam: float, result) -> dict:
-    row = {"λ": lam, "background change": float(background_error(result.best, image.cpu(), mask.cpu())[0]),
-           "CLIP distance": float(result.distances[0])}
+    row = {
+        "λ": lam,
+        "background change": float(background_error(result.best, image.cpu(), mask.cpu())[0]),
+        "CLIP distance": float(result.distances[0]),
+    }
     verdict = oracle_scores(world, result.best, result.mask, prompt)
     if verdict is not None:  # the toy world's oracle: what it sees in the region, and whether it is clean
         seen = world.oracle.judge(result.best, result.mask)
@@ -297,8 +326,11 @@ table(lam_table)
 # %%
 from bdlib.bench.evaluation import load_report, report_rows
 
-lam_rows = [row for row in report_rows(load_report(), "alg1 lam=", ("bg_mean_abs", "text_match", "clean"))
-            if "scale" not in row["setting"]]
+lam_rows = [
+    row
+    for row in report_rows(load_report(), "alg1 lam=", ("bg_mean_abs", "text_match", "clean"))
+    if "scale" not in row["setting"]
+]
 xs = [max(float(row["setting"].split("=")[1]), 1.0) for row in lam_rows]
 fig, ax = plt.subplots(figsize=(7, 2.6))
 for key, label in (("bg_mean_abs", "background change"), ("text_match", "text match"), ("clean", "clean objects")):
@@ -357,6 +389,7 @@ lambda_panel(world, task, seed=SEED)  # λ = 0 and 10 to 10⁵ (the fast strip's
 # 3. Why is $\lambda_{max}$ at $t = 249$ hundreds of times larger than at $t = 749$? Give the two factors.
 # 4. Set the guidance scale and λ to 0. What is left of Algorithm 1, and how large is the background change?
 
+
 # %% tags=["solution"] jupyter={"source_hidden": true}
 def change(result) -> float:
     return float(background_error(result.best, image.cpu(), mask.cpu())[0])
@@ -369,21 +402,38 @@ paper = by_lam[3000.0] if 3000.0 in by_lam else edit(world, image, mask, prompt,
 def follow_the_bound() -> torch.Tensor:
     """Algorithm 1 with λ_t = λ_max(t)/4 at every step (one sample, fixed noises)."""
     gen = torch.Generator().manual_seed(SEED)
-    x = diffusion.q_sample(image, torch.full((1,), k, device=DEVICE), torch.randn(image.shape, generator=gen).to(DEVICE))
+    x = diffusion.q_sample(
+        image, torch.full((1,), k, device=DEVICE), torch.randn(image.shape, generator=gen).to(DEVICE)
+    )
     for index in range(k, -1, -1):
         s = settings.with_(lam=naive_lambda_bound(world, settings, index) / 4)
-        x = one_step(world, s.with_(views=1), x, index, x=image, m=mask, text=text,
-                     noise=torch.randn(image.shape, generator=gen).to(DEVICE)).x_prev
+        x = one_step(
+            world,
+            s.with_(views=1),
+            x,
+            index,
+            x=image,
+            m=mask,
+            text=text,
+            noise=torch.randn(image.shape, generator=gen).to(DEVICE),
+        ).x_prev
     return x.clamp(-1, 1)
 
 
 followed = float(background_error(follow_the_bound().cpu(), image.cpu(), mask.cpu())[0])
 i_749, i_249 = (min(range(k + 1), key=lambda i: abs(int(diffusion.timestep_map[i]) - t)) for t in (749, 249))
-factors = {"ᾱ ratio": float(diffusion.alphas_cumprod[i_249] / diffusion.alphas_cumprod[i_749]),
-           "β ratio": float(diffusion.betas[i_749] / diffusion.betas[i_249])}
+factors = {
+    "ᾱ ratio": float(diffusion.alphas_cumprod[i_249] / diffusion.alphas_cumprod[i_749]),
+    "β ratio": float(diffusion.betas[i_749] / diffusion.betas[i_249]),
+}
 nothing = edit(world, image, mask, prompt, seed=SEED, algorithm="local", lam=0.0, guidance_scale=0.0)
-answers = {"1: paper λ=3000": change(paper), "1: official λ=3000": change(official), "2: λ_t = λ_max(t)/4": followed,
-           **{f"3: {name}": value for name, value in factors.items()}, "4: g = λ = 0": change(nothing)}
+answers = {
+    "1: paper λ=3000": change(paper),
+    "1: official λ=3000": change(official),
+    "2: λ_t = λ_max(t)/4": followed,
+    **{f"3: {name}": value for name, value in factors.items()},
+    "4: g = λ = 0": change(nothing),
+}
 answers
 
 # %% [markdown] tags=["solution"]
@@ -409,14 +459,14 @@ assert answers["2: λ_t = λ_max(t)/4"] > answers["1: paper λ=3000"], "exercise
 assert answers["4: g = λ = 0"] < lam_table[0]["background change"], "exercise 4: less than at λ = 0"
 
 # %% tags=["checks"] jupyter={"source_hidden": true}
-from bdlib.core.losses import background_mse, d_clip, range_loss
-
 pred_x0, terms = step.pred_x0, {name: float(term.sum()) for name, term in step.losses.terms.items()}
 assert abs(terms["clip"] - one_view.guidance_scale * float(d_clip(world.clip, pred_x0, mask, text).sum())) < 1e-3, (
-    "§1: the CLIP term is g·D_CLIP(x̂_0 ⊙ m)")
+    "§1: the CLIP term is g·D_CLIP(x̂_0 ⊙ m)"
+)
 assert abs(terms["range"] - one_view.range_scale * float(range_loss(pred_x0).sum())) < 1e-5, "§1: range"
 assert abs(terms["bg"] - one_view.lam * float(background_mse(pred_x0, image, mask).sum())) < 1e-3, (
-    "§1: the background term is λ·MSE")
+    "§1: the background term is λ·MSE"
+)
 assert terms["range"] == 0.0, "§1: the clamped guess is never out of range"
 assert gradients["g·D_CLIP, ∇ w.r.t. x_t"]["outside"] > 0, "§2: the CLIP x_t-gradient reaches the background"
 assert gradients["g·D_CLIP, ∇ w.r.t. x̂_0"]["outside"] == 0, "§2: the CLIP x̂_0-gradient stays in the mask"
@@ -425,7 +475,9 @@ assert all(row["along the gradient"] > 5 * row["random direction"] for row in ga
 assert all(row["background change"] > 0 for row in lam_table), "§4: Algorithm 1 never keeps the background exactly"
 bench = {float(row["setting"].split("=")[1]): row for row in lam_rows}
 stable = [lam for lam in sorted(bench) if lam <= 1e4]
-assert all(bench[a]["bg_mean_abs"] >= bench[b]["bg_mean_abs"] for a, b in zip(stable, stable[1:], strict=False)), "§4: bg falls"
+assert all(bench[a]["bg_mean_abs"] >= bench[b]["bg_mean_abs"] for a, b in zip(stable, stable[1:], strict=False)), (
+    "§4: bg falls"
+)
 assert bench[3e4]["bg_mean_abs"] > bench[1e4]["bg_mean_abs"], "§4: and rises again past 10⁴"
 matches = [bench[lam]["text_match"] for lam in stable]
 assert (round(min(matches), 2), round(max(matches), 2)) == (0.58, 0.69), "§4: the match stays within 0.58-0.69"

@@ -32,7 +32,8 @@
 
 # %% tags=["parameters"]
 FAST = True  # fast mode: 6 values of k, 4 tasks in the blending test (full mode: every k of the transition, 16 tasks)
-WORLD = "toy"  # this lesson always uses the toy world: its tasks, oracle and benchmark (lesson 09 runs the paper's models)
+# this lesson always uses the toy world: its tasks, oracle and benchmark (lesson 09 runs the paper's models)
+WORLD = "toy"
 DEVICE = "cpu"  # "cuda" for a GPU
 SEED = 0
 
@@ -58,8 +59,9 @@ from bdlib.worlds.toy.tasks import make_task
 
 task = make_task("add", SEED)
 image, mask, prompt = task.image[None].to(DEVICE), task.mask[None].to(DEVICE), task.prompt
-fig = show_grid([[image[0], mask[0], (image * mask)[0]]], titles=[["input x", "mask m", "x ⊙ m"]],
-                suptitle=f"prompt: {prompt!r}")
+fig = show_grid(
+    [[image[0], mask[0], (image * mask)[0]]], titles=[["input x", "mask m", "x ⊙ m"]], suptitle=f"prompt: {prompt!r}"
+)
 
 # %% [markdown]
 # ## 1. One step of Algorithm 2, by hand
@@ -152,13 +154,16 @@ def algorithm_2(x: torch.Tensor, m: torch.Tensor, k: int, draws: Draws) -> torch
 mine = algorithm_2(x, m, k, Draws(SEED))
 loss = blended_loss(world.clip, d, m, s=s, r=r, distance=one_view.distance)
 library = blended_diffusion(denoise, diffusion, x, m, k, loss, Draws(SEED))
-fig = show_grid([[image[0], mine[0], library[0]]], titles=[["input", "algorithm_2 (ours)", "blended_diffusion (bdlib)"]],
-                suptitle=f"prompt: {prompt!r}, {k + 1} steps")
+fig = show_grid(
+    [[image[0], mine[0], library[0]]],
+    titles=[["input", "algorithm_2 (ours)", "blended_diffusion (bdlib)"]],
+    suptitle=f"prompt: {prompt!r}, {k + 1} steps",
+)
 float((mine - library).abs().max())
 
 # %% [markdown]
 # The two results agree to float64 rounding after all the steps: `blended_diffusion` and its `blended_step` are the
-# loop and the step we just wrote (read them in `bdlib/core/algorithms.py`: Algorithm 2's step and loop are about 80
+# loop and the step we just wrote (read them in `bdlib/core/algorithms.py`: Algorithm 2's step, blend and loop are 65
 # lines there, with the paper's line beside each). `bdlib.edit` adds what a tool needs around them: the resize to
 # the world's resolution, one noise stream per sample, the augmentations and the ranking of the samples.
 #
@@ -169,9 +174,12 @@ float((mine - library).abs().max())
 records = []
 result = edit(world, image, mask, prompt, seed=SEED, callback=records.append)
 picks = [round(i * (len(records) - 1) / 4) for i in range(5)]
-fig = show_grid([[getattr(records[i], name)[0] for i in picks] for name in ("pred_x0", "fg", "bg", "blend")],
-                titles=[[f"t = {records[i].timestep}" for i in picks], [], [], []],
-                row_labels=["x̂_0", "foreground", "background", "blend"], panel_inches=1.3)
+fig = show_grid(
+    [[getattr(records[i], name)[0] for i in picks] for name in ("pred_x0", "fg", "bg", "blend")],
+    titles=[[f"t = {records[i].timestep}" for i in picks], [], [], []],
+    row_labels=["x̂_0", "foreground", "background", "blend"],
+    panel_inches=1.3,
+)
 
 # %% [markdown]
 # The foreground row is a full image, but only its masked part survives the blend; the background row is the
@@ -208,10 +216,11 @@ exact, drift
 # *mean* change outside the mask, above zero. The bottom row shows $4\,|\text{result} - x|$: black is unchanged.
 
 # %%
-fig = show_grid([[local.best[0], result.best[0]],
-                 [diff_picture(local.best[0], image[0]), diff_picture(result.best[0], image[0])]],
-                titles=[[f"Algorithm 1, λ = {local.settings.lam:g}", "Algorithm 2"], ["", ""]],
-                row_labels=["result", "|Δ| × 4"])
+fig = show_grid(
+    [[local.best[0], result.best[0]], [diff_picture(local.best[0], image[0]), diff_picture(result.best[0], image[0])]],
+    titles=[[f"Algorithm 1, λ = {local.settings.lam:g}", "Algorithm 2"], ["", ""]],
+    row_labels=["result", "|Δ| × 4"],
+)
 
 # %% [markdown]
 # ## 3. The start index $k$: closeness to the input against the strength of the edit
@@ -230,17 +239,27 @@ from bdlib.grid import edit_grid
 
 K_VALUES = k_values(world, fast=FAST)
 by_k = dict(zip(K_VALUES, edit_grid(world, image, mask, prompt, "k", K_VALUES, seed=SEED), strict=True))
-fig = show_grid([[image[0]] + [r.best[0] for r in by_k.values()]],
-                titles=[["input"] + [f"k = {kv}" for kv in by_k]], panel_inches=1.3)
+fig = show_grid(
+    [[image[0]] + [r.best[0] for r in by_k.values()]],
+    titles=[["input"] + [f"k = {kv}" for kv in by_k]],
+    panel_inches=1.3,
+)
 
 # %% [markdown]
 # Left to right the region goes from the input (an empty patch of background) to a new object. We measure, for
 # each $k$, the mean change inside the mask and the masked CLIP distance to the prompt (lower is closer):
 
 # %%
-rows = [{"k": kv, "t": int(diffusion.timestep_map[kv]), "√ᾱ_k": float(diffusion.sqrt_alphas_cumprod[kv]),
-         "change in mask": float(region_change(r.best, image, mask)[0]), "CLIP distance": float(r.distances[0])}
-        for kv, r in by_k.items()]
+rows = [
+    {
+        "k": kv,
+        "t": int(diffusion.timestep_map[kv]),
+        "√ᾱ_k": float(diffusion.sqrt_alphas_cumprod[kv]),
+        "change in mask": float(region_change(r.best, image, mask)[0]),
+        "CLIP distance": float(r.distances[0]),
+    }
+    for kv, r in by_k.items()
+]
 table(rows)
 
 # %% [markdown]
@@ -300,10 +319,15 @@ from bdlib.bench.rows import Setting
 from bdlib.worlds.toy.tasks import generate_tasks
 
 tasks = generate_tasks(4 if FAST else 16, SEED, kinds=("add", "replace"))
-runs = {mode: run_setting(world, tasks, Setting(mode, settings.with_(blending=mode)), seed=SEED)
-        for mode in ("each step", "end", "none")}
-fig = show_grid([[t.image for t in tasks]] + [list(run.results) for run in runs.values()],
-                row_labels=["input", *(f"blending: {mode}" for mode in runs)], panel_inches=1.3)
+runs = {
+    mode: run_setting(world, tasks, Setting(mode, settings.with_(blending=mode)), seed=SEED)
+    for mode in ("each step", "end", "none")
+}
+fig = show_grid(
+    [[t.image for t in tasks]] + [list(run.results) for run in runs.values()],
+    row_labels=["input", *(f"blending: {mode}" for mode in runs)],
+    panel_inches=1.3,
+)
 
 # %% [markdown]
 # Look at the region's background: with a blend at every step it continues the input's gradient; generated
@@ -354,10 +378,18 @@ for name, s in (("paper", settings.with_(views=1)), ("official", settings.with_(
     passes[name] = len(calls)
 hook.remove()
 s_k = float(diffusion.sqrt_one_minus_alphas_cumprod[k])
-table([{"mode": name, "background noise std": float(diffusion.sqrt_one_minus_alphas_cumprod[k - (name == "paper")]),
-        "CLIP sees": "x̂_0" if name == "paper" else f"x̂_0·{s_k:.3f} + x_t·{1 - s_k:.3f}",
-        "CLIP distance": float(out.losses.clip_dists[0]), "network passes": passes[name]}
-       for name, out in steps.items()])
+table(
+    [
+        {
+            "mode": name,
+            "background noise std": float(diffusion.sqrt_one_minus_alphas_cumprod[k - (name == "paper")]),
+            "CLIP sees": "x̂_0" if name == "paper" else f"x̂_0·{s_k:.3f} + x_t·{1 - s_k:.3f}",
+            "CLIP distance": float(out.losses.clip_dists[0]),
+            "network passes": passes[name],
+        }
+        for name, out in steps.items()
+    ]
+)
 
 # %% [markdown]
 # The official background is one level noisier than the sample it is pasted into; its CLIP input mixes $\hat x_0$
@@ -390,6 +422,7 @@ table([{"mode": name, "background noise std": float(diffusion.sqrt_one_minus_alp
 # 3. With DDIM (`ddim=True`) the foreground step is deterministic given $x_t$. Is the background still exact?
 # 4. Grow the mask by 10 pixels (`edit(..., dilate=10)`): how much of the image is masked now, and what is left of
 #    the blending?
+
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 def largest_change_outside(images: torch.Tensor) -> float:
@@ -441,14 +474,18 @@ changes = [row["change in mask"] for row in rows]
 assert changes[0] < changes[-1], "§3: a smaller k keeps the region closer to the input"
 assert all(run.unpasted is not None for run in runs.values())
 assert ablation[0]["bg_mean_before_paste"] == 0 and ablation[1]["bg_mean_before_paste"] > 0, "§4: before the paste"
-bench = {row["setting"]: row for row in report_rows(report, ("alg2 default", "alg2 paste once at the end",
-                                                              "alg2 no blending, no paste"), keys)}
+bench = {
+    row["setting"]: row
+    for row in report_rows(report, ("alg2 default", "alg2 paste once at the end", "alg2 no blending, no paste"), keys)
+}
 every, once = bench["alg2 default"], bench["alg2 paste once at the end"]
 assert every["clean"] > 2 * once["clean"], "summary: far fewer clean objects when pasting once"
 assert 1.5 * every["seam"] < once["seam"] < 2.5 * every["seam"], "summary: a seam about twice as large"
 kb = {int(row["setting"].split("=")[1]): row for row in k_rows}
 assert kb[min(kb)]["fg_mean_abs"] < 0.1 and max(kb, key=lambda kv: kb[kv]["fg_mean_abs"]) <= min(kb) + 12, "§3: plateau"
-assert max(kb, key=lambda kv: kb[kv]["text_match"]) > max(kb, key=lambda kv: kb[kv]["fg_mean_abs"]), "§3: match keeps rising"
+assert max(kb, key=lambda kv: kb[kv]["text_match"]) > max(kb, key=lambda kv: kb[kv]["fg_mean_abs"]), (
+    "§3: match keeps rising"
+)
 assert kb[max(kb)]["clean"] < kb[k]["clean"], "§3: the noisiest starts are less clean"
 assert (min(kb), max(kb, key=lambda kv: kb[kv]["fg_mean_abs"])) == (4, 14), "summary: the rise from k = 4 to 14"
 assert (passes["paper"], passes["official"]) == (1, 2), "§5: one network pass against two"

@@ -33,7 +33,8 @@
 
 # %% tags=["parameters"]
 FAST = True  # fast mode: 6 tasks, one sample each (full mode: 16 tasks)
-WORLD = "toy"  # this lesson always uses the toy world: its tasks, oracle and benchmark (lesson 09 runs the paper's models)
+# this lesson always uses the toy world: its tasks, oracle and benchmark (lesson 09 runs the paper's models)
+WORLD = "toy"
 DEVICE = "cpu"  # "cuda" for a GPU
 SEED = 0
 
@@ -64,8 +65,11 @@ tasks = generate_tasks(6 if FAST else 16, SEED, kinds=("add", "replace"))
 from bdlib.core.augment import ExtendingAugmentations
 
 views = ExtendingAugmentations(8)(tasks[0].image[None], torch.Generator().manual_seed(SEED))  # (8, 3, 32, 32)
-fig = show_grid([list(views[:4]), list(views[4:])], titles=[["clean"] + [f"view {i}" for i in range(1, 4)],
-                                                            [f"view {i}" for i in range(4, 8)]], panel_inches=2.0)
+fig = show_grid(
+    [list(views[:4]), list(views[4:])],
+    titles=[["clean"] + [f"view {i}" for i in range(1, 4)], [f"view {i}" for i in range(4, 8)]],
+    panel_inches=2.0,
+)
 
 # %% [markdown]
 # The views are rotated, shifted or squeezed in perspective (a view escapes both warps with probability
@@ -82,12 +86,19 @@ from bdlib.bench.evaluation import run_setting, score
 from bdlib.bench.rows import Setting
 
 SCALES = (settings.guidance_scale, 10 * settings.guidance_scale)
-runs = {(scale, views): run_setting(world, tasks, Setting(f"{scale:g}/{views}", settings.with_(
-            guidance_scale=scale, views=views)), seed=SEED)
-        for scale in SCALES for views in (1, 8)}
-fig = show_grid([[t.image for t in tasks]] + [list(run.results) for run in runs.values()],
-                row_labels=["input"] + [f"{scale:g}, {views} view{'s' * (views > 1)}" for scale, views in runs],
-                titles=[[t.prompt for t in tasks]] + [[]] * len(runs), panel_inches=1.3)
+runs = {
+    (scale, views): run_setting(
+        world, tasks, Setting(f"{scale:g}/{views}", settings.with_(guidance_scale=scale, views=views)), seed=SEED
+    )
+    for scale in SCALES
+    for views in (1, 8)
+}
+fig = show_grid(
+    [[t.image for t in tasks]] + [list(run.results) for run in runs.values()],
+    row_labels=["input"] + [f"{scale:g}, {views} view{'s' * (views > 1)}" for scale, views in runs],
+    titles=[[t.prompt for t in tasks]] + [[]] * len(runs),
+    panel_inches=1.3,
+)
 
 # %% [markdown]
 # At the default scale, eight views give objects; one view gives more regions with multicoloured speckles. At ten
@@ -96,8 +107,12 @@ fig = show_grid([[t.image for t in tasks]] + [list(run.results) for run in runs.
 
 # %%
 scores = {key: score(world, tasks, run) for key, run in runs.items()}
-table([{"scale": scale, "views": views, "text match": s["text_match"], "clean": s["clean"]}
-       for (scale, views), s in scores.items()])
+table(
+    [
+        {"scale": scale, "views": views, "text match": s["text_match"], "clean": s["clean"]}
+        for (scale, views), s in scores.items()
+    ]
+)
 
 # %% [markdown]
 # The benchmark ran the same comparison on its 200 tasks, 40 of each kind (plus a scale of 100); the table shows the
@@ -106,8 +121,9 @@ table([{"scale": scale, "views": views, "text match": s["text_match"], "clean": 
 # %%
 from bdlib.bench.evaluation import load_report, report_rows
 
-scale_rows = report_rows(load_report(), "alg2 scale=", ("clean", "add:text_match", "replace:text_match",
-                                                          "recolor:text_match"))
+scale_rows = report_rows(
+    load_report(), "alg2 scale=", ("clean", "add:text_match", "replace:text_match", "recolor:text_match")
+)
 table(scale_rows)
 
 # %% [markdown]
@@ -136,8 +152,15 @@ def clip_views(images: torch.Tensor, n_views: int, tasks=tasks) -> torch.Tensor:
         return d_clip(world.clip, world.tensor(images), masks, text, augment).cpu()
 
 
-gaps = [{"scale": scale, "views": views, "clean view": float(clip_views(run.results, 1).mean()),
-         "32 warped views": float(clip_views(run.results, 32).mean())} for (scale, views), run in runs.items()]
+gaps = [
+    {
+        "scale": scale,
+        "views": views,
+        "clean view": float(clip_views(run.results, 1).mean()),
+        "32 warped views": float(clip_views(run.results, 32).mean()),
+    }
+    for (scale, views), run in runs.items()
+]
 for row in gaps:
     row["gap"] = row["32 warped views"] - row["clean view"]
 table(gaps)
@@ -166,9 +189,12 @@ ranges = {}
 for clamp in (True, False):
     records = []
     result = edit(world, task.image, task.mask, task.prompt, seed=SEED, clip_denoised=clamp, callback=records.append)
-    ranges[clamp] = {"t": [r.timestep for r in records], "max |x̂_0|": [float(r.pred_x0.abs().max()) for r in records],
-                     "range loss": [settings.range_scale * float(range_loss(r.pred_x0).sum()) for r in records],
-                     "result": result.best}
+    ranges[clamp] = {
+        "t": [r.timestep for r in records],
+        "max |x̂_0|": [float(r.pred_x0.abs().max()) for r in records],
+        "range loss": [settings.range_scale * float(range_loss(r.pred_x0).sum()) for r in records],
+        "result": result.best,
+    }
 fig, axes = plt.subplots(1, 2, figsize=(9, 2.6))
 for clamp, run in ranges.items():
     label = "clamped (toy default)" if clamp else "not clamped"
@@ -189,8 +215,11 @@ fig.tight_layout()
 # the range loss and by the chain itself, to end within it. The two results:
 
 # %%
-fig = show_grid([[task.image, ranges[True]["result"][0], ranges[False]["result"][0]]],
-                titles=[["input", "clamped", "not clamped"]], suptitle=repr(task.prompt))
+fig = show_grid(
+    [[task.image, ranges[True]["result"][0], ranges[False]["result"][0]]],
+    titles=[["input", "clamped", "not clamped"]],
+    suptitle=repr(task.prompt),
+)
 
 # %% [markdown]
 # ## Summary
@@ -218,7 +247,6 @@ fig = show_grid([[task.image, ranges[True]["result"][0], ranges[False]["result"]
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 import time
-
 
 exercise_tasks = tasks[:3] if FAST else tasks  # fast mode: the first three tasks (five settings to run)
 
@@ -262,8 +290,9 @@ assert answers["4: largest difference between the views"] == 0.0, "exercise 4"
 assert torch.equal(views[0], tasks[0].image), "§1: view 0 is the clean image"
 bench = {row["setting"]: row for row in scale_rows}
 one_b, eight_b = bench["alg2 scale=1000 aug=1"], bench["alg2 scale=1000 aug=8"]
-assert all(eight_b[key] > one_b[key] for key in ("clean", "add:text_match", "replace:text_match",
-                                                 "recolor:text_match")), "§2: eight views win at the default scale"
+assert all(
+    eight_b[key] > one_b[key] for key in ("clean", "add:text_match", "replace:text_match", "recolor:text_match")
+), "§2: eight views win at the default scale"
 assert max(bench["alg2 scale=10000 aug=1"]["clean"], bench["alg2 scale=10000 aug=8"]["clean"]) < 0.05, "§2: 10x fails"
 assert bench["alg2 scale=100 aug=8"]["clean"] > eight_b["clean"], "§2: scale 100 is clean ..."
 assert bench["alg2 scale=100 aug=8"]["add:text_match"] < eight_b["add:text_match"], "§2: ... but matches less"

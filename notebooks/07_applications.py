@@ -30,7 +30,8 @@
 
 # %% tags=["parameters"]
 FAST = True  # fast mode: 4 tasks per application, 4 ranked samples (full mode: 12 tasks, 12 samples)
-WORLD = "toy"  # this lesson always uses the toy world: its tasks, oracle and benchmark (lesson 09 runs the paper's models)
+# this lesson always uses the toy world: its tasks, oracle and benchmark (lesson 09 runs the paper's models)
+WORLD = "toy"
 DEVICE = "cpu"  # "cuda" for a GPU
 SEED = 0
 
@@ -58,9 +59,12 @@ report = load_report()  # the benchmark's 200 tasks, for the numbers one lesson 
 # %%
 tasks = {kind: generate_tasks(N, SEED, kinds=(kind,)) for kind in ("add", "replace")}
 runs = {kind: run_setting(world, kind_tasks, Setting(kind, settings), seed=SEED) for kind, kind_tasks in tasks.items()}
-fig = show_grid([row for kind in tasks for row in ([t.image for t in tasks[kind]], list(runs[kind].results))],
-                titles=[row for kind in tasks for row in ([t.prompt for t in tasks[kind]], [])],
-                row_labels=[label for kind in tasks for label in (f"{kind}: input", "result")], panel_inches=1.3)
+fig = show_grid(
+    [row for kind in tasks for row in ([t.image for t in tasks[kind]], list(runs[kind].results))],
+    titles=[row for kind in tasks for row in ([t.prompt for t in tasks[kind]], [])],
+    row_labels=[label for kind in tasks for label in (f"{kind}: input", "result")],
+    panel_inches=1.3,
+)
 
 # %% [markdown]
 # Look at the two kinds separately. An added object sits in an empty patch of background; a replaced one is drawn
@@ -70,12 +74,25 @@ fig = show_grid([row for kind in tasks for row in ([t.image for t in tasks[kind]
 # default row, one sample, and the best of four ranked samples):
 
 # %%
-table([{"kind": kind, "text match": score(world, tasks[kind], run)["text_match"],
-        "clean": score(world, tasks[kind], run)["clean"]} for kind, run in runs.items()])
+table(
+    [
+        {
+            "kind": kind,
+            "text match": score(world, tasks[kind], run)["text_match"],
+            "clean": score(world, tasks[kind], run)["clean"],
+        }
+        for kind, run in runs.items()
+    ]
+)
 
 # %%
-table(report_rows(report, ("alg2 default", "alg2 top-1 of 4 ranked"),
-                  ("add:text_match", "replace:text_match", "recolor:text_match", "add:clean", "replace:clean")))
+table(
+    report_rows(
+        report,
+        ("alg2 default", "alg2 top-1 of 4 ranked"),
+        ("add:text_match", "replace:text_match", "recolor:text_match", "add:clean", "replace:clean"),
+    )
+)
 
 # %% [markdown]
 # ## 2. Remove an object
@@ -94,8 +111,11 @@ remove_tasks = generate_tasks(N, SEED, kinds=("remove",))
 plain = [edit(world, t.image, t.mask, "", seed=SEED).best[0] for t in remove_tasks]
 filled = [removal_input(t.image, t.mask)[0] for t in remove_tasks]
 recipe = [remove_object(world, t.image, t.mask, seed=SEED).best[0] for t in remove_tasks]
-fig = show_grid([[t.image for t in remove_tasks], plain, filled, recipe],
-                row_labels=["input", "empty prompt", "smooth fill", "fill + blend"], panel_inches=1.3)
+fig = show_grid(
+    [[t.image for t in remove_tasks], plain, filled, recipe],
+    row_labels=["input", "empty prompt", "smooth fill", "fill + blend"],
+    panel_inches=1.3,
+)
 
 # %% [markdown]
 # With the empty prompt alone, some regions still hold an object, often the removed object's own shape in another
@@ -109,8 +129,10 @@ fig = show_grid([[t.image for t in remove_tasks], plain, filled, recipe],
 from bdlib.course.widgets import oracle_scores
 
 masks = torch.stack([t.mask for t in remove_tasks])
-removed = {name: oracle_scores(world, torch.stack(images), masks, "")["match"].float().mean().item()
-           for name, images in (("empty prompt (paper)", plain), ("fill + blend (bdlib)", recipe))}
+removed = {
+    name: oracle_scores(world, torch.stack(images), masks, "")["match"].float().mean().item()
+    for name, images in (("empty prompt (paper)", plain), ("fill + blend (bdlib)", recipe))
+}
 removed
 
 # %%
@@ -134,8 +156,11 @@ from bdlib.applications import replace_background
 background_tasks = generate_tasks(N, SEED, kinds=("background",))
 captioned = [replace_background(world, t.image, 1 - t.mask, t.prompt, seed=SEED).best[0] for t in background_tasks]
 unprompted = [replace_background(world, t.image, 1 - t.mask, "", seed=SEED).best[0] for t in background_tasks]
-fig = show_grid([[t.image for t in background_tasks], captioned, unprompted],
-                row_labels=["input", "objects' caption", "empty prompt"], panel_inches=1.3)
+fig = show_grid(
+    [[t.image for t in background_tasks], captioned, unprompted],
+    row_labels=["input", "objects' caption", "empty prompt"],
+    panel_inches=1.3,
+)
 
 # %% [markdown]
 # The objects survive exactly in both rows, with a ring of the old background around each (the kept mask is the
@@ -146,8 +171,10 @@ fig = show_grid([[t.image for t in background_tasks], captioned, unprompted],
 
 # %%
 regions = torch.stack([t.mask for t in background_tasks])
-{name: oracle_scores(world, torch.stack(images), regions, None)["clean"].mean().item()
- for name, images in (("objects' caption", captioned), ("empty prompt", unprompted))}
+{
+    name: oracle_scores(world, torch.stack(images), regions, None)["clean"].mean().item()
+    for name, images in (("objects' caption", captioned), ("empty prompt", unprompted))
+}
 
 # %% [markdown]
 # ## 4. Scribble-guided editing
@@ -170,14 +197,17 @@ blob = torch.zeros_like(region)
 blob[..., ys.min() + 1 : ys.min() + 7, xs.min() + 1 : xs.min() + 7] = 1  # a 6x6 blob in the region's corner
 scribbled = scribble_edit(world, task.image, blob, colour, task.prompt, region=region, seed=SEED)
 unscribbled = edit(world, task.image, region, task.prompt, seed=SEED, k=scribbled.settings.k)
-fig = show_grid([[task.image, region, paint_scribble(task.image, blob, colour)[0], unscribbled.best[0],
-                  scribbled.best[0]]], titles=[["input", "region", "scribble", "no scribble", "with scribble"]],
-                suptitle=repr(task.prompt))
+fig = show_grid(
+    [[task.image, region, paint_scribble(task.image, blob, colour)[0], unscribbled.best[0], scribbled.best[0]]],
+    titles=[["input", "region", "scribble", "no scribble", "with scribble"]],
+    suptitle=repr(task.prompt),
+)
 
 # %% [markdown]
 # Without the scribble the object lands elsewhere in the region (and may take another colour); with it, the object
 # grows out of the scribble. The share of the scribble's pixels that the new object covers (pixels whose colour moved by more than 0.3 from
 # the input), with and without the scribble:
+
 
 # %%
 def covered(result) -> float:
@@ -198,13 +228,24 @@ def covered(result) -> float:
 from bdlib.applications import extrapolate
 
 outpaint_tasks = generate_tasks(N, SEED, kinds=("replace",))
-extended = {prompt_kind: [extrapolate(world, t.image, t.prompt if prompt_kind == "object" else "", "right", 1 / 3,
-                                      seed=SEED) for t in outpaint_tasks]
-            for prompt_kind in ("empty", "object")}
-fig = show_grid([[t.image for t in outpaint_tasks], [r.image[0] for r in extended["empty"]],
-                 [r.best[0] for r in extended["empty"]], [r.best[0] for r in extended["object"]]],
-                titles=[[t.prompt for t in outpaint_tasks], [], [], []],
-                row_labels=["input", "shifted + fill", "empty prompt", "the object prompt"], panel_inches=1.3)
+extended = {
+    prompt_kind: [
+        extrapolate(world, t.image, t.prompt if prompt_kind == "object" else "", "right", 1 / 3, seed=SEED)
+        for t in outpaint_tasks
+    ]
+    for prompt_kind in ("empty", "object")
+}
+fig = show_grid(
+    [
+        [t.image for t in outpaint_tasks],
+        [r.image[0] for r in extended["empty"]],
+        [r.best[0] for r in extended["empty"]],
+        [r.best[0] for r in extended["object"]],
+    ],
+    titles=[[t.prompt for t in outpaint_tasks], [], [], []],
+    row_labels=["input", "shifted + fill", "empty prompt", "the object prompt"],
+    panel_inches=1.3,
+)
 
 # %% [markdown]
 # The oracle on the strip: with the empty prompt, is the strip clean and free of objects; with the object prompt, does
@@ -212,10 +253,20 @@ fig = show_grid([[t.image for t in outpaint_tasks], [r.image[0] for r in extende
 
 # %%
 strips = torch.cat([r.mask for r in extended["empty"]])
-{"empty prompt: no object, clean": oracle_scores(world, torch.cat([r.best for r in extended["empty"]]), strips,
-                                                 "")["match"].float().mean().item(),
- "object prompt: the object": oracle_scores(world, torch.cat([r.best for r in extended["object"]]), strips,
-                                            [t.prompt for t in outpaint_tasks])["match"].float().mean().item()}
+{
+    "empty prompt: no object, clean": oracle_scores(world, torch.cat([r.best for r in extended["empty"]]), strips, "")[
+        "match"
+    ]
+    .float()
+    .mean()
+    .item(),
+    "object prompt: the object": oracle_scores(
+        world, torch.cat([r.best for r in extended["object"]]), strips, [t.prompt for t in outpaint_tasks]
+    )["match"]
+    .float()
+    .mean()
+    .item(),
+}
 
 # %% [markdown]
 # With the empty prompt the strip holds no object and roughly continues the picture's colours, though a faint
@@ -234,11 +285,18 @@ SAMPLES = 4 if FAST else 12
 task = tasks["add"][0]
 ranked = edit(world, task.image, task.mask, task.prompt, samples=SAMPLES, seed=SEED)
 verdict = oracle_scores(world, ranked.images, ranked.mask.expand(SAMPLES, -1, -1, -1), task.prompt)
-fig = show_grid([[task.image] + list(ranked.images)],
-                titles=[["input"] + [f"#{i + 1} d={d:.2f}\n{'match' if m else 'no match'}"
-                                     for i, (d, m) in enumerate(zip(ranked.distances.tolist(), verdict["match"].tolist(),
-                                                                    strict=True))]],
-                panel_inches=1.3, suptitle=f"ranked by CLIP distance to {task.prompt!r}")
+fig = show_grid(
+    [[task.image] + list(ranked.images)],
+    titles=[
+        ["input"]
+        + [
+            f"#{i + 1} d={d:.2f}\n{'match' if m else 'no match'}"
+            for i, (d, m) in enumerate(zip(ranked.distances.tolist(), verdict["match"].tolist(), strict=True))
+        ]
+    ],
+    panel_inches=1.3,
+    suptitle=f"ranked by CLIP distance to {task.prompt!r}",
+)
 
 # %% [markdown]
 # The titles give each sample's CLIP distance and the oracle's verdict. The benchmark's top-1 of 4 raises the text
@@ -276,15 +334,22 @@ first = remove_tasks[0]
 cleared = remove_object(world, first.image, first.mask, seed=SEED).best
 added = edit(world, cleared, first.mask, "a red circle", seed=SEED)
 blue = tuple(c / 255 for c in COLOR_RGB["blue"])
-wrong = {k_name: scribble_edit(world, task.image, blob, blue, "a red circle", region=region, seed=SEED, k=k_value)
-         for k_name, k_value in (("half k", settings.k // 2), ("default k", settings.k))}
+wrong = {
+    k_name: scribble_edit(world, task.image, blob, blue, "a red circle", region=region, seed=SEED, k=k_value)
+    for k_name, k_value in (("half k", settings.k // 2), ("default k", settings.k))
+}
 left = extrapolate(world, outpaint_tasks[0].image, "", direction="left", fraction=1 / 3, seed=SEED)
 keep = (1 - left.mask).bool().expand_as(left.best)
 answers = {
-    "1: no object left (fill, default k)": oracle_scores(world, torch.stack(late), masks, "")["match"].float().mean()
+    "1: no object left (fill, default k)": oracle_scores(world, torch.stack(late), masks, "")["match"]
+    .float()
+    .mean()
     .item(),
     "2: oracle finds 'a red circle'": bool(oracle_scores(world, added.best, added.mask, "a red circle")["match"][0]),
-    **{f"3: {name}: oracle sees": str(world.oracle.judge(r.best, r.mask)["color"].tolist()) for name, r in wrong.items()},
+    **{
+        f"3: {name}: oracle sees": str(world.oracle.judge(r.best, r.mask)["color"].tolist())
+        for name, r in wrong.items()
+    },
     "4: largest change outside the strip": float((left.best - left.image).abs()[keep].max()),
 }
 answers
@@ -309,8 +374,15 @@ assert (answers["3: default k: oracle sees"], answers["3: half k: oracle sees"])
 
 # %% tags=["checks"] jupyter={"source_hidden": true}
 for kind, run in runs.items():
-    assert float(((run.results - torch.stack([t.image for t in tasks[kind]])).abs()
-                  * (1 - torch.stack([t.mask for t in tasks[kind]]))).max()) == 0.0, f"§1: exact background ({kind})"
+    assert (
+        float(
+            (
+                (run.results - torch.stack([t.image for t in tasks[kind]])).abs()
+                * (1 - torch.stack([t.mask for t in tasks[kind]]))
+            ).max()
+        )
+        == 0.0
+    ), f"§1: exact background ({kind})"
 assert removed["fill + blend (bdlib)"] >= removed["empty prompt (paper)"], "§2: the fill removes at least as often"
 bench = {row["setting"]: row for row in report_rows(report, "remove: ", ("text_match",))}
 assert bench["remove: fill, k=6"]["text_match"] == 1.0, "summary: the recipe removes every benchmark object"

@@ -31,7 +31,8 @@
 
 # %% tags=["parameters"]
 FAST = True  # fast mode: 8 tasks x 4 samples (full mode: 40 tasks x 4 samples)
-WORLD = "toy"  # this lesson always uses the toy world: its tasks, oracle and benchmark (lesson 09 runs the paper's models)
+# this lesson always uses the toy world: its tasks, oracle and benchmark (lesson 09 runs the paper's models)
+WORLD = "toy"
 DEVICE = "cpu"  # "cuda" for a GPU
 SEED = 0
 
@@ -59,8 +60,10 @@ tasks = generate_tasks(8 if FAST else 40, SEED, kinds=("add", "replace"))
 
 # %%
 edits = [edit(world, t.image, t.mask, t.prompt, samples=SAMPLES, seed=SEED) for t in tasks]
-verdicts = [oracle_scores(world, e.images, e.mask.expand(SAMPLES, -1, -1, -1), t.prompt)["match"]
-            for e, t in zip(edits, tasks, strict=True)]
+verdicts = [
+    oracle_scores(world, e.images, e.mask.expand(SAMPLES, -1, -1, -1), t.prompt)["match"]
+    for e, t in zip(edits, tasks, strict=True)
+]
 ranking = {
     "CLIP's first choice matches": sum(bool(v[0]) for v in verdicts) / len(tasks),
     "some sample matches": sum(bool(v.any()) for v in verdicts) / len(tasks),
@@ -76,11 +79,18 @@ ranking
 # %%
 missed = [i for i, v in enumerate(verdicts) if bool(v.any()) and not bool(v[0])]
 shown = missed[0] if missed else 0
-fig = show_grid([[tasks[shown].image] + list(edits[shown].images)],
-                titles=[["input"] + [f"#{r + 1} d={d:.3f}\n{'match' if m else 'rejected'}" for r, (d, m) in
-                                     enumerate(zip(edits[shown].distances.tolist(), verdicts[shown].tolist(),
-                                                   strict=True))]],
-                suptitle=repr(tasks[shown].prompt), panel_inches=1.3)
+fig = show_grid(
+    [[tasks[shown].image] + list(edits[shown].images)],
+    titles=[
+        ["input"]
+        + [
+            f"#{r + 1} d={d:.3f}\n{'match' if m else 'rejected'}"
+            for r, (d, m) in enumerate(zip(edits[shown].distances.tolist(), verdicts[shown].tolist(), strict=True))
+        ]
+    ],
+    suptitle=repr(tasks[shown].prompt),
+    panel_inches=1.3,
+)
 
 # %% [markdown]
 # ## 2. A blind spot of the guiding CLIP
@@ -112,18 +122,30 @@ for task, pattern in zip(tasks, patterns, strict=True):
     truth = render_spec(task.expected_scene()).images  # (1, 3, 32, 32)
     judged = oracle_scores(world, torch.stack([pattern, truth[0]]), task.mask[None].expand(2, -1, -1, -1), task.prompt)
     distance = float(guiding_distance(pattern[None], task)[0])
-    blind.append({"prompt": task.prompt, "pattern": distance, "real object": float(guiding_distance(truth, task)[0]),
-                  "good edits it outranks": float((accepted > distance).float().mean()),
-                  "oracle accepts the pattern": bool(judged["match"][0])})
+    blind.append(
+        {
+            "prompt": task.prompt,
+            "pattern": distance,
+            "real object": float(guiding_distance(truth, task)[0]),
+            "good edits it outranks": float((accepted > distance).float().mean()),
+            "oracle accepts the pattern": bool(judged["match"][0]),
+        }
+    )
 table(blind)
 
 # %%
 real = [render_spec(t.expected_scene()).images[0] for t in tasks]
 halves = [slice(0, 4), slice(4, 8)]  # the first eight tasks, in two bands of real objects over patterns
-fig = show_grid([row for half in halves for row in (real[half], list(patterns[half]))],
-                titles=[row for half in halves for row in ([t.prompt for t in tasks[half]],
-                                                           [f"d={row['pattern']:.2f}" for row in blind[half]])],
-                row_labels=["real object", "pattern"] * 2, panel_inches=1.3)
+fig = show_grid(
+    [row for half in halves for row in (real[half], list(patterns[half]))],
+    titles=[
+        row
+        for half in halves
+        for row in ([t.prompt for t in tasks[half]], [f"d={row['pattern']:.2f}" for row in blind[half]])
+    ],
+    row_labels=["real object", "pattern"] * 2,
+    panel_inches=1.3,
+)
 
 # %% [markdown]
 # A pattern the oracle rejects but that the guiding CLIP would rank above good edits is the blind spot guidance
@@ -132,9 +154,12 @@ fig = show_grid([row for half in halves for row in (real[half], list(patterns[ha
 
 # %%
 rejected = [row for row in blind if not row["oracle accepts the pattern"]]
-{"patterns": len(blind), "rejected by the oracle": len(rejected),
- "rejected, yet outrank a good edit": sum(row["good edits it outranks"] > 0 for row in rejected),
- "rejected, yet score better than the real object": sum(row["pattern"] < row["real object"] for row in rejected)}
+{
+    "patterns": len(blind),
+    "rejected by the oracle": len(rejected),
+    "rejected, yet outrank a good edit": sum(row["good edits it outranks"] > 0 for row in rejected),
+    "rejected, yet score better than the real object": sum(row["pattern"] < row["real object"] for row in rejected),
+}
 
 # %% [markdown]
 # Most patterns score far worse than any good edit: the guiding CLIP is not fooled by noise as such. The dangerous ones
@@ -179,6 +204,7 @@ steps = world.defaults.k + 1
 # held a real object before the edit: the fraction of the region whose colour differs from the scene's bare
 # background by more than a threshold (the object's area), for the original object and for the edit's first choice.
 
+
 # %%
 def object_area(images: torch.Tensor, background: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """Fraction of each masked region whose colour differs from the background by more than 0.3 (any channel)."""
@@ -189,10 +215,16 @@ def object_area(images: torch.Tensor, background: torch.Tensor, masks: torch.Ten
 replaced = [(t, e) for t, e in zip(tasks, edits, strict=True) if t.kind == "replace"]
 bare = torch.cat([render_spec(t.scene).backgrounds for t, _ in replaced])  # the scenes without their objects
 regions = torch.stack([t.mask for t, _ in replaced])
-sizes = {"original object": object_area(torch.stack([t.image for t, _ in replaced]), bare, regions),
-         "edited object (first choice)": object_area(torch.stack([e.best[0] for _, e in replaced]), bare, regions)}
-table([{"": name, "mean area": float(v.mean()), "per task": " ".join(f"{float(x):.2f}" for x in v)}
-       for name, v in sizes.items()])
+sizes = {
+    "original object": object_area(torch.stack([t.image for t, _ in replaced]), bare, regions),
+    "edited object (first choice)": object_area(torch.stack([e.best[0] for _, e in replaced]), bare, regions),
+}
+table(
+    [
+        {"": name, "mean area": float(v.mean()), "per task": " ".join(f"{float(x):.2f}" for x in v)}
+        for name, v in sizes.items()
+    ]
+)
 
 # %% [markdown]
 # Are the edited objects systematically larger or smaller than the ones they replace? The difference of the mean areas
@@ -201,8 +233,11 @@ table([{"": name, "mean area": float(v.mean()), "per task": " ".join(f"{float(x)
 # %%
 difference = sizes["edited object (first choice)"] - sizes["original object"]
 mean, error = float(difference.mean()), float(difference.std() / len(difference) ** 0.5)
-{"mean difference": mean, "standard error": error,
- "verdict": "no clear scale error" if abs(mean) < 2 * error else ("larger" if mean > 0 else "smaller") + " objects"}
+{
+    "mean difference": mean,
+    "standard error": error,
+    "verdict": "no clear scale error" if abs(mean) < 2 * error else ("larger" if mean > 0 else "smaller") + " objects",
+}
 
 # %% [markdown]
 # ## 5. What later work changed
@@ -220,8 +255,13 @@ mean, error = float(difference.mean()), float(difference.std() / len(difference)
 # %%
 from bdlib.bench.evaluation import load_report, report_rows
 
-table(report_rows(load_report(), ("alg2 default", "alg2 noise-aware clip", "alg2 top-1 of 4 ranked"),
-                  ("text_match", "clean", "seconds_per_edit")))
+table(
+    report_rows(
+        load_report(),
+        ("alg2 default", "alg2 noise-aware clip", "alg2 top-1 of 4 ranked"),
+        ("text_match", "clean", "seconds_per_edit"),
+    )
+)
 
 # %% [markdown]
 # ## Summary
@@ -247,19 +287,26 @@ table(report_rows(load_report(), ("alg2 default", "alg2 noise-aware clip", "alg2
 # 3. Count the network evaluations of an edit with `official=True`. How many UNet passes per step?
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
-scores = [oracle_scores(world, e.images, e.mask.expand(SAMPLES, -1, -1, -1), t.prompt)
-          for e, t in zip(edits, tasks, strict=True)]
+scores = [
+    oracle_scores(world, e.images, e.mask.expand(SAMPLES, -1, -1, -1), t.prompt)
+    for e, t in zip(edits, tasks, strict=True)
+]
 by_oracle = sum(bool(s["match"][int(s["score"].argmax())]) for s in scores) / len(tasks)
 task = tasks[0]
-views8 = edit(world, task.image, task.mask, task.prompt, seed=SEED, guidance_scale=10 * world.defaults.guidance_scale).best
+views8 = edit(
+    world, task.image, task.mask, task.prompt, seed=SEED, guidance_scale=10 * world.defaults.guidance_scale
+).best
 official_calls = {"UNet": 0}
 hook = world.unet.register_forward_hook(lambda *_: official_calls.__setitem__("UNet", official_calls["UNet"] + 1))
 edit(world, task.image, task.mask, task.prompt, seed=SEED, official=True)
 hook.remove()
-answers = {"1: oracle's first choice matches": by_oracle,
-           "2: CLIP d, 8-view pattern": float(guiding_distance(views8, task)[0]),
-           "2: CLIP d, 1-view pattern": blind[0]["pattern"], "2: CLIP d, real object": blind[0]["real object"],
-           "3: UNet passes per step, official": official_calls["UNet"] / steps}
+answers = {
+    "1: oracle's first choice matches": by_oracle,
+    "2: CLIP d, 8-view pattern": float(guiding_distance(views8, task)[0]),
+    "2: CLIP d, 1-view pattern": blind[0]["pattern"],
+    "2: CLIP d, real object": blind[0]["real object"],
+    "3: UNet passes per step, official": official_calls["UNet"] / steps,
+}
 answers
 
 # %% [markdown] tags=["solution"]
@@ -287,16 +334,23 @@ import bdlib
 
 assert ranking["some sample matches"] >= ranking["CLIP's first choice matches"], "§1: a perfect ranker does no worse"
 assert sum(row["good edits it outranks"] == 0 for row in blind) * 2 >= len(blind), "§2: most patterns outrank nothing"
-assert sum(row["good edits it outranks"] > 0 for row in rejected) >= 1, "§2: a few rejected patterns land among good edits"
+assert sum(row["good edits it outranks"] > 0 for row in rejected) >= 1, (
+    "§2: a few rejected patterns land among good edits"
+)
 assert ranking["first choice rejected, a match was drawn"] > 0, "summary: some first choices are rejected"
 if FAST:
     assert abs(mean) < 2 * error, "summary: no clear scale error in fast mode"
 else:
-    assert len(sizes["original object"]) == 20 and 1.5 < mean / error < 3, "summary: larger by about two SE in full mode"
-later = {row["setting"]: row for row in report_rows(load_report(), ("alg2 default", "alg2 noise-aware clip"),
-                                                    ("text_match", "clean"))}
+    assert len(sizes["original object"]) == 20 and 1.5 < mean / error < 3, (
+        "summary: larger by about two SE in full mode"
+    )
+later = {
+    row["setting"]: row
+    for row in report_rows(load_report(), ("alg2 default", "alg2 noise-aware clip"), ("text_match", "clean"))
+}
 assert all(later["alg2 noise-aware clip"][key] > later["alg2 default"][key] for key in ("text_match", "clean")), (
-    "summary: the noise-aware CLIP guides better")
+    "summary: the noise-aware CLIP guides better"
+)
 assert counts["UNet"] == steps, "§3: one UNet pass per step"
 assert counts["CLIP images"] == steps * world.defaults.views + 1, "§3: eight views per step, one for ranking"
 results_dir = Path(bdlib.__file__).resolve().parents[1] / "benchmarks" / "results"

@@ -104,9 +104,18 @@ from bdlib.worlds.paper.checkpoints import PAPER_FILES, checkpoint_path, resolve
 
 present = {part: checkpoint_path(part, must_exist=False).is_file() for part in PAPER_FILES}
 USE_RANDOM = not all(present.values()) or (FAST and ON_CPU)
-table([{"part": part, "file": entry.filename, "here": present[part],
-        "size": f"{entry.size / 1e9:.2f} GB" if entry.size else "not pinned", "sha256": entry.sha256[:12] + "..."}
-       for part, entry in PAPER_FILES.items()])
+table(
+    [
+        {
+            "part": part,
+            "file": entry.filename,
+            "here": present[part],
+            "size": f"{entry.size / 1e9:.2f} GB" if entry.size else "not pinned",
+            "sha256": entry.sha256[:12] + "...",
+        }
+        for part, entry in PAPER_FILES.items()
+    ]
+)
 
 # %% [markdown]
 # The cache folder on this machine, and whether the run below uses random weights:
@@ -137,8 +146,17 @@ unet_params = sum(p.numel() for p in world.unet.parameters())
 # %%
 from bdlib.nets.unet import PAPER_UNET_CONFIG
 
-{k: PAPER_UNET_CONFIG[k] for k in ("model_channels", "channel_mult", "attention_resolutions", "num_res_blocks",
-                                   "num_head_channels", "out_channels")}
+{
+    k: PAPER_UNET_CONFIG[k]
+    for k in (
+        "model_channels",
+        "channel_mult",
+        "attention_resolutions",
+        "num_res_blocks",
+        "num_head_channels",
+        "out_channels",
+    )
+}
 
 # %% [markdown]
 # ## 3. What one guided step costs
@@ -187,10 +205,14 @@ for key in ("warm-up", "pass"):  # the first pass sets up kernels and memory; th
 throughput = flops[NET_SIZE][1] / seconds["pass"]  # TFLOP/s reached in this pass
 step_256 = flops[256][1] / throughput  # seconds for one 256x256 forward+backward at that throughput
 forward_256 = flops[256][0] / throughput  # the official code's extra pass without gradient
-{"device": DEVICE, f"seconds at {NET_SIZE}x{NET_SIZE}": seconds["pass"], "TFLOP/s": throughput,
- "estimated s per 256x256 pass": step_256,
- "estimated min, bdlib edit of 4 samples (UNet only)": 75 * 4 * step_256 / 60,
- "estimated min, official run of 32 samples (UNet only)": 75 * 32 * (forward_256 + step_256) / 60}
+{
+    "device": DEVICE,
+    f"seconds at {NET_SIZE}x{NET_SIZE}": seconds["pass"],
+    "TFLOP/s": throughput,
+    "estimated s per 256x256 pass": step_256,
+    "estimated min, bdlib edit of 4 samples (UNet only)": 75 * 4 * step_256 / 60,
+    "estimated min, official run of 32 samples (UNet only)": 75 * 32 * (forward_256 + step_256) / 60,
+}
 
 # %% [markdown]
 # These are estimates from one pass on whatever else this machine is doing right now. What has been measured
@@ -201,10 +223,17 @@ forward_256 = flops[256][0] / throughput  # the official code's extra pass witho
 measured = []
 for name in ("edit_paper_cpu_1step.json", "guided_step_cpu.json"):
     for run in json.loads((RESULTS / name).read_text()):
-        measured.append({"file": f"benchmarks/results/{name}", "precision": run["precision"], "batch": run["batch"],
-                         "s per 256x256 guided step": run["seconds_per_step"],
-                         "s per 75-step edit": run.get("seconds_per_edit", "not measured"), "TFLOP/s": run["achieved_tflops"],
-                         "load (1 min)": run.get("load_average_1m", "not recorded")})
+        measured.append(
+            {
+                "file": f"benchmarks/results/{name}",
+                "precision": run["precision"],
+                "batch": run["batch"],
+                "s per 256x256 guided step": run["seconds_per_step"],
+                "s per 75-step edit": run.get("seconds_per_edit", "not measured"),
+                "TFLOP/s": run["achieved_tflops"],
+                "load (1 min)": run.get("load_average_1m", "not recorded"),
+            }
+        )
 table(measured)
 
 # %% [markdown]
@@ -234,8 +263,9 @@ from bdlib.runtime.imageio import load_image
 
 photo = skimage.data.chelsea()  # (300, 451, 3) uint8
 left = (photo.shape[1] - photo.shape[0]) // 2
-image = F.interpolate(load_image(photo[:, left : left + photo.shape[0]]), size=(256, 256), mode="bicubic",
-                      antialias=True).clamp(-1, 1)
+image = F.interpolate(
+    load_image(photo[:, left : left + photo.shape[0]]), size=(256, 256), mode="bicubic", antialias=True
+).clamp(-1, 1)
 mask = torch.zeros(1, 1, 256, 256)
 mask[..., 90:170, 40:125] = 1.0  # the cat's eye on the left of the picture
 edit_world = world if NET_SIZE == world.image_size else dataclasses.replace(world, image_size=NET_SIZE)
@@ -243,8 +273,11 @@ passes, steps = [], []
 hook = world.unet.register_forward_hook(lambda module, inputs, output: passes.append(1))
 result = edit(edit_world, image, mask, "a blue cat eye", samples=SAMPLES, seed=SEED, callback=steps.append, **EDIT)
 hook.remove()
-_ = show_grid([[image, mask[0], result.best, (result.best - image).abs().mul(2).sub(1)]],
-              titles=[["input", "mask", "result", "|result - input|"]], panel_inches=2.56)
+_ = show_grid(
+    [[image, mask[0], result.best, (result.best - image).abs().mul(2).sub(1)]],
+    titles=[["input", "mask", "result", "|result - input|"]],
+    panel_inches=2.56,
+)
 
 # %% [markdown]
 # The difference is black outside the mask: there every pixel of the result equals the input's. Inside, the
@@ -278,11 +311,24 @@ from bdlib.worlds.toy.tasks import example_task
 toy, task = load_world("toy", dtype=torch.float32), example_task()  # precisions are studied from float32
 toy_text, toy_chain = toy.encode_prompt(task.prompt), toy.diffusion()
 indices = (18, 6) if FAST else (18, 12, 6, 1)
-change = {i: guided_step_change(toy, task.image[None], task.mask[None], toy_text, i, ["bf16-clip", "bf16"],
-                                torch.Generator().manual_seed(SEED)) for i in indices}
-table([{"respaced index": i, "t": int(toy_chain.timestep_map[i]), "√(1-ᾱ_t)/√ᾱ_t":
-        float(toy_chain.sqrt_one_minus_alphas_cumprod[i] / toy_chain.sqrt_alphas_cumprod[i]),
-        "bf16-clip": c["bf16-clip"]["grad_relative_l2"], "bf16": c["bf16"]["grad_relative_l2"]} for i, c in change.items()])
+change = {
+    i: guided_step_change(
+        toy, task.image[None], task.mask[None], toy_text, i, ["bf16-clip", "bf16"], torch.Generator().manual_seed(SEED)
+    )
+    for i in indices
+}
+table(
+    [
+        {
+            "respaced index": i,
+            "t": int(toy_chain.timestep_map[i]),
+            "√(1-ᾱ_t)/√ᾱ_t": float(toy_chain.sqrt_one_minus_alphas_cumprod[i] / toy_chain.sqrt_alphas_cumprod[i]),
+            "bf16-clip": c["bf16-clip"]["grad_relative_l2"],
+            "bf16": c["bf16"]["grad_relative_l2"],
+        }
+        for i, c in change.items()
+    ]
+)
 
 # %% [markdown]
 # At the first step of an edit (index 18, high noise) the bf16 UNet moves the gradient far more than the bf16 CLIP
@@ -296,8 +342,20 @@ runs = json.loads((RESULTS / "precision_tolerance_toy.json").read_text())
 spread = {}
 for run in runs:
     spread.setdefault((run["index"], run["precision"]), []).append(run["grad_relative_l2"])
-table([{"file": "precision_tolerance_toy.json", "respaced index": i, "precision": p, "seeds": len(v),
-        "median": median(v), "min": min(v), "max": max(v)} for (i, p), v in sorted(spread.items(), key=lambda kv: (-kv[0][0], kv[0][1]))])
+table(
+    [
+        {
+            "file": "precision_tolerance_toy.json",
+            "respaced index": i,
+            "precision": p,
+            "seeds": len(v),
+            "median": median(v),
+            "min": min(v),
+            "max": max(v),
+        }
+        for (i, p), v in sorted(spread.items(), key=lambda kv: (-kv[0][0], kv[0][1]))
+    ]
+)
 
 # %% [markdown]
 # Over 8 seeds, the first step's gradient moves by 16-64 % with a bf16 UNet against 0.3-7 % with bf16 in CLIP only;
@@ -307,9 +365,17 @@ table([{"file": "precision_tolerance_toy.json", "respaced index": i, "precision"
 # %%
 evaluation = json.loads((RESULTS.parents[1] / "figures" / "evaluation.json").read_text())
 rows = {row["name"]: row for row in evaluation["settings"]}
-table([{"row of figures/evaluation.json": name, "precision": rows[name]["settings"]["precision"],
-        "text match": rows[name]["text_match"], "clean": rows[name]["clean"]}
-       for name in ("alg2 default", "alg2 bf16", "alg2 bf16-clip")])
+table(
+    [
+        {
+            "row of figures/evaluation.json": name,
+            "precision": rows[name]["settings"]["precision"],
+            "text match": rows[name]["text_match"],
+            "clean": rows[name]["clean"],
+        }
+        for name in ("alg2 default", "alg2 bf16", "alg2 bf16-clip")
+    ]
+)
 
 # %% [markdown]
 # Neither low precision moves the text match or the clean score beyond the benchmark's noise. With 160 scored tasks
@@ -351,8 +417,11 @@ table([{"row of figures/evaluation.json": name, "precision": rows[name]["setting
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 bench = json.loads((RESULTS / "edit_paper_cpu_1step.json").read_text())[0]
-{"benchmark s per step": bench["seconds_per_step"], "19 steps at the benchmark's speed (s)": 19 * bench["seconds_per_step"],
- "19 steps at this run's estimate (s, UNet only)": 19 * step_256}
+{
+    "benchmark s per step": bench["seconds_per_step"],
+    "19 steps at the benchmark's speed (s)": 19 * bench["seconds_per_step"],
+    "19 steps at this run's estimate (s, UNet only)": 19 * step_256,
+}
 
 # %% [markdown] tags=["solution"]
 # **Answer.** At the benchmark's 36.0 s per guided step, 19 steps take 685 s, about 11 minutes per sample on the
@@ -363,8 +432,11 @@ bench = json.loads((RESULTS / "edit_paper_cpu_1step.json").read_text())[0]
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 forward, both = flops[256]
-{"FLOPs saved": 1 - both / (forward + both), "official two-pass / one pass (measured)": bench["speedup_vs_official"],
- "time saved (measured)": 1 - 1 / bench["speedup_vs_official"]}
+{
+    "FLOPs saved": 1 - both / (forward + both),
+    "official two-pass / one pass (measured)": bench["speedup_vs_official"],
+    "time saved (measured)": 1 - 1 / bench["speedup_vs_official"],
+}
 
 # %% [markdown] tags=["solution"]
 # **Answer.** One pass saves a third of the UNet's FLOPs (1 - 4.49 / (2.24 + 4.49) = 0.333). The CPU benchmark
@@ -376,14 +448,24 @@ forward, both = flops[256]
 # %% tags=["solution"] jupyter={"source_hidden": true}
 official_passes, official_steps = [], []
 hook = world.unet.register_forward_hook(lambda module, inputs, output: official_passes.append(1))
-official = edit(edit_world, image, mask, "a blue cat eye", samples=SAMPLES, seed=SEED,
-                callback=official_steps.append, **{**EDIT, "official": True})
+official = edit(
+    edit_world,
+    image,
+    mask,
+    "a blue cat eye",
+    samples=SAMPLES,
+    seed=SEED,
+    callback=official_steps.append,
+    **{**EDIT, "official": True},
+)
 hook.remove()
 outside = (1 - official.mask).bool().expand_as(official.images)  # the official result keeps the model's size
-{"passes per step (official)": len(official_passes) / len(official_steps),
- "passes per step (default)": len(passes) / len(steps),
- "official result size": tuple(official.images.shape[-2:]),
- "largest change outside the mask (official)": float((official.images - official.image)[outside].abs().max())}
+{
+    "passes per step (official)": len(official_passes) / len(official_steps),
+    "passes per step (default)": len(passes) / len(steps),
+    "official result size": tuple(official.images.shape[-2:]),
+    "largest change outside the mask (official)": float((official.images - official.image)[outside].abs().max()),
+}
 
 # %% [markdown] tags=["solution"]
 # **Answer.** Two UNet passes per step in official mode against one in bdlib's default, as the official code does;
@@ -396,10 +478,21 @@ outside = (1 - official.mask).bool().expand_as(official.images)  # the official 
 # **4.** The factor at the four indices (from the schedule alone):
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
-factor = {i: float(toy_chain.sqrt_one_minus_alphas_cumprod[i] / toy_chain.sqrt_alphas_cumprod[i]) for i in (18, 12, 6, 1)}
-table([{"respaced index": i, "t": int(toy_chain.timestep_map[i]), "√(1-ᾱ_t)/√ᾱ_t": f,
-        "bf16 median (8 seeds)": median(spread[i, "bf16"]), "bf16-clip median": median(spread[i, "bf16-clip"])}
-       for i, f in factor.items()])
+factor = {
+    i: float(toy_chain.sqrt_one_minus_alphas_cumprod[i] / toy_chain.sqrt_alphas_cumprod[i]) for i in (18, 12, 6, 1)
+}
+table(
+    [
+        {
+            "respaced index": i,
+            "t": int(toy_chain.timestep_map[i]),
+            "√(1-ᾱ_t)/√ᾱ_t": f,
+            "bf16 median (8 seeds)": median(spread[i, "bf16"]),
+            "bf16-clip median": median(spread[i, "bf16-clip"]),
+        }
+        for i, f in factor.items()
+    ]
+)
 
 # %% [markdown] tags=["solution"]
 # **Answer.** It falls from 17.2 at index 18 ($t = 749$) to 3.4, 0.96 and 0.15 at indices 12, 6 and 1, and the
@@ -411,7 +504,8 @@ table([{"respaced index": i, "t": int(toy_chain.timestep_map[i]), "√(1-ᾱ_t)/
 # The exercises' answers, checked (removed with the solutions in a student edition).
 assert round(19 * bench["seconds_per_step"]) == 685, "exercise 1: 685 s, about 11 minutes"
 assert round(bench["speedup_vs_official"], 2) == 1.44 and round(1 - 1 / bench["speedup_vs_official"], 2) == 0.30, (
-    "ex. 2")
+    "ex. 2"
+)
 assert len(official_passes) == 2 * len(official_steps), "exercise 3: two UNet passes per step in official mode"
 assert float((official.images - official.image)[outside].abs().max()) == 0.0, "exercise 3: the background is exact"
 assert official.images.shape[-1] == edit_world.image_size, "exercise 3: the official result keeps the model's size"
@@ -426,11 +520,13 @@ assert round(measured["achieved_tflops"], 2) == 0.14, "§3: at 0.14 TFLOP/s"
 assert unet_params == 552_814_086, "§2: the 256x256 unconditional ADM model has exactly 552,814,086 parameters"
 assert round(flops[256][0], 2) == 2.24 and round(flops[256][1], 2) == 4.49, "§3: 2.24 and 4.49 TFLOP"
 assert 1.9 < flops[256][1] / flops[256][0] < 2.1, "§3: a guided step costs two forwards"
-step_bench = {run["precision"]: run["seconds_per_step"] for run in json.loads((RESULTS / "guided_step_cpu.json").read_text())}
+step_bench = {
+    run["precision"]: run["seconds_per_step"] for run in json.loads((RESULTS / "guided_step_cpu.json").read_text())
+}
 assert all(149 < s < 157 for s in step_bench.values()), "§3: the bench_guided_step runs took 150-156 s"
-assert all(run["load_average_1m"] > run["cpu_count"] for run in json.loads((RESULTS / "guided_step_cpu.json").read_text())), (
-    "§3: other jobs loaded the machine (a load average above the core count)"
-)
+assert all(
+    run["load_average_1m"] > run["cpu_count"] for run in json.loads((RESULTS / "guided_step_cpu.json").read_text())
+), "§3: other jobs loaded the machine (a load average above the core count)"
 assert result.images.shape == (SAMPLES, 3, 256, 256) and torch.isfinite(result.images).all(), "§4: the edit ran"
 assert torch.equal(result.images * (1 - mask), image.expand_as(result.images) * (1 - mask)), "§4: background exact"
 assert len(steps) == result.settings.k + 1, "§4: the steps counted"
@@ -439,13 +535,17 @@ assert all(c["bf16-clip"]["pred_x0_max_abs"] == 0 for c in change.values()), "§
 matches = [rows[name]["text_match"] for name in ("alg2 default", "alg2 bf16", "alg2 bf16-clip")]
 cleans = [rows[name]["clean"] for name in ("alg2 default", "alg2 bf16", "alg2 bf16-clip")]
 scored = sum(kind["n"] for kind in rows["alg2 default"]["per_kind"].values() if kind["text_match"] is not None)
-assert scored == 160 and round((0.56 * 0.44 / scored) ** 0.5, 2) == 0.04, "§5: 160 scored tasks, a standard error of 0.04"
+assert scored == 160 and round((0.56 * 0.44 / scored) ** 0.5, 2) == 0.04, (
+    "§5: 160 scored tasks, a standard error of 0.04"
+)
 difference_se = 2**0.5 * (0.56 * 0.44 / scored) ** 0.5
 assert round(difference_se, 2) == 0.06, "§5: the standard error of a difference"
 moves = [abs(v - values[0]) for values in (matches, cleans) for v in values[1:]]
 assert max(moves) == cleans[1] - cleans[0] and round(max(moves), 2) == 0.08, "§5: the largest move: bf16's clean, up"
 assert max(moves) < 2 * difference_se, "§5: within the benchmark's noise"
-assert change[18]["bf16"]["grad_relative_l2"] > 2 * change[18]["bf16-clip"]["grad_relative_l2"], "§5: several times more"
+assert change[18]["bf16"]["grad_relative_l2"] > 2 * change[18]["bf16-clip"]["grad_relative_l2"], (
+    "§5: several times more"
+)
 first = {p: spread[18, p] for p in ("bf16", "bf16-clip")}
 assert (round(min(first["bf16"]), 2), round(max(first["bf16"]), 2)) == (0.16, 0.64), "§5: 16-64 % over 8 seeds"
 assert (round(min(first["bf16-clip"]), 3), round(max(first["bf16-clip"]), 2)) == (0.003, 0.07), "§5: 0.3-7 %"

@@ -27,8 +27,10 @@ MAKE_LINE = re.compile(r"^(make notebooks(?:-full)?\s+# [^:]*: )[^\n]*$", re.MUL
 
 
 def header_line(fast: float, full: float, note: str) -> str:
-    return (f"# **Run time** (measured by `notebooks/run_notebooks.py`, {note}): fast mode {fast:.0f} s, "
-            f"full mode {full:.0f} s.")  # fmt: skip
+    return (
+        f"# **Run time** (measured by `notebooks/run_notebooks.py`, {note}): fast mode {fast:.0f} s, "
+        f"full mode {full:.0f} s."
+    )
 
 
 def update(
@@ -39,8 +41,10 @@ def update(
     lessons = sorted(p for p in notebook_dir.glob("[0-9][0-9]_*.py"))
     missing = [p.stem for p in lessons if p.stem not in fast or p.stem not in full]
     if missing:
-        raise SystemExit(f"no measured time for {', '.join(missing)} in both modes: run `make notebooks` and "
-                         "`make notebooks-full` first")  # fmt: skip
+        raise SystemExit(
+            f"no measured time for {', '.join(missing)} in both modes: run `make notebooks` and "
+            "`make notebooks-full` first"
+        )
     failed = [f"{mode}/{name}" for mode in ("fast", "full") for name, t in timings[mode].items() if t["status"] != "ok"]
     if failed:
         raise SystemExit(f"lessons that failed in the last run: {', '.join(failed)}: fix them first")

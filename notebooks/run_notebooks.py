@@ -177,9 +177,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="full mode (FAST=False): longer chains, more samples")
     parser.add_argument("--device", default="cpu", help="DEVICE parameter: cpu (default), cuda, cuda:1, mps")
-    parser.add_argument("--world", default="toy", choices=("toy", "paper", "paper-random"),
-                        help="WORLD parameter (default toy); today no lesson changes with it: 01's schedule is the "
-                             "same in both worlds, 02-08 always use the toy world, 09 always the paper's")
+    parser.add_argument(
+        "--world",
+        default="toy",
+        choices=("toy", "paper", "paper-random"),
+        help="WORLD parameter (default toy); today no lesson changes with it: 01's schedule is the "
+        "same in both worlds, 02-08 always use the toy world, 09 always the paper's",
+    )
     parser.add_argument("--seed", type=int, default=0, help="SEED parameter (default 0)")
     parser.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks, by number: --only 01 03")
     parser.add_argument("--build-dir", default=str(BUILD_DIR), help="where executed notebooks go (notebooks/_build)")

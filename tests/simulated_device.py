@@ -42,9 +42,14 @@ class OnDevice(torch.Tensor):
     @staticmethod
     def __new__(cls, data: torch.Tensor):
         return torch.Tensor._make_wrapper_subclass(
-            cls, data.size(), strides=data.stride(), dtype=data.dtype, device=DEVICE,
-            requires_grad=data.requires_grad, layout=data.layout,
-        )  # fmt: skip
+            cls,
+            data.size(),
+            strides=data.stride(),
+            dtype=data.dtype,
+            device=DEVICE,
+            requires_grad=data.requires_grad,
+            layout=data.layout,
+        )
 
     def __init__(self, data: torch.Tensor) -> None:
         self.values = data

@@ -59,8 +59,10 @@ def test_a_samples_views_do_not_depend_on_its_batch():
     assert torch.allclose(together[1::3], alone, atol=1e-6)
 
 
-@pytest.mark.parametrize(("views", "match"), [(0, "views must be an integer >= 1"), (2.5, "views must be an integer"),
-                                              (True, "views must be an integer")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("views", "match"),
+    [(0, "views must be an integer >= 1"), (2.5, "views must be an integer"), (True, "views must be an integer")],
+)
 def test_a_bad_number_of_views_is_refused(views, match):
     with pytest.raises(ValueError, match=match):
         ExtendingAugmentations(views)

@@ -135,21 +135,46 @@ def test_bad_image_size_is_refused(bench: ModuleType, capsys: pytest.CaptureFixt
 def test_edit_benchmark_writes_the_issue_fields_per_precision_and_batch(tmp_path: Path) -> None:
     bench_edit = load_script(REPO_ROOT / "benchmarks" / "bench_edit.py")
     out = tmp_path / "edit.json"
-    args = ["--world", "toy", "--batch", "1", "2", "--precision", "fp32", "bf16", "--repeats", "1",
-            "--max-steps", "2", "--official", "--out", str(out)]  # fmt: skip
+    args = [
+        "--world",
+        "toy",
+        "--batch",
+        "1",
+        "2",
+        "--precision",
+        "fp32",
+        "bf16",
+        "--repeats",
+        "1",
+        "--max-steps",
+        "2",
+        "--official",
+        "--out",
+        str(out),
+    ]
     bench_edit.run(bench_edit.parse_args(args))
     records = json.loads(out.read_text())
     assert [(r["precision"], r["batch"]) for r in records] == [("fp32", 1), ("fp32", 2), ("bf16", 1), ("bf16", 2)]
     for record in records:
-        assert {"world", "device", "batch", "views", "steps", "seconds_per_edit", "seconds_per_step",
-                "peak_memory_mb", "official_two_pass_seconds_per_edit"} <= set(record)  # fmt: skip
+        assert {
+            "world",
+            "device",
+            "batch",
+            "views",
+            "steps",
+            "seconds_per_edit",
+            "seconds_per_step",
+            "peak_memory_mb",
+            "official_two_pass_seconds_per_edit",
+        } <= set(record)
         assert record["timed_steps"] == 2 and record["extrapolated"] and len(record["seconds_all"]) == 1
         assert record["seconds_per_edit"] == pytest.approx(record["seconds_per_step"] * record["steps"])
         assert record["seconds_per_step"] > 0 and record["peak_memory_mb"] > 0
         assert record["device_name"] and record["first_edit_seconds"] > 0
         # counted FLOPs: steps × one step; the 2-sample edit counts twice the 1-sample edit's
-        assert record["achieved_tflops"] == pytest.approx(record["counted_tflop_per_edit"] / record["seconds_per_edit"],
-                                                          rel=1e-3)  # fmt: skip
+        assert record["achieved_tflops"] == pytest.approx(
+            record["counted_tflop_per_edit"] / record["seconds_per_edit"], rel=1e-3
+        )
         peaks = record["gemm_peak_tflops"]
         assert set(peaks) == {"fp32", "bf16"} and min(peaks.values()) > 0
         for dtype, floor in record["floor_seconds_per_edit"].items():
@@ -162,8 +187,21 @@ def test_edit_benchmark_writes_the_issue_fields_per_precision_and_batch(tmp_path
 def test_edit_benchmark_times_a_compiled_unet_beside_the_eager_one(tmp_path: Path) -> None:
     bench_edit = load_script(REPO_ROOT / "benchmarks" / "bench_edit.py")
     out = tmp_path / "edit.json"
-    args = ["--world", "toy", "--batch", "1", "--repeats", "1", "--max-steps", "2", "--compile",
-            "--compile-backend", "eager", "--out", str(out)]  # fmt: skip  (eager: dynamo without inductor's codegen)
+    args = [
+        "--world",
+        "toy",
+        "--batch",
+        "1",
+        "--repeats",
+        "1",
+        "--max-steps",
+        "2",
+        "--compile",
+        "--compile-backend",
+        "eager",
+        "--out",
+        str(out),
+    ]  # eager: dynamo without inductor's codegen
     bench_edit.run(bench_edit.parse_args(args))
     eager, compiled = json.loads(out.read_text())
     assert (eager["compiled_unet"], compiled["compiled_unet"]) == (False, True)
@@ -200,9 +238,22 @@ def test_precision_tolerance_finds_the_unet_far_more_sensitive_than_clip(tmp_pat
 def test_gpu_check_dry_run_covers_every_section(tmp_path):
     """``benchmarks/gpu_check.py --device cpu --smoke``: the GPU check's CPU dry run, so the script cannot rot."""
     out = tmp_path / "gpu_check.json"
-    done = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "gpu_check.py"), "--device", "cpu", "--smoke",
-                           "--out", str(out)], cwd=REPO_ROOT, env=SCRIPT_ENV, capture_output=True, text=True,
-                          timeout=900)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "benchmarks" / "gpu_check.py"),
+            "--device",
+            "cpu",
+            "--smoke",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO_ROOT,
+        env=SCRIPT_ENV,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     report = json.loads(out.read_text())
     statuses = {name: entry["status"] for name, entry in report["sections"].items()}
     assert done.returncode == 0 and set(statuses.values()) == {"ok"}, (statuses, done.stdout[-2000:])
@@ -214,8 +265,23 @@ def test_gpu_check_dry_run_covers_every_section(tmp_path):
 def test_bench_distributed_runs_one_and_two_processes(tmp_path):
     script = load_script(REPO_ROOT / "benchmarks" / "bench_distributed.py")
     out = tmp_path / "distributed.json"
-    record = script.main(["--samples", "2", "--k", "3", "--processes", "1", "2", "--repeats", "1",
-                          "--estimate-step-seconds", "0.5", "--out", str(out)])  # fmt: skip
+    record = script.main(
+        [
+            "--samples",
+            "2",
+            "--k",
+            "3",
+            "--processes",
+            "1",
+            "2",
+            "--repeats",
+            "1",
+            "--estimate-step-seconds",
+            "0.5",
+            "--out",
+            str(out),
+        ]
+    )
     assert json.loads(out.read_text()) == json.loads(json.dumps(record))
     assert [c["processes"] for c in record["configurations"]] == [1, 2]
     assert all(c["samples_per_second"] > 0 and c["wall_seconds"] > c["edit_seconds"] for c in record["configurations"])
@@ -226,8 +292,18 @@ def test_bench_distributed_runs_one_and_two_processes(tmp_path):
 def test_removal_recipes_script_scores_each_recipe(tmp_path):
     script = load_script(REPO_ROOT / "benchmarks" / "removal_recipes.py")
     out = tmp_path / "removal.json"
-    record = script.main(["--tasks", "10", "--only", "prior only, k=18", "RePaint 5 jumps, k=18",
-                          "away from object captions 300, k=18", "--out", str(out)])  # fmt: skip
+    record = script.main(
+        [
+            "--tasks",
+            "10",
+            "--only",
+            "prior only, k=18",
+            "RePaint 5 jumps, k=18",
+            "away from object captions 300, k=18",
+            "--out",
+            str(out),
+        ]
+    )
     assert record["tasks"] == 2 and json.loads(out.read_text()) == record
     assert all(0 <= recipe["removed"] <= 1 for recipe in record["recipes"].values())
 

@@ -196,8 +196,9 @@ def test_guided_blended_ddim_step_in_both_modes(fixture, fixtures_dir, case):
     for settings, background in ((official_ddim, R["background_stage_t"]), (paper, R["background_stage_tminus1"])):
         _, _, out, _, _ = _run(fixture, case, settings)
         # the gradient each mode computes was checked against the fixture above; here the DDIM step around it
-        expected, pred_x0 = _ddim_by_hand(fixtures_dir, {"x_t": I["x_t"], "model_output": R["model_output"]},
-                                          out.grad, t)  # fmt: skip
+        expected, pred_x0 = _ddim_by_hand(
+            fixtures_dir, {"x_t": I["x_t"], "model_output": R["model_output"]}, out.grad, t
+        )
         _close(out.fg, expected, tol["grad"])
         _close(out.pred_x0, pred_x0, tol["grad"])
         _close(out.blend, expected * I["mask"] + background * (1 - I["mask"]), tol["grad"])
@@ -248,9 +249,17 @@ def test_eight_views_reproduce_the_official_step(fixture, views_fixture):
     x, bg_noise = I["init_image"].expand(2, -1, -1, -1), I["bg_noise"].expand(2, -1, -1, -1)
     settings = OFFICIAL.with_(views=8)
     out = variants.step(
-        fixture_world(unet, vit), settings, I["x_t"], 40, x=x, m=I["mask"], text=I["text_embed"],
-        noise=I["step_noise"], bg_noise=bg_noise, views=_replayed_views(R),
-    )  # fmt: skip
+        fixture_world(unet, vit),
+        settings,
+        I["x_t"],
+        40,
+        x=x,
+        m=I["mask"],
+        text=I["text_embed"],
+        noise=I["step_noise"],
+        bg_noise=bg_noise,
+        views=_replayed_views(R),
+    )
     _close(out.losses.clip_dists, R["clip_dists"].view(8, 2).mean(dim=0), tol["forward"])
     _scalar(out.losses.terms["clip"].sum(), R["clip_loss"])
     _scalar(out.losses.total.sum(), R["loss"])
@@ -282,8 +291,16 @@ def test_algorithm1_with_lpips_reproduces_the_official_step(fixture, views_fixtu
     world = dataclasses.replace(fixture_world(unet, vit), lpips=seeded_lpips())
     # --background_preservation_loss with the official L2 weight 10000 and LPIPS weight 1000
     settings = MethodSettings(official=True, algorithm="local", views=1, lam=10000.0, lpips_weight=0.1)
-    out = variants.step(world, settings, I["x_t"], int(R["t"][0]), x=I["init_image"].expand(2, -1, -1, -1),
-                        m=I["mask"], text=I["text_embed"], noise=I["step_noise"])  # fmt: skip
+    out = variants.step(
+        world,
+        settings,
+        I["x_t"],
+        int(R["t"][0]),
+        x=I["init_image"].expand(2, -1, -1, -1),
+        m=I["mask"],
+        text=I["text_embed"],
+        noise=I["step_noise"],
+    )
     _scalar(out.losses.terms["bg"].sum(), R["l2_loss"])
     _scalar(out.losses.terms["bg_lpips"].sum(), R["lpips_loss"])
     _close(out.losses.terms["bg_lpips"] / 1000.0, R["lpips"], tol["forward"])
@@ -301,8 +318,16 @@ def test_official_algorithm1_adds_the_background_loss_only_when_lam_is_set(fixtu
 
     def terms(**changes):
         settings = MethodSettings(official=True, algorithm="local", views=1, **changes)
-        out = variants.step(world, settings, I["x_t"], 40, x=I["init_image"].expand(2, -1, -1, -1), m=I["mask"],
-                            text=I["text_embed"], noise=I["step_noise"])  # fmt: skip
+        out = variants.step(
+            world,
+            settings,
+            I["x_t"],
+            40,
+            x=I["init_image"].expand(2, -1, -1, -1),
+            m=I["mask"],
+            text=I["text_embed"],
+            noise=I["step_noise"],
+        )
         return set(out.losses.terms)
 
     assert terms() == {"clip", "range"}

@@ -92,11 +92,21 @@ def _short_error(err: str) -> None:
 
 @pytest.mark.parametrize(
     "extra",
-    [["--guidance-scale", "nan"], ["--guidance-scale", "inf"], ["--guidance-scale", "1e30"],
-     ["--lam", "nan", "--algorithm", "local"],
-     ["--lam", "1e30", "--algorithm", "local"], ["--seed", "-1"], ["--seed", str(2**64)], ["--dilate", "-5"],
-     ["--device", "cuda:99"], ["--samples", "0"], ["--samples", "100000"], ["--views", "100000"]],
-)  # fmt: skip
+    [
+        ["--guidance-scale", "nan"],
+        ["--guidance-scale", "inf"],
+        ["--guidance-scale", "1e30"],
+        ["--lam", "nan", "--algorithm", "local"],
+        ["--lam", "1e30", "--algorithm", "local"],
+        ["--seed", "-1"],
+        ["--seed", str(2**64)],
+        ["--dilate", "-5"],
+        ["--device", "cuda:99"],
+        ["--samples", "0"],
+        ["--samples", "100000"],
+        ["--views", "100000"],
+    ],
+)
 def test_edit_refuses_bad_numbers_before_any_work(inputs, no_edit, capsys, extra):
     image, mask = inputs
     out = image.parent / "out.png"
@@ -105,9 +115,7 @@ def test_edit_refuses_bad_numbers_before_any_work(inputs, no_edit, capsys, extra
     assert sorted(p.name for p in image.parent.iterdir()) == ["mask.png", "scene.png"]
 
 
-@pytest.mark.parametrize(
-    "prompt", [" ".join(f"zebra{i}" for i in range(1000)), " and ".join(["a red circle"] * 300)]
-)
+@pytest.mark.parametrize("prompt", [" ".join(f"zebra{i}" for i in range(1000)), " and ".join(["a red circle"] * 300)])
 def test_a_very_long_prompt_gets_a_short_message_before_the_progress_bar(inputs, no_edit, capsys, prompt):
     image, mask = inputs
     assert cli("edit", "--image", image, "--mask", mask, "--prompt", prompt, "--out", image.parent / "o.png") == 2
@@ -123,8 +131,13 @@ def test_the_output_never_replaces_an_input(inputs, no_edit, capsys):
     figure_clash = image.parent / "scene_figure.png"  # --out x.png also writes x_figure.png
     shutil.copy(image, figure_clash)
     folder = image.parent
-    cases = [(image, image), (image, mask), (image, folder / "link.png"), (image, folder / "." / "mask.png"),
-             (figure_clash, folder / "scene.png")]  # (--image, --out)  # fmt: skip
+    cases = [
+        (image, image),
+        (image, mask),
+        (image, folder / "link.png"),
+        (image, folder / "." / "mask.png"),
+        (figure_clash, folder / "scene.png"),
+    ]  # (--image, --out)
     for source, out in cases:
         assert cli("edit", "--image", source, "--mask", mask, "--prompt", "a red circle", "--out", out) == 2
         err = capsys.readouterr().err
@@ -193,9 +206,9 @@ def test_demo_keeps_its_old_figure_when_writing_fails(tmp_path, monkeypatch, cap
 
 
 @pytest.mark.parametrize(
-    "command", [["demo", "--steps", "2"], ["train", "oracle", "--max-steps", "1"], ["evaluate", "--tasks", "5"],
-                ["figures"]],
-)  # fmt: skip
+    "command",
+    [["demo", "--steps", "2"], ["train", "oracle", "--max-steps", "1"], ["evaluate", "--tasks", "5"], ["figures"]],
+)
 @pytest.mark.parametrize("seed", ["-1", str(2**63)])
 def test_every_command_refuses_a_bad_seed_before_running(tmp_path, capsys, command, seed):
     out = ["--checkpoint", tmp_path / "c.pt"] if command[0] == "train" else ["--out", tmp_path / "x"]
@@ -272,8 +285,13 @@ def test_a_stopped_edit_exits_130_or_143_and_writes_nothing(inputs, how, code):
     image, mask = inputs
     args = ["edit", "--image", image, "--mask", mask, "--prompt", "a red circle", "--out", image.parent / "o.png"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(EXAMPLES.parent.parent)}
-    done = subprocess.run([sys.executable, "-c", STOPPING_EDIT, how, *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", STOPPING_EDIT, how, *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == code, done.stderr
     assert "stopped" in done.stderr and "Traceback" not in done.stderr
     assert sorted(p.name for p in image.parent.iterdir()) == ["mask.png", "scene.png"]
@@ -311,8 +329,22 @@ def test_random_weights_are_labelled_loudly(tmp_path, capsys, monkeypatch, rando
 
     monkeypatch.setattr(edit_command, "load_world", fake_load_world)
     out = tmp_path / "paper.png"
-    args = ["edit", "--world", "paper", "--random-weights", "--image", "bdlib/examples/scene.png", "--mask",
-            "bdlib/examples/scene_mask.png", "--prompt", "a red circle", "--k", "2", "--out", str(out)]  # fmt: skip
+    args = [
+        "edit",
+        "--world",
+        "paper",
+        "--random-weights",
+        "--image",
+        "bdlib/examples/scene.png",
+        "--mask",
+        "bdlib/examples/scene_mask.png",
+        "--prompt",
+        "a red circle",
+        "--k",
+        "2",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     assert seen["name"] == "paper" and seen["random_weights"] is True
     assert "RANDOM WEIGHTS" in capsys.readouterr().err and (tmp_path / "paper_figure.png").exists()

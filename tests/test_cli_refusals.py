@@ -37,9 +37,8 @@ def nothing_loads(monkeypatch):
         ("", ["--noise-aware"], ["--noise-aware", "empty prompt"]),
         ("a red circle", ["--noise-aware", "--world", "paper"], ["--noise-aware", "toy world", "--world toy"]),
     ],
-)  # fmt: skip
-def test_an_option_without_effect_is_refused_before_anything_loads(inputs, nothing_loads, capsys, prompt, extra,
-                                                                     words):  # fmt: skip
+)
+def test_an_option_without_effect_is_refused_before_anything_loads(inputs, nothing_loads, capsys, prompt, extra, words):
     image, mask = inputs
     out = image.parent / "out.png"
     assert cli("edit", "--image", image, "--mask", mask, "--prompt", prompt, "--out", out, *extra) == 2
@@ -64,9 +63,18 @@ def test_the_api_refuses_lam_without_algorithm_1_and_noise_aware_without_its_cli
 
 
 # ------------------------------------------------------------------------- reports: read and checked before the work
-GOOD_ROW = {"name": "alg2 default", "text_match": 0.5, "clean": 0.5, "bg_max_abs": 0.0, "bg_mean_abs": 0.0,
-            "fg_mean_abs": 0.2, "clip_distance": 1.0, "seconds_per_edit": 0.1, "settings": {"k": 18},
-            "per_kind": {"add": {"n": 1, "text_match": 0.5}}}  # fmt: skip
+GOOD_ROW = {
+    "name": "alg2 default",
+    "text_match": 0.5,
+    "clean": 0.5,
+    "bg_max_abs": 0.0,
+    "bg_mean_abs": 0.0,
+    "fg_mean_abs": 0.2,
+    "clip_distance": 1.0,
+    "seconds_per_edit": 0.1,
+    "settings": {"k": 18},
+    "per_kind": {"add": {"n": 1, "text_match": 0.5}},
+}
 DAMAGED_REPORTS = {
     "a row lacks its metrics": {"n_tasks": 5, "seed": 0, "settings": [GOOD_ROW, {"name": "alg2 k=6"}]},
     "a row is not a dict": {"n_tasks": 5, "seed": 0, "settings": [GOOD_ROW, ["alg2 k=6"]]},

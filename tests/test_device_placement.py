@@ -112,8 +112,15 @@ def test_the_sampler_runs_on_the_device(worlds, ddim):
     from bdlib.core.sampling import sample_progressive
 
     def work(world, device):
-        steps = sample_progressive(world.unet, world.diffusion("10"), (2, 3, 32, 32), device=device, ddim=ddim,
-                                   eta=0.5, generator=torch.Generator().manual_seed(3))  # fmt: skip
+        steps = sample_progressive(
+            world.unet,
+            world.diffusion("10"),
+            (2, 3, 32, 32),
+            device=device,
+            ddim=ddim,
+            eta=0.5,
+            generator=torch.Generator().manual_seed(3),
+        )
         return [(plain(s.pred_x0), plain(s.x_prev)) for s in steps]
 
     answer, reference = on_both(worlds, work)
@@ -191,9 +198,14 @@ def test_the_distributed_edit_runs_on_the_device(worlds, monkeypatch):
     settings = MethodSettings(respacing="10", k=4, views=3)
     with SameKernels():
         with SimulatedAccelerator():
-            result = two_ranks(monkeypatch, lambda context: sharded_edit(
-                context, on_device, task.image, task.mask, "a red circle", samples=4, seed=6, settings=settings))
-        reference = edit(cpu, task.image, task.mask, "a red circle", samples=4, seed=6, settings=settings,
-                         batch_size=2)  # as the ranks split them: one batch each
+            result = two_ranks(
+                monkeypatch,
+                lambda context: sharded_edit(
+                    context, on_device, task.image, task.mask, "a red circle", samples=4, seed=6, settings=settings
+                ),
+            )
+        reference = edit(
+            cpu, task.image, task.mask, "a red circle", samples=4, seed=6, settings=settings, batch_size=2
+        )  # as the ranks split them: one batch each
     assert not isinstance(result.images, OnDevice)
     assert torch.equal(result.images, reference.images) and torch.equal(result.order, reference.order)

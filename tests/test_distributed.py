@@ -28,14 +28,25 @@ def free_port() -> int:
 
 
 def torchrun(*args: str, script: str = "-m bdlib") -> subprocess.CompletedProcess:
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-                "--master_port", str(free_port()), *script.split()]  # fmt: skip
+    launcher = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        *script.split(),
+    ]
     return subprocess.run([*launcher, *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
 
 
 def bdlib_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bdlib", *args], cwd=ROOT, env=ENV, capture_output=True, text=True,
-                          timeout=600)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "bdlib", *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600
+    )
 
 
 def pixels(path: Path) -> np.ndarray:
@@ -69,11 +80,33 @@ def test_evaluate_in_two_processes_equals_one_process(tmp_path):
 def test_a_failing_rank_stops_every_rank_and_nothing_is_written(tmp_path, command):
     out = tmp_path / "out"
     args = {
-        "edit": ["edit", "--world", "toy", *EXAMPLE, "--prompt", "a red circle", "--samples", "4", "--k", "4",
-                 "--out", str(out / "result.png")],
-        "evaluate": ["evaluate", "--tasks", "5", "--fast", "--batch-size", "2", "--only", "alg2 k=6",
-                     "--out", str(out / "evaluation.json")],
-    }[command]  # fmt: skip
+        "edit": [
+            "edit",
+            "--world",
+            "toy",
+            *EXAMPLE,
+            "--prompt",
+            "a red circle",
+            "--samples",
+            "4",
+            "--k",
+            "4",
+            "--out",
+            str(out / "result.png"),
+        ],
+        "evaluate": [
+            "evaluate",
+            "--tasks",
+            "5",
+            "--fast",
+            "--batch-size",
+            "2",
+            "--only",
+            "alg2 k=6",
+            "--out",
+            str(out / "evaluation.json"),
+        ],
+    }[command]
     done = torchrun(*args, script=str(ROOT / "tests/helpers/fail_on_rank1.py"))
     assert done.returncode != 0
     assert "rank 1 of 2 failed" in done.stderr and "simulated failure on rank 1" in done.stderr
@@ -82,10 +115,12 @@ def test_a_failing_rank_stops_every_rank_and_nothing_is_written(tmp_path, comman
 
 @pytest.mark.parametrize(
     ("args", "words"),
-    [(["edit", *EXAMPLE, "--prompt", "a pink circle"], "unknown word(s) 'pink'"),
-     (["edit", *EXAMPLE, "--prompt", "a red circle", "--k", "99"], "--k 99 is outside the chain"),
-     (["evaluate", "--tasks", "5", "--fast", "--only", "alg2 turbo"], "unknown row(s) ['alg2 turbo']")],
-)  # fmt: skip
+    [
+        (["edit", *EXAMPLE, "--prompt", "a pink circle"], "unknown word(s) 'pink'"),
+        (["edit", *EXAMPLE, "--prompt", "a red circle", "--k", "99"], "--k 99 is outside the chain"),
+        (["evaluate", "--tasks", "5", "--fast", "--only", "alg2 turbo"], "unknown row(s) ['alg2 turbo']"),
+    ],
+)
 def test_a_bad_input_stops_every_rank_before_the_group_with_one_message(tmp_path, args, words):
     """Each rank refuses the input before joining torchrun's group (tests/helpers/no_group.py fails if one joins) and
     exits with 2; rank 0 alone prints the message. torchrun itself then reports the failed ranks and exits with 1:

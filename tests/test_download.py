@@ -235,7 +235,6 @@ def test_missing_checkpoint_error_names_file_directory_and_command(tmp_path: Pat
         load_unet_state_dict(tmp_path / "256x256_diffusion_uncond.pt")
 
 
-
 # ----------------------------------------------------------------------------- failures say what to do (issue 16)
 def test_a_cut_body_without_content_length_is_resumed_not_discarded(serve, tmp_path: Path) -> None:
     url, server = serve(cuts=1, no_length=True)

@@ -137,8 +137,17 @@ def test_a_compiled_unet_gives_the_same_edit(random_toy_world, example):
 def test_whole_edit_in_both_modes_ddim_and_ddpm(random_toy_world, example, official, ddim):
     image, mask = example
     records = []
-    result = edit(random_toy_world, image, mask, "a red circle", samples=2, seed=2, ddim=ddim, official=official,
-                  callback=records.append)  # fmt: skip
+    result = edit(
+        random_toy_world,
+        image,
+        mask,
+        "a red circle",
+        samples=2,
+        seed=2,
+        ddim=ddim,
+        official=official,
+        callback=records.append,
+    )
     for record in records:  # the blend at every step
         blend = record.fg * mask + record.bg * (1 - mask)
         torch.testing.assert_close(record.blend, blend)
@@ -232,8 +241,9 @@ def test_seeds_equal_modulo_2_to_the_32_give_different_edits(random_toy_world, e
     assert not torch.equal(a, b) and not torch.equal(a, c)
 
 
-def test_a_batch_that_cannot_fit_in_memory_is_refused_with_a_batch_size_that_fits(random_toy_world, example,
-                                                                                  monkeypatch):  # fmt: skip
+def test_a_batch_that_cannot_fit_in_memory_is_refused_with_a_batch_size_that_fits(
+    random_toy_world, example, monkeypatch
+):
     image, mask = example
     world = dataclasses.replace(random_toy_world, sample_bytes_per_pixel=40 * 2**10)  # 40 MiB per 32x32 sample
     monkeypatch.setattr("bdlib.runtime.memory.available_memory", lambda: 100 * 2**20)  # 100 MiB free
@@ -258,8 +268,17 @@ def test_official_samples_share_background_noise_in_batches_of_four(random_toy_w
     drawn = {}
     for batch_size in (8, 3):
         records = []
-        edit(random_toy_world, image, mask, "a red circle", samples=8, seed=1, official=True, batch_size=batch_size,
-             callback=records.append)  # fmt: skip
+        edit(
+            random_toy_world,
+            image,
+            mask,
+            "a red circle",
+            samples=8,
+            seed=1,
+            official=True,
+            batch_size=batch_size,
+            callback=records.append,
+        )
         drawn[batch_size] = torch.cat([r.bg for r in records if r.t == 3])  # the first step of each batch
     bg = drawn[8]
     assert all(torch.equal(bg[0], bg[i]) for i in range(1, 4)) and all(torch.equal(bg[4], bg[i]) for i in range(5, 8))
@@ -286,10 +305,23 @@ def test_official_results_keep_the_model_size_and_the_resized_background(random_
 def test_deterministic_kernels_are_on_during_the_edit_only(random_toy_world, example):
     image, mask = example
     seen = []
-    plain = edit(random_toy_world, image, mask, "a red circle", seed=4, callback=lambda r: seen.append(
-        torch.are_deterministic_algorithms_enabled()))  # fmt: skip
-    on = edit(random_toy_world, image, mask, "a red circle", seed=4, deterministic=True, callback=lambda r: seen.append(
-        torch.are_deterministic_algorithms_enabled()))  # fmt: skip
+    plain = edit(
+        random_toy_world,
+        image,
+        mask,
+        "a red circle",
+        seed=4,
+        callback=lambda r: seen.append(torch.are_deterministic_algorithms_enabled()),
+    )
+    on = edit(
+        random_toy_world,
+        image,
+        mask,
+        "a red circle",
+        seed=4,
+        deterministic=True,
+        callback=lambda r: seen.append(torch.are_deterministic_algorithms_enabled()),
+    )
     half = len(seen) // 2
     assert not any(seen[:half]) and all(seen[half:]) and not torch.are_deterministic_algorithms_enabled()
     assert torch.equal(plain.images, on.images)  # CPU kernels are deterministic already

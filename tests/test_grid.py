@@ -22,8 +22,9 @@ from bdlib.worlds.toy.tasks import example_task
 def test_a_grid_equals_one_edit_per_value(random_toy_world, field, values, extra):
     task = example_task()
     records = []
-    grid = edit_grid(random_toy_world, task.image, task.mask, "a red circle", field, values, seed=5,
-                     callback=records.append, **extra)  # fmt: skip
+    grid = edit_grid(
+        random_toy_world, task.image, task.mask, "a red circle", field, values, seed=5, callback=records.append, **extra
+    )
     for value, result in zip(values, grid, strict=True):
         alone = edit(random_toy_world, task.image, task.mask, "a red circle", seed=5, **{field: value}, **extra)
         torch.testing.assert_close(result.images, alone.images, rtol=0, atol=1e-4)

@@ -41,8 +41,9 @@ def defined(source: str) -> set[str]:
 
 
 def read(source: str) -> set[str]:
-    return {node.id for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Name)
-            and isinstance(node.ctx, ast.Load)}  # fmt: skip
+    return {
+        node.id for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)
+    }
 
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=[p.stem for p in LESSONS])

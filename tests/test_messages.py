@@ -18,8 +18,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _edit(tmp: Path, image=None, mask=None, *extra) -> list:
-    return ["edit", "--image", image or EXAMPLES / "scene.png", "--mask", mask or EXAMPLES / "scene_mask.png",
-            "--prompt", "a red circle", "--out", tmp / "out.png", *extra]  # fmt: skip
+    return [
+        "edit",
+        "--image",
+        image or EXAMPLES / "scene.png",
+        "--mask",
+        mask or EXAMPLES / "scene_mask.png",
+        "--prompt",
+        "a red circle",
+        "--out",
+        tmp / "out.png",
+        *extra,
+    ]
 
 
 def _fifo(tmp: Path) -> Path:
@@ -71,41 +81,100 @@ def _without_toy_clip(tmp: Path, monkeypatch) -> None:
 def _fake_benchmark(monkeypatch) -> None:
     import bdlib.commands.evaluate as evaluate_command
 
-    row = {"name": "alg2 default", "text_match": 0.5, "clean": 0.5, "bg_max_abs": 0.0, "bg_mean_abs": 0.0,
-           "fg_mean_abs": 0.2, "clip_distance": 1.0, "seconds_per_edit": 0.1, "settings": {"k": 18},
-           "per_kind": {"add": {"n": 1, "text_match": 0.5}}}  # fmt: skip
+    row = {
+        "name": "alg2 default",
+        "text_match": 0.5,
+        "clean": 0.5,
+        "bg_max_abs": 0.0,
+        "bg_mean_abs": 0.0,
+        "fg_mean_abs": 0.2,
+        "clip_distance": 1.0,
+        "seconds_per_edit": 0.1,
+        "settings": {"k": 18},
+        "per_kind": {"add": {"n": 1, "text_match": 0.5}},
+    }
     monkeypatch.setattr(evaluate_command, "run_benchmark", lambda *a, **k: {"settings": [row]})
 
 
 # case: (the arguments, given tmp and monkeypatch; words the message must hold; words it must not; exit code)
 CASES = {
-    "/dev/null as --image": (lambda t, m: _edit(t, image="/dev/null"), ["/dev/null", "not a regular file"],
-                             ["does not exist"], 2),
-    "a FIFO as --mask": (lambda t, m: _edit(t, mask=_fifo(t)), ["pipe.png", "not a regular file"],
-                         ["does not exist"], 2),
-    "an unreadable --image": (lambda t, m: _edit(t, image=_unreadable(t, m)), ["cannot be read", "Permission denied",
-                              "permissions"], ["is not an image PIL can read"], 2),
-    "a folder as --init-from": (lambda t, m: ["train", "oracle", "--init-from", t, "--checkpoint", t / "c.pt"],
-                                ["--init-from", "is a folder", "give the path of a weight file"], ["[Errno"], 2),
-    "unreadable --init-from": (lambda t, m: ["train", "oracle", "--init-from", _unreadable_weights(t, m),
-                               "--checkpoint", t / "c.pt"], ["cannot be read", "Permission denied"], ["[Errno"], 2),
-    "a folder as --checkpoint": (lambda t, m: ["train", "oracle", "--checkpoint", t], ["is a folder", "oracle.pt"],
-                                 ["result.png"], 2),
+    "/dev/null as --image": (
+        lambda t, m: _edit(t, image="/dev/null"),
+        ["/dev/null", "not a regular file"],
+        ["does not exist"],
+        2,
+    ),
+    "a FIFO as --mask": (
+        lambda t, m: _edit(t, mask=_fifo(t)),
+        ["pipe.png", "not a regular file"],
+        ["does not exist"],
+        2,
+    ),
+    "an unreadable --image": (
+        lambda t, m: _edit(t, image=_unreadable(t, m)),
+        ["cannot be read", "Permission denied", "permissions"],
+        ["is not an image PIL can read"],
+        2,
+    ),
+    "a folder as --init-from": (
+        lambda t, m: ["train", "oracle", "--init-from", t, "--checkpoint", t / "c.pt"],
+        ["--init-from", "is a folder", "give the path of a weight file"],
+        ["[Errno"],
+        2,
+    ),
+    "unreadable --init-from": (
+        lambda t, m: ["train", "oracle", "--init-from", _unreadable_weights(t, m), "--checkpoint", t / "c.pt"],
+        ["cannot be read", "Permission denied"],
+        ["[Errno"],
+        2,
+    ),
+    "a folder as --checkpoint": (
+        lambda t, m: ["train", "oracle", "--checkpoint", t],
+        ["is a folder", "oracle.pt"],
+        ["result.png"],
+        2,
+    ),
     "a folder named like a paper checkpoint": (
-        lambda t, m: (t / "256x256_diffusion_uncond.pt").mkdir() or _edit(t, None, None, "--world", "paper",
-                                                                         "--cache-dir", t),
-        ["is a folder", "256x256_diffusion_uncond.pt", "python -m bdlib download paper"], ["was not found"], 2),
-    "missing toy weights": (lambda t, m: _without_toy_clip(t, m) or _edit(t),
-                            ["toy_clip.safetensors", "train toy-clip --export"], [], 2),
-    "--views 1000000": (lambda t, m: _edit(t, None, None, "--views", "1000000"), ["--views", "views"],
-                        ["close other programs"], 2),
-    "--k beyond the chain": (lambda t, m: _edit(t, None, None, "--k", "99"), ["--k 99", "from 0", "to 24"],
-                             ["start_index"], 2),
-    "--out .JSON": (lambda t, m: ["evaluate", "--tasks", "5", "--only", "alg2 turbo", "--out", t / "r.JSON"],
-                    ["unknown row"], [".json file"], 2),
-    "evaluate --only's time": (lambda t, m: _fake_benchmark(m) or ["evaluate", "--tasks", "5", "--only",
-                               "alg2 default", "--out", t / "r.json"], ["wrote", " s"], ["0.0 min"], 0),
-}  # fmt: skip
+        lambda t, m: (
+            (t / "256x256_diffusion_uncond.pt").mkdir() or _edit(t, None, None, "--world", "paper", "--cache-dir", t)
+        ),
+        ["is a folder", "256x256_diffusion_uncond.pt", "python -m bdlib download paper"],
+        ["was not found"],
+        2,
+    ),
+    "missing toy weights": (
+        lambda t, m: _without_toy_clip(t, m) or _edit(t),
+        ["toy_clip.safetensors", "train toy-clip --export"],
+        [],
+        2,
+    ),
+    "--views 1000000": (
+        lambda t, m: _edit(t, None, None, "--views", "1000000"),
+        ["--views", "views"],
+        ["close other programs"],
+        2,
+    ),
+    "--k beyond the chain": (
+        lambda t, m: _edit(t, None, None, "--k", "99"),
+        ["--k 99", "from 0", "to 24"],
+        ["start_index"],
+        2,
+    ),
+    "--out .JSON": (
+        lambda t, m: ["evaluate", "--tasks", "5", "--only", "alg2 turbo", "--out", t / "r.JSON"],
+        ["unknown row"],
+        [".json file"],
+        2,
+    ),
+    "evaluate --only's time": (
+        lambda t, m: (
+            _fake_benchmark(m) or ["evaluate", "--tasks", "5", "--only", "alg2 default", "--out", t / "r.json"]
+        ),
+        ["wrote", " s"],
+        ["0.0 min"],
+        0,
+    ),
+}
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -129,12 +198,33 @@ def test_a_read_only_home_adds_no_lines_to_a_message(tmp_path):
     home.mkdir()
     for name in (".config", ".cache"):
         (home / name).write_text("not a folder")
-    env = {key: value for key, value in os.environ.items() if key not in ("MPLCONFIGDIR", "XDG_CONFIG_HOME",
-                                                                          "XDG_CACHE_HOME")}  # fmt: skip
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("MPLCONFIGDIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")
+    }
     env.update(HOME=str(home), OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, "-m", "bdlib", "edit", "--image", "missing.png", "--mask", "m.png",
-                           "--prompt", "a red circle", "--out", str(tmp_path / "o.png")], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bdlib",
+            "edit",
+            "--image",
+            "missing.png",
+            "--mask",
+            "m.png",
+            "--prompt",
+            "a red circle",
+            "--out",
+            str(tmp_path / "o.png"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == ["error: image file missing.png does not exist: check the path"]
     assert json.dumps(done.stdout) == '""'

@@ -15,13 +15,14 @@ IMAGE, MASK = EXAMPLES / "scene.png", EXAMPLES / "scene_mask.png"
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"world": "toy"}, r"world must be a World .*load_world\('toy'\).*got str"),
-     ({"settings": {"k": 3}}, r"settings must be a MethodSettings.*got dict.*k=3"),
-     ({"lamda": 5.0}, r"unknown setting 'lamda'.*lam"),
-     ({"mask": np.ones((32, 32), bool), "invert_mask": True}, r"mask is empty once inverted \(invert_mask"),
-     ({"dilate": 40}, r"mask covers the whole image once dilated by 40 pixels \(dilate"),
-     ],
-)  # fmt: skip
+    [
+        ({"world": "toy"}, r"world must be a World .*load_world\('toy'\).*got str"),
+        ({"settings": {"k": 3}}, r"settings must be a MethodSettings.*got dict.*k=3"),
+        ({"lamda": 5.0}, r"unknown setting 'lamda'.*lam"),
+        ({"mask": np.ones((32, 32), bool), "invert_mask": True}, r"mask is empty once inverted \(invert_mask"),
+        ({"dilate": 40}, r"mask covers the whole image once dilated by 40 pixels \(dilate"),
+    ],
+)
 def test_the_api_names_a_wrong_argument(random_toy_world, kwargs, message):
     args = {"world": random_toy_world, "image": IMAGE, "mask": MASK, "prompt": "a red circle", **kwargs}
     with pytest.raises(ValueError, match=message):

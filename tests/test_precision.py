@@ -44,20 +44,37 @@ def run_step(precision: str) -> tuple[SpyClip, list[bool]]:
     augment = ExtendingAugmentations(4)
     settings = MethodSettings(respacing="10", k=6, precision=precision, views=4, lpips_weight=0)
     world = World(
-        name="spy", unet=unet, clip=clip, image_size=8, defaults=settings, check_prompt=lambda prompt: None,
+        name="spy",
+        unet=unet,
+        clip=clip,
+        image_size=8,
+        defaults=settings,
+        check_prompt=lambda prompt: None,
         make_diffusion=lambda respacing: create_diffusion(1000, "linear", respacing=respacing, learn_sigma=True),
-    )  # fmt: skip
+    )
     variants.step(
-        world, settings, x_t, 6, x=torch.zeros(2, 3, 8, 8), m=mask, text=torch.randn(1, 4),
-        noise=torch.zeros_like(x_t), bg_noise=torch.zeros_like(x_t),
+        world,
+        settings,
+        x_t,
+        6,
+        x=torch.zeros(2, 3, 8, 8),
+        m=mask,
+        text=torch.randn(1, 4),
+        noise=torch.zeros_like(x_t),
+        bg_noise=torch.zeros_like(x_t),
         views=lambda views: augment(views, torch.Generator().manual_seed(2)),
-    )  # fmt: skip
+    )
     return clip, unet_autocast
 
 
-@pytest.mark.parametrize(("precision", "unet_low", "clip_low"), [
-    ("fp32", False, False), ("bf16", True, True), ("bf16-clip", False, True),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("precision", "unet_low", "clip_low"),
+    [
+        ("fp32", False, False),
+        ("bf16", True, True),
+        ("bf16-clip", False, True),
+    ],
+)
 def test_only_the_networks_run_in_low_precision(precision, unet_low, clip_low):
     clip, unet_autocast = run_step(precision)
     reference, _ = run_step("fp32")

@@ -28,10 +28,14 @@ def test_headers_and_readme_get_the_measured_times(record_times, tmp_path):
     for name in ("01_one", "02_two"):
         (tmp_path / f"{name}.py").write_text(f"# # {name}\n#\n# **Run time**: measured later.\n\n# %%\nx = 1\n")
     readme = tmp_path / "README.md"
-    readme.write_text("| `01_one.py` | ? |  first |\n| `02_two.py` | ? |  second |\n"
-                      "make notebooks                          # fast mode: old\n")  # fmt: skip
-    timings = {"fast": {"01_one": entry(10.2), "02_two": entry(30.0)},
-               "full": {"01_one": entry(60), "02_two": entry(90)}}
+    readme.write_text(
+        "| `01_one.py` | ? |  first |\n| `02_two.py` | ? |  second |\n"
+        "make notebooks                          # fast mode: old\n"
+    )
+    timings = {
+        "fast": {"01_one": entry(10.2), "02_two": entry(30.0)},
+        "full": {"01_one": entry(60), "02_two": entry(90)},
+    }
     changed = record_times.update(timings, "test CPU", notebook_dir=tmp_path, readme_path=readme)
     assert changed == ["01_one.py", "02_two.py", "README.md"]
     assert "fast mode 10 s, full mode 60 s." in (tmp_path / "01_one.py").read_text()

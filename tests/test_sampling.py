@@ -69,7 +69,9 @@ def test_an_init_starts_the_chain_at_k_and_must_match_the_shape():
 
 
 def test_the_chain_runs_in_the_models_dtype_with_the_same_noise():
-    chains = {dtype: sample(Eps(dtype), DIFFUSION, (1, 3, 4, 4), generator=torch.Generator().manual_seed(5))
-              for dtype in (torch.float32, torch.float64)}  # fmt: skip
+    chains = {
+        dtype: sample(Eps(dtype), DIFFUSION, (1, 3, 4, 4), generator=torch.Generator().manual_seed(5))
+        for dtype in (torch.float32, torch.float64)
+    }
     assert chains[torch.float64].dtype == torch.float64 and chains[torch.float32].dtype == torch.float32
     assert torch.allclose(chains[torch.float64], chains[torch.float32].double(), atol=1e-5)  # the same draws

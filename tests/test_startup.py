@@ -30,8 +30,9 @@ sys.meta_path.insert(0, _Interrupt())
 
 def bdlib_cli(*args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     full = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "bdlib", *args], cwd=cwd, env=full, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "bdlib", *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.mark.parametrize("module", ["torch", "matplotlib", "PIL"])

@@ -30,8 +30,9 @@ def shipped_untouched():
 
 
 # ---------------------------------------------------------------------------------- item 2: export over shipped weights
-def test_export_over_shipped_weights_needs_replace_shipped_before_training(tmp_path, monkeypatch, capsys,
-                                                                           shipped_untouched):  # fmt: skip
+def test_export_over_shipped_weights_needs_replace_shipped_before_training(
+    tmp_path, monkeypatch, capsys, shipped_untouched
+):
     monkeypatch.setattr(trainer, "train", lambda *a, **k: pytest.fail("training started"))
     assert cli("train", "toy-clip", "--max-steps", "2", "--checkpoint", tmp_path / "c.pt", "--export") == 2
     err = short(capsys.readouterr().err)
@@ -83,10 +84,23 @@ def test_weights_of_another_model_are_named(tmp_path, capsys, oracle_checkpoint,
 
 @pytest.mark.parametrize(
     ("content", "words"),
-    [([1, 2, 3], "a list"), ({"weights": {}}, "lacks model"), ({"model": [1]}, "lacks optimizer"),
-     ({"model": {"w": torch.zeros(2)}, "optimizer": {}, "step": 0, "elapsed_s": 0.0, "history": "[]", "meta": "{}"},
-      "of no bdlib toy model")],
-)  # fmt: skip
+    [
+        ([1, 2, 3], "a list"),
+        ({"weights": {}}, "lacks model"),
+        ({"model": [1]}, "lacks optimizer"),
+        (
+            {
+                "model": {"w": torch.zeros(2)},
+                "optimizer": {},
+                "step": 0,
+                "elapsed_s": 0.0,
+                "history": "[]",
+                "meta": "{}",
+            },
+            "of no bdlib toy model",
+        ),
+    ],
+)
 def test_a_checkpoint_of_the_wrong_shape_is_refused(tmp_path, capsys, content, words):
     checkpoint = tmp_path / "c.pt"
     torch.save(content, checkpoint)
@@ -116,8 +130,9 @@ def _disk_full(monkeypatch):
     monkeypatch.setattr(files, "_staged", staged)
 
 
-def test_a_full_disk_at_the_final_save_stops_cleanly_and_keeps_the_checkpoint(tmp_path, monkeypatch, capsys,
-                                                                              oracle_checkpoint):  # fmt: skip
+def test_a_full_disk_at_the_final_save_stops_cleanly_and_keeps_the_checkpoint(
+    tmp_path, monkeypatch, capsys, oracle_checkpoint
+):
     checkpoint = tmp_path / "oracle.pt"
     checkpoint.write_bytes(oracle_checkpoint.read_bytes())
     _disk_full(monkeypatch)

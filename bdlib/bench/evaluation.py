@@ -71,18 +71,27 @@ def run_setting(
     per_batch = max(1, batch_size // setting.samples)
     with_prompt = [i for i, task in enumerate(tasks) if task.prompt.strip()]
     without = [i for i, task in enumerate(tasks) if not task.prompt.strip()]
-    chunks = [group[first : first + per_batch] for group in (with_prompt, without)
-              for first in range(0, len(group), per_batch)]  # fmt: skip
+    chunks = [
+        group[first : first + per_batch]
+        for group in (with_prompt, without)
+        for first in range(0, len(group), per_batch)
+    ]
 
     def work():
-        return [(chunk, _run_batch(world, [tasks[i] for i in chunk], chunk, setting, seed))
-                for chunk in context.shard(chunks)]  # fmt: skip
+        return [
+            (chunk, _run_batch(world, [tasks[i] for i in chunk], chunk, setting, seed))
+            for chunk in context.shard(chunks)
+        ]
 
     pieces = distributed.gather(context, distributed.run_everywhere(context, work))
     if pieces is None:
         return None
-    done = {i: parts for piece in pieces for chunk, best in piece
-            for i, parts in zip(chunk, zip(*best, strict=True), strict=True)}  # fmt: skip
+    done = {
+        i: parts
+        for piece in pieces
+        for chunk, best in piece
+        for i, parts in zip(chunk, zip(*best, strict=True), strict=True)
+    }
     results, distances, unpasted = (torch.stack([done[i][part] for i in range(len(tasks))]) for part in range(3))
     return SettingRun(results, distances, unpasted, time.time() - start)
 
@@ -193,8 +202,16 @@ def _mean(rows: list[dict], key: str) -> float | None:
 
 def summarize(rows: list[dict]) -> dict:
     """Averages over all rows and per kind (keys absent from a row are skipped); ``bg_max_abs`` is a max."""
-    keys = ("text_match", "clean", "bg_mean_abs", "bg_mean_before_paste", "fg_mean_abs", "seam", "seam_input",
-            "clip_distance")
+    keys = (
+        "text_match",
+        "clean",
+        "bg_mean_abs",
+        "bg_mean_before_paste",
+        "fg_mean_abs",
+        "seam",
+        "seam_input",
+        "clip_distance",
+    )
     out = {key: _mean(rows, key) for key in keys}
     out["bg_max_abs"] = max(row["bg_max_abs"] for row in rows)
     out["per_kind"] = {}
@@ -239,8 +256,11 @@ def run_benchmark(
         kinds = list(setting.kinds) if setting.kinds else None
         row |= {"removal": setting.removal, "removal_k": setting.removal_k, "kinds": kinds, "n": len(tasks)}
         report["settings"].append(row | metrics)
-        print(f"{setting.name:28s} match={metrics['text_match']} clean={metrics['clean']} "
-              f"bg_max={metrics['bg_max_abs']:.3f} s/edit={metrics['seconds_per_edit']}", flush=True)  # fmt: skip
+        print(
+            f"{setting.name:28s} match={metrics['text_match']} clean={metrics['clean']} "
+            f"bg_max={metrics['bg_max_abs']:.3f} s/edit={metrics['seconds_per_edit']}",
+            flush=True,
+        )
     return report if context.is_main else None
 
 
@@ -258,6 +278,7 @@ def load_report(path: str | Path = REPORT) -> dict:
 def report_rows(report: dict, prefix: str | Sequence[str], keys: Sequence[str]) -> list[dict]:
     """The rows whose name starts with ``prefix`` (or is one of the names), as ``{"setting": name, key: value}``
     dicts for :func:`bdlib.course.viz.table`; ``"kind:KEY"`` picks a per-kind value, e.g. ``"add:text_match"``."""
+
     def wanted(name: str) -> bool:
         return name.startswith(prefix) if isinstance(prefix, str) else name in prefix
 
@@ -267,5 +288,8 @@ def report_rows(report: dict, prefix: str | Sequence[str], keys: Sequence[str]) 
             return row["per_kind"].get(kind, {}).get(metric)
         return row.get(key)
 
-    return [{"setting": row["name"], **{key: value(row, key) for key in keys}}
-            for row in report["settings"] if wanted(row["name"])]  # fmt: skip
+    return [
+        {"setting": row["name"], **{key: value(row, key) for key in keys}}
+        for row in report["settings"]
+        if wanted(row["name"])
+    ]

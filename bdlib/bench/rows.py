@@ -64,8 +64,11 @@ def removal_rows(world: World, fast: bool = False) -> list[Setting]:
     rows = [Setting(f"remove: prior only, k={base.k}", base, removal="prior", kinds=only)]
     if not fast:
         rows.append(Setting(f"remove: prior only, k={last}", base.with_(k=last), removal="prior", kinds=only))
-    fills = (round(last / 4), round(last / 2)) if fast else (round(last / 8), round(last / 4), round(last * 3 / 8),
-                                                              round(last / 2), base.k)  # fmt: skip
+    fills = (
+        (round(last / 4), round(last / 2))
+        if fast
+        else (round(last / 8), round(last / 4), round(last * 3 / 8), round(last / 2), base.k)
+    )
     rows += [Setting(f"remove: fill, k={k}", base, removal_k=k, kinds=only) for k in fills]
     return rows
 
@@ -78,14 +81,13 @@ def default_settings(world: World, fast: bool = False) -> list[Setting]:
     rows += [Setting(f"alg1 lam={lam:g}", local.with_(lam=lam)) for lam in lam_values(fast)]
     if not fast:
         lam = local.lam if local.lam is not None else PAPER_LAM
-        rows.append(Setting(f"alg1 lam={lam:g} scale={base.guidance_scale:g}",
-                            local.with_(guidance_scale=base.guidance_scale)))  # fmt: skip
+        rows.append(
+            Setting(f"alg1 lam={lam:g} scale={base.guidance_scale:g}", local.with_(guidance_scale=base.guidance_scale))
+        )
     scales = (1000.0, 10000.0) if fast else (100.0, 1000.0, 10000.0)
     for scale in scales:
         views = (8,) if scale < base.guidance_scale and not fast else (1, 8)  # below the default: views only
-        rows += [
-            Setting(f"alg2 scale={scale:g} aug={a}", base.with_(guidance_scale=scale, views=a)) for a in views
-        ]
+        rows += [Setting(f"alg2 scale={scale:g} aug={a}", base.with_(guidance_scale=scale, views=a)) for a in views]
     rows += [Setting(f"alg2 k={k}", base.with_(k=k), kinds=EDIT_KINDS) for k in k_values(world, fast)]
     rows.append(Setting("alg2 paste once at the end", base.with_(blending="end")))
     rows.append(Setting("alg2 no blending, no paste", base.with_(blending="none")))
@@ -99,9 +101,7 @@ def default_settings(world: World, fast: bool = False) -> list[Setting]:
         rows.append(Setting("alg2 gradient w.r.t. x̂_0", base.with_(gradient="pred_x0")))
         if base.respacing.isdigit():  # plain step counts only ("ddim50", "10,10,10" have no simple double)
             doubled = str(2 * int(base.respacing))
-            rows.append(
-                Setting(f"alg2 {doubled} steps", base.with_(respacing=doubled, k=2 * base.k + 1))
-            )
+            rows.append(Setting(f"alg2 {doubled} steps", base.with_(respacing=doubled, k=2 * base.k + 1)))
         rows.append(Setting("alg2 bf16", base.with_(precision="bf16")))
         rows.append(Setting("alg2 bf16-clip", base.with_(precision="bf16-clip")))
     return rows

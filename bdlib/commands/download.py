@@ -30,9 +30,8 @@ def _failure(error: BaseException, cache: Path) -> str:
             "will not help); check for a newer bdlib, whose bdlib/worlds/paper/checkpoints.py may list a new address"
         )
     if isinstance(error, PermissionError) or (
-        isinstance(error, OSError) and not isinstance(error, ConnectionError | TimeoutError)
-        and error.errno is not None
-    ):  # fmt: skip
+        isinstance(error, OSError) and not isinstance(error, ConnectionError | TimeoutError) and error.errno is not None
+    ):
         reason = error.strerror or str(error)
         return f"cannot write to {cache}: {reason}; choose another folder with --cache-dir (or $BDLIB_CACHE)"
     reason = getattr(error, "reason", None) or error

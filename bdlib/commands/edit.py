@@ -48,46 +48,80 @@ PROVENANCE_KEY = "bdlib-edit"  # the PNG text entry that marks a result as writt
 def register(subparsers) -> None:
     parser = subparsers.add_parser("edit", help="edit the masked region of an image to match a text prompt")
     parser.add_argument("--world", choices=("toy", "paper"), default="toy")
-    parser.add_argument("--image", required=True, type=Path,
-                        help="input image file (read as viewers show it: a photo's EXIF orientation is applied)")
-    parser.add_argument("--mask", required=True, type=Path,
-                        help="mask file: white = edit (thresholded at half range; EXIF orientation applied)")
-    parser.add_argument("--prompt", required=True,
-                        help='what the region should show; "" removes what the mask covers (the removal recipe: a '
-                             "smooth fill from the border, then blended diffusion from a low k)")  # fmt: skip
+    parser.add_argument(
+        "--image",
+        required=True,
+        type=Path,
+        help="input image file (read as viewers show it: a photo's EXIF orientation is applied)",
+    )
+    parser.add_argument(
+        "--mask",
+        required=True,
+        type=Path,
+        help="mask file: white = edit (thresholded at half range; EXIF orientation applied)",
+    )
+    parser.add_argument(
+        "--prompt",
+        required=True,
+        help='what the region should show; "" removes what the mask covers (the removal recipe: a '
+        "smooth fill from the border, then blended diffusion from a low k)",
+    )
     parser.add_argument("--out", required=True, type=Path, help="where to write the best result (.png)")
-    parser.add_argument("--k", type=arguments.non_negative_int, default=None,
-                        help="start index k (respaced; default: the world's)")  # fmt: skip
-    parser.add_argument("--lam", type=arguments.finite_float, default=None,
-                        help="λ, background-loss weight (Algorithm 1)")  # fmt: skip
-    parser.add_argument("--views", type=arguments.positive_int, default=None,
-                        help="number of CLIP views (1 = no augmentation)")  # fmt: skip
-    parser.add_argument("--respacing", default=None,
-                        help='respacing of the diffusion, e.g. "100" (default: the world\'s)')  # fmt: skip
+    parser.add_argument(
+        "--k", type=arguments.non_negative_int, default=None, help="start index k (respaced; default: the world's)"
+    )
+    parser.add_argument(
+        "--lam", type=arguments.finite_float, default=None, help="λ, background-loss weight (Algorithm 1)"
+    )
+    parser.add_argument(
+        "--views", type=arguments.positive_int, default=None, help="number of CLIP views (1 = no augmentation)"
+    )
+    parser.add_argument(
+        "--respacing", default=None, help='respacing of the diffusion, e.g. "100" (default: the world\'s)'
+    )
     parser.add_argument("--guidance-scale", type=arguments.finite_float, default=None, help="CLIP guidance scale s")
     parser.add_argument("--ddim", action="store_true", help="DDIM steps instead of DDPM")
-    parser.add_argument("--algorithm", choices=("blended", "local"), default="blended",
-                        help="blended: Algorithm 2 (the default); local: Algorithm 1, local CLIP guidance")  # fmt: skip
+    parser.add_argument(
+        "--algorithm",
+        choices=("blended", "local"),
+        default="blended",
+        help="blended: Algorithm 2 (the default); local: Algorithm 1, local CLIP guidance",
+    )
     parser.add_argument("--noise-aware", action="store_true", help="guide with the noise-aware CLIP (toy world)")
     parser.add_argument("--official", action="store_true", help="the official code's choices instead of the paper's")
-    parser.add_argument("--deterministic", action="store_true",
-                        help="deterministic kernels (a GPU then gives the same bits twice; slower)")  # fmt: skip
-    parser.add_argument("--samples", type=arguments.positive_int, default=1,
-                        help="samples to draw and rank (default 1)")  # fmt: skip
-    parser.add_argument("--batch-size", type=arguments.positive_int, default=None,
-                        help="draw the samples this many at a time (default: all at once; the samples do not depend "
-                             "on it, only the memory an edit needs)")  # fmt: skip
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="deterministic kernels (a GPU then gives the same bits twice; slower)",
+    )
+    parser.add_argument(
+        "--samples", type=arguments.positive_int, default=1, help="samples to draw and rank (default 1)"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=arguments.positive_int,
+        default=None,
+        help="draw the samples this many at a time (default: all at once; the samples do not depend "
+        "on it, only the memory an edit needs)",
+    )
     parser.add_argument("--seed", type=arguments.seed, default=0, help="an integer in [0, 2**63) (default 0)")
     parser.add_argument("--invert-mask", action="store_true", help="edit what the mask leaves black")
-    parser.add_argument("--dilate", type=arguments.non_negative_int, default=0,
-                        help="grow the mask by this many pixels")  # fmt: skip
-    parser.add_argument("--no-fill", action="store_true",
-                        help='with --prompt "": the paper\'s plain recipe (no fill: the prior alone, default k)')
+    parser.add_argument(
+        "--dilate", type=arguments.non_negative_int, default=0, help="grow the mask by this many pixels"
+    )
+    parser.add_argument(
+        "--no-fill",
+        action="store_true",
+        help='with --prompt "": the paper\'s plain recipe (no fill: the prior alone, default k)',
+    )
     parser.add_argument("--device", type=arguments.device, default="cpu")
     parser.add_argument("--cache-dir", default=None, help="paper world: where the checkpoints are")
-    parser.add_argument("--random-weights", action="store_true",
-                        help="paper world: the exact networks with RANDOM weights, no download (tries the pipeline "
-                             "and its timing; the pictures are noise)")  # fmt: skip
+    parser.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="paper world: the exact networks with RANDOM weights, no download (tries the pipeline "
+        "and its timing; the pictures are noise)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -105,12 +139,24 @@ def check_options(args: argparse.Namespace) -> None:
     rules = [
         (args.cache_dir is not None, "--cache-dir", args.world != "paper", no_effect, paper_only, "add --world paper"),
         (args.random_weights, "--random-weights", args.world != "paper", no_effect, paper_only, "add --world paper"),
-        (args.noise_aware, "--noise-aware", args.world != "toy", impossible,
-         "only the toy world has a noise-aware CLIP (the paper guides with CLIP ViT-B/16)", "use --world toy"),
-        (args.no_fill, "--no-fill", guides(args.prompt), no_effect,
-         f"it changes the removal recipe, which only the empty prompt ({empty}) runs", f"give {empty}"),
+        (
+            args.noise_aware,
+            "--noise-aware",
+            args.world != "toy",
+            impossible,
+            "only the toy world has a noise-aware CLIP (the paper guides with CLIP ViT-B/16)",
+            "use --world toy",
+        ),
+        (
+            args.no_fill,
+            "--no-fill",
+            guides(args.prompt),
+            no_effect,
+            f"it changes the removal recipe, which only the empty prompt ({empty}) runs",
+            f"give {empty}",
+        ),
         (args.no_fill, "--no-fill", args.official, no_effect, "the official code has no fill step", "drop --official"),
-    ]  # fmt: skip
+    ]
     for given, flag, refused, verdict, why, instead in rules:
         if given and refused:
             raise ValueError(f"{flag} {verdict}: {why}; drop {flag}, or {instead}")
@@ -171,10 +217,12 @@ def stale_rank_files(out: Path, samples: int) -> list[Path]:
     if not out.parent.is_dir():
         return []
     return sorted(
-        path for path in out.parent.iterdir()
-        if (match := pattern.fullmatch(path.name)) and int(match.group(1)) > samples
+        path
+        for path in out.parent.iterdir()
+        if (match := pattern.fullmatch(path.name))
+        and int(match.group(1)) > samples
         and written_by_bdlib(path, out, int(match.group(1)))
-    )  # fmt: skip
+    )
 
 
 def check_outputs(args: argparse.Namespace) -> list[Path]:
@@ -200,16 +248,24 @@ def _figure(result, prompt: str, label: str):
         titles = [f"sample {int(i) + 1}" for i in result.order[:shown]]
     more = f" (best {shown} of {len(result.images)})" if shown < len(result.images) else ""
     suptitle = (f'"{prompt}"' if prompt.strip() else "removal (no prompt)") + more + (label and f"\n{label}")
-    return show_grid([[result.image, result.mask, *result.images[:shown]]], titles=[["input", "mask", *titles]],
-                     panel_inches=1.4, max_width_inches=8.4, suptitle=suptitle)  # fmt: skip
+    return show_grid(
+        [[result.image, result.mask, *result.images[:shown]]],
+        titles=[["input", "mask", *titles]],
+        panel_inches=1.4,
+        max_width_inches=8.4,
+        suptitle=suptitle,
+    )
 
 
 def _note_orientation(args: argparse.Namespace) -> None:
     """Say when an input is stored turned or mirrored: bdlib reads it as viewers show it, and writes it that way."""
     for flag, path in (("--image", args.image), ("--mask", args.mask)):
         if (orientation := exif_orientation(path)) != 1:
-            print(f"note: {flag} {path} is stored turned or mirrored (EXIF orientation {orientation}): read as viewers "
-                  "show it, and the results are written that way", file=sys.stderr)  # fmt: skip
+            print(
+                f"note: {flag} {path} is stored turned or mirrored (EXIF orientation {orientation}): read as viewers "
+                "show it, and the results are written that way",
+                file=sys.stderr,
+            )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -244,8 +300,11 @@ def _run(args: argparse.Namespace, world, settings, image, mask, outputs: list[P
     if "random_weights" in world.capabilities:
         label = "RANDOM WEIGHTS:\nnot an edit"  # in the figure, where space is short
         if context.is_main:
-            print("RANDOM WEIGHTS: a pipeline and timing check, not an edit (python -m bdlib download paper fetches "
-                  "the real checkpoints)", file=sys.stderr)  # fmt: skip
+            print(
+                "RANDOM WEIGHTS: a pipeline and timing check, not an edit (python -m bdlib download paper fetches "
+                "the real checkpoints)",
+                file=sys.stderr,
+            )
     start = time.time()
     from tqdm import tqdm
 
@@ -262,9 +321,17 @@ def _run(args: argparse.Namespace, world, settings, image, mask, outputs: list[P
 
     try:
         result = distributed.sharded_edit(
-            context, world, image, mask, args.prompt, samples=args.samples, seed=args.seed, settings=settings,
-            batch_size=args.batch_size, callback=progress,
-        )  # the mask as read: inverted and dilated already  # fmt: skip
+            context,
+            world,
+            image,
+            mask,
+            args.prompt,
+            samples=args.samples,
+            seed=args.seed,
+            settings=settings,
+            batch_size=args.batch_size,
+            callback=progress,
+        )  # the mask as read: inverted and dilated already
     finally:
         for bar in bars:
             bar.close()

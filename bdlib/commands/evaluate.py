@@ -22,15 +22,21 @@ from bdlib.worlds import load_world
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("evaluate", help="run the toy editing benchmark (oracle-judged)")
-    parser.add_argument("--tasks", type=arguments.positive_int, default=200,
-                        help="number of seeded tasks (default 200)")  # fmt: skip
+    parser.add_argument(
+        "--tasks", type=arguments.positive_int, default=200, help="number of seeded tasks (default 200)"
+    )
     parser.add_argument("--seed", type=arguments.seed, default=0, help="an integer in [0, 2**63) (default 0)")
     parser.add_argument("--fast", action="store_true", help="fewer settings (for a quick look)")
     parser.add_argument("--batch-size", type=arguments.positive_int, default=64)
     parser.add_argument("--device", type=arguments.device, default="cpu")
     parser.add_argument("--out", type=Path, default=Path("figures/evaluation.json"))
-    parser.add_argument("--only", nargs="+", metavar="ROW", default=None,
-                        help="run only these rows (names as in the table), updating them in --out (or starting it)")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="ROW",
+        default=None,
+        help="run only these rows (names as in the table), updating them in --out (or starting it)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -87,8 +93,12 @@ def tradeoff_figure(report: dict):
     _k_panel(axes[1][0], report)
     _bars(axes[1][1], _rows(report, "remove: "), {"text_match": "object removed"}, "removal recipes (remove tasks)")
     ablation = [row for row in report["settings"] if row["name"] in ABLATION_ROWS]
-    _bars(axes[2][0], ablation, {"clean": "clean objects", "seam": "seam jump", "bg_mean_before_paste":
-                                 "background change before the paste"}, "blending at every step vs once")  # fmt: skip
+    _bars(
+        axes[2][0],
+        ablation,
+        {"clean": "clean objects", "seam": "seam jump", "bg_mean_before_paste": "background change before the paste"},
+        "blending at every step vs once",
+    )
     axes[2][1].axis("off")
     for ax in axes.flat:
         if ax.has_data():
@@ -107,15 +117,36 @@ def _fmt(value) -> str:
 def results_table(report: dict) -> str:
     """A markdown table of every setting: overall metrics, and text match on add/replace/recolor/remove."""
     kinds = ("add", "replace", "recolor", "remove")
-    head = ["setting", "tasks", "text match", "clean", "bg max", "bg mean", "bg before paste", "change in mask",
-            "seam (input)", "CLIP dist", "s/edit"]  # fmt: skip
+    head = [
+        "setting",
+        "tasks",
+        "text match",
+        "clean",
+        "bg max",
+        "bg mean",
+        "bg before paste",
+        "change in mask",
+        "seam (input)",
+        "CLIP dist",
+        "s/edit",
+    ]
     head += [f"match: {kind}" for kind in kinds]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in report["settings"]:
         seam = f"{_fmt(row.get('seam'))} ({_fmt(row.get('seam_input'))})"
-        cells = [row["name"], row.get("n", report["n_tasks"]), row["text_match"], row["clean"], row["bg_max_abs"],
-                 row["bg_mean_abs"], row.get("bg_mean_before_paste"), row["fg_mean_abs"], seam, row["clip_distance"],
-                 row["seconds_per_edit"]]  # fmt: skip
+        cells = [
+            row["name"],
+            row.get("n", report["n_tasks"]),
+            row["text_match"],
+            row["clean"],
+            row["bg_max_abs"],
+            row["bg_mean_abs"],
+            row.get("bg_mean_before_paste"),
+            row["fg_mean_abs"],
+            seam,
+            row["clip_distance"],
+            row["seconds_per_edit"],
+        ]
         cells += [row["per_kind"].get(kind, {}).get("text_match") for kind in kinds]
         lines.append("| " + " | ".join(_fmt(cell) for cell in cells) + " |")
     per_kind = report["settings"][0]["per_kind"]
@@ -134,8 +165,18 @@ def results_table(report: dict) -> str:
 
 
 #: What every row of a report holds: results_table and tradeoff_figure read these.
-ROW_KEYS = ("name", "text_match", "clean", "bg_max_abs", "bg_mean_abs", "fg_mean_abs", "clip_distance",
-            "seconds_per_edit", "settings", "per_kind")  # fmt: skip
+ROW_KEYS = (
+    "name",
+    "text_match",
+    "clean",
+    "bg_max_abs",
+    "bg_mean_abs",
+    "fg_mean_abs",
+    "clip_distance",
+    "seconds_per_edit",
+    "settings",
+    "per_kind",
+)
 
 
 def _row_problem(rows: object) -> str | None:
@@ -210,15 +251,24 @@ def rows_to_update(world, args: argparse.Namespace) -> tuple[dict, list]:
 
 
 def update_rows(
-    world, args: argparse.Namespace, start: float, context: distributed.Context | None = None,
+    world,
+    args: argparse.Namespace,
+    start: float,
+    context: distributed.Context | None = None,
     checked: tuple[dict, list] | None = None,
-) -> dict | None:  # fmt: skip
+) -> dict | None:
     """Run the rows named in ``args.only`` and put them into the report in ``args.out`` (same tasks and seed), or
     into a new report of those rows alone when ``args.out`` does not exist yet (``checked``: what
     :func:`rows_to_update` returned, when it ran already)."""
     report, rows = checked or rows_to_update(world, args)
-    fresh = run_benchmark(world, args.tasks, args.seed, batch_size=args.batch_size,
-                          settings=[row for row in rows if row.name in args.only], context=context)  # fmt: skip
+    fresh = run_benchmark(
+        world,
+        args.tasks,
+        args.seed,
+        batch_size=args.batch_size,
+        settings=[row for row in rows if row.name in args.only],
+        context=context,
+    )
     if fresh is None:  # not rank 0
         return None
     fresh = fresh["settings"]
@@ -228,8 +278,9 @@ def update_rows(
     minutes = round((time.time() - start) / 60, 2)
     if report.get("minutes") is None:  # a new report: this run made all of it
         report["minutes"] = minutes
-    report.setdefault("updates", []).append({"rows": list(args.only), "minutes": minutes,
-                                             "date": time.strftime("%Y-%m-%d")})  # fmt: skip
+    report.setdefault("updates", []).append(
+        {"rows": list(args.only), "minutes": minutes, "date": time.strftime("%Y-%m-%d")}
+    )
     return report
 
 
@@ -271,11 +322,13 @@ def run(args: argparse.Namespace) -> int:
         report["processes"] = context.size
     fig = tradeoff_figure(report)
     try:
-        write_files({
-            args.out: lambda tmp: tmp.write_text(json.dumps(report, indent=2), encoding="utf-8"),
-            table: lambda tmp: tmp.write_text(results_table(report), encoding="utf-8"),
-            figure: figure_writer(fig),
-        })  # fmt: skip
+        write_files(
+            {
+                args.out: lambda tmp: tmp.write_text(json.dumps(report, indent=2), encoding="utf-8"),
+                table: lambda tmp: tmp.write_text(results_table(report), encoding="utf-8"),
+                figure: figure_writer(fig),
+            }
+        )
     finally:
         plt.close(fig)
     print(f"wrote {args.out}, {table} and {figure} in {_duration(time.time() - start)}")

@@ -49,11 +49,18 @@ def lambda_sweep(world: World, seed: int):
     grid = edit_grid(world, task.image, task.mask, task.prompt, "lam", values, seed=seed, algorithm="local")
     results = [result.best[0] for result in grid]
     diffs = [diff_picture(image, task.image) for image in results]
-    titles = [f"λ={lam:g}\nbg {float(background_error(r.best, task.image[None], task.mask[None])[0]):.3f}"
-              for lam, r in zip(values, grid, strict=True)]  # fmt: skip
-    return show_grid([results, diffs], titles=[titles, [""] * len(diffs)], row_labels=["result", "|Δ|×4"],
-                     panel_inches=PANEL_INCHES, max_width_inches=PANEL_INCHES * len(values),
-                     suptitle=f"Algorithm 1: {task.prompt!r}")  # fmt: skip
+    titles = [
+        f"λ={lam:g}\nbg {float(background_error(r.best, task.image[None], task.mask[None])[0]):.3f}"
+        for lam, r in zip(values, grid, strict=True)
+    ]
+    return show_grid(
+        [results, diffs],
+        titles=[titles, [""] * len(diffs)],
+        row_labels=["result", "|Δ|×4"],
+        panel_inches=PANEL_INCHES,
+        max_width_inches=PANEL_INCHES * len(values),
+        suptitle=f"Algorithm 1: {task.prompt!r}",
+    )
 
 
 def k_sweep(world: World, seed: int):
@@ -66,8 +73,13 @@ def k_sweep(world: World, seed: int):
         change = float(region_change(result.best, task.image[None], task.mask[None])[0])
         row.append(result.best[0])
         titles.append(f"k={k}\nchange {change:.2f}")
-    return show_grid([row], titles=[titles], panel_inches=PANEL_INCHES, max_width_inches=PANEL_INCHES * len(row),
-                     suptitle=f"Algorithm 2: {task.prompt!r}")  # fmt: skip
+    return show_grid(
+        [row],
+        titles=[titles],
+        panel_inches=PANEL_INCHES,
+        max_width_inches=PANEL_INCHES * len(row),
+        suptitle=f"Algorithm 2: {task.prompt!r}",
+    )
 
 
 def augmentation_figure(world: World, seed: int, scales: tuple[float, ...] = (1000.0, 10000.0)):
@@ -79,8 +91,13 @@ def augmentation_figure(world: World, seed: int, scales: tuple[float, ...] = (10
             done = cached_edit(world, task, seed=seed, samples=4, guidance_scale=scale, views=views)
             rows.append(list(done.result.images))
             labels.append(f"{scale:g}, {views} view{'s' if views > 1 else ''}")
-    return show_grid(rows, row_labels=labels, panel_inches=PANEL_INCHES, max_width_inches=MAX_WIDTH,
-                     suptitle=f"guidance scale and CLIP views: {task.prompt!r}")  # fmt: skip
+    return show_grid(
+        rows,
+        row_labels=labels,
+        panel_inches=PANEL_INCHES,
+        max_width_inches=MAX_WIDTH,
+        suptitle=f"guidance scale and CLIP views: {task.prompt!r}",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,9 +115,25 @@ def run(args: argparse.Namespace) -> int:
     code = bdlib_main(["demo", "--out", str(out / "demo.png"), "--seed", str(args.seed)])
     if code != 0:
         return code  # the sub-command printed why (or was stopped)
-    code = bdlib_main(["edit", "--world", "toy", "--image", str(examples / "scene.png"), "--mask",
-                       str(examples / "scene_mask.png"), "--prompt", "a red circle", "--samples", "4",
-                       "--seed", str(args.seed), "--out", str(out / "edit_example.png")])  # fmt: skip
+    code = bdlib_main(
+        [
+            "edit",
+            "--world",
+            "toy",
+            "--image",
+            str(examples / "scene.png"),
+            "--mask",
+            str(examples / "scene_mask.png"),
+            "--prompt",
+            "a red circle",
+            "--samples",
+            "4",
+            "--seed",
+            str(args.seed),
+            "--out",
+            str(out / "edit_example.png"),
+        ]
+    )
     if code != 0:
         return code
     world = load_world("toy")

@@ -69,45 +69,60 @@ def _trainable(module: str, stem: str, metric: str, label: str, evaluate: str | 
 
 
 TRAINABLES: dict[str, Trainable] = {
-    "toy-ddpm": _trainable("bdlib.worlds.toy.ddpm", "toy_ddpm", "generated/clean_known_fraction",
-                           "fraction of generated objects the oracle finds clean",
-                           "bdlib.worlds.toy.sample_quality:evaluate_toy_ddpm"),
+    "toy-ddpm": _trainable(
+        "bdlib.worlds.toy.ddpm",
+        "toy_ddpm",
+        "generated/clean_known_fraction",
+        "fraction of generated objects the oracle finds clean",
+        "bdlib.worlds.toy.sample_quality:evaluate_toy_ddpm",
+    ),
     "toy-clip": _trainable("bdlib.worlds.toy.clip_model", "toy_clip", "masked/acc", "masked-object accuracy"),
-    "toy-noise-aware-clip": _trainable("bdlib.worlds.toy.noise_aware_clip", "toy_noise_aware_clip", "masked/250/acc",
-                                       "masked-object accuracy at t=250"),
+    "toy-noise-aware-clip": _trainable(
+        "bdlib.worlds.toy.noise_aware_clip", "toy_noise_aware_clip", "masked/250/acc", "masked-object accuracy at t=250"
+    ),
     "oracle": _trainable("bdlib.worlds.toy.oracle", "oracle", "objects/joint_acc", "colour-and-shape accuracy"),
-}  # fmt: skip
+}
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("train", help="train or resume a toy model (CPU or GPU)")
     parser.add_argument("model", choices=sorted(TRAINABLES), help="which toy model")
-    parser.add_argument("--minutes", type=arguments.finite_float, default=30.0,
-                        help="wall-clock budget of this run (default 30)")  # fmt: skip
+    parser.add_argument(
+        "--minutes", type=arguments.finite_float, default=30.0, help="wall-clock budget of this run (default 30)"
+    )
     parser.add_argument("--device", type=arguments.device, default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
     parser.add_argument(
-        "--seed", type=arguments.seed, default=None,
+        "--seed",
+        type=arguments.seed,
+        default=None,
         help="seeds the initial weights and every step's data (default: the model's recommended seed, as shipped)",
-    )  # fmt: skip
+    )
     parser.add_argument("--checkpoint", type=Path, default=None, help="resumable checkpoint (default runs/NAME.pt)")
-    parser.add_argument("--threads", type=arguments.positive_int, default=None,
-                        help="CPU threads for torch (default: torch's choice)")  # fmt: skip
-    parser.add_argument("--max-steps", type=arguments.positive_int, default=None,
-                        help="stop at this total step count (default: none)")  # fmt: skip
     parser.add_argument(
-        "--anneal-from", type=arguments.non_negative_int, default=None,
+        "--threads", type=arguments.positive_int, default=None, help="CPU threads for torch (default: torch's choice)"
+    )
+    parser.add_argument(
+        "--max-steps", type=arguments.positive_int, default=None, help="stop at this total step count (default: none)"
+    )
+    parser.add_argument(
+        "--anneal-from",
+        type=arguments.non_negative_int,
+        default=None,
         help="decay the learning rate along a half cosine from this step to --max-steps (default: constant)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--init-from", type=Path, default=None,
+        "--init-from",
+        type=Path,
+        default=None,
         help="start a new run from these weights (a checkpoint .pt, its EMA; or a .safetensors file)",
-    )  # fmt: skip
+    )
     parser.add_argument("--export", action="store_true", help="evaluate and write the weights into the package")
     parser.add_argument(
-        "--replace-shipped", action="store_true",
+        "--replace-shipped",
+        action="store_true",
         help=f"with --export: allow replacing the weights bdlib ships; the export is still refused if the new "
-             f"model's validation metric is more than {MAX_METRIC_DROP:g} (of 1) below the shipped model's",
-    )  # fmt: skip
+        f"model's validation metric is more than {MAX_METRIC_DROP:g} (of 1) below the shipped model's",
+    )
     parser.set_defaults(func=run)
 
 
@@ -199,9 +214,14 @@ def run(args: argparse.Namespace) -> int:
     shipped = _check_export_flags(args, spec, args.model.replace("-", "_"))
     overrides = {} if args.seed is None else {"seed": args.seed}
     config = spec.get("config")(
-        checkpoint, args.minutes, device=args.device, max_steps=args.max_steps, anneal_from=args.anneal_from,
-        init_from=args.init_from, **overrides,
-    )  # fmt: skip
+        checkpoint,
+        args.minutes,
+        device=args.device,
+        max_steps=args.max_steps,
+        anneal_from=args.anneal_from,
+        init_from=args.init_from,
+        **overrides,
+    )
     from bdlib.worlds.toy import trainer
 
     trainer.check_config(config)  # a bad budget or schedule fails before anything is built

@@ -85,6 +85,7 @@ class ExtendingAugmentations:
             params = torch.rand(copies * batch, PARAMS_PER_VIEW, generator=randomness, dtype=torch.float64)
         affine, perspective = (m.to(images.device, images.dtype) for m in self.maps(params, height))
         warped = images.repeat(copies, 1, 1, 1)  # (N-1)·B, copy-major
-        warped = warp_perspective(warped, perspective @ affine, (height, width), padding_mode="border",
-                                  align_corners=True)  # fmt: skip
+        warped = warp_perspective(
+            warped, perspective @ affine, (height, width), padding_mode="border", align_corners=True
+        )
         return torch.cat([images, warped], dim=0)  # (N·B, C, S, S)

@@ -42,8 +42,9 @@ class MeanVariance:
 
     def detached(self) -> MeanVariance:
         """The same Gaussian, cut from the autograd graph."""
-        return MeanVariance(*(value.detach() for value in (self.mean, self.variance, self.log_variance,
-                                                            self.pred_x0, self.eps)))  # fmt: skip
+        return MeanVariance(
+            *(value.detach() for value in (self.mean, self.variance, self.log_variance, self.pred_x0, self.eps))
+        )
 
 
 class Diffusion:

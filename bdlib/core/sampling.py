@@ -91,8 +91,7 @@ def resolve_k(diffusion: Diffusion, k: int | None, has_init: bool) -> int:
         return last
     if not isinstance(k, int) or not 0 <= k <= last:
         raise ValueError(
-            f"k must be an integer in [0, {last}] for this {diffusion.num_steps}-step diffusion, "
-            f"got {k!r}"
+            f"k must be an integer in [0, {last}] for this {diffusion.num_steps}-step diffusion, got {k!r}"
         )
     if k < last and not has_init:
         raise ValueError(

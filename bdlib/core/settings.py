@@ -117,4 +117,3 @@ def check_weight(name: str, value: object) -> float:
     if not 0 <= value <= MAX_WEIGHT:
         raise ValueError(f"{name} must be in [0, {MAX_WEIGHT:g}], got {value:g}")
     return float(value)
-

@@ -37,7 +37,12 @@ def _pred_x0(world: World, settings: MethodSettings, x_t: torch.Tensor, index: i
 
 
 def _background_step(
-    world: World, settings: MethodSettings, image: torch.Tensor, mask: torch.Tensor, x_t: torch.Tensor, index: int,
+    world: World,
+    settings: MethodSettings,
+    image: torch.Tensor,
+    mask: torch.Tensor,
+    x_t: torch.Tensor,
+    index: int,
     lam: float,
 ) -> EditStep:
     """One noiseless Algorithm 1 step at ``index`` guided by ``λ·D_bg`` alone (no CLIP or range term, one view)."""

@@ -135,8 +135,9 @@ def cached_edit(
                 first.append(record)
 
         start = time.perf_counter()
-        result = edit(world, inp.image, inp.mask, inp.prompt, samples=samples, seed=seed, settings=full,
-                      callback=keep_start)  # fmt: skip
+        result = edit(
+            world, inp.image, inp.mask, inp.prompt, samples=samples, seed=seed, settings=full, callback=keep_start
+        )
         x_k = first[0].x_t.detach().float().cpu()
         return CachedEdit(result, x_k, first[0].timestep, time.perf_counter() - start)
 

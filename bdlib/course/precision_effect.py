@@ -44,8 +44,18 @@ def guided_step_change(
         settings = world.defaults.with_(precision=precision)
         denoise, _ = denoiser_for(world, settings)
         loss = loss_for(world, settings, init, mask, text_embed, views)
-        return blended_step(denoise, diffusion, x_t, index, x=init, m=mask, loss=loss, noise=noise, bg_noise=noise,
-                            **step_options(settings, text_embed))  # fmt: skip
+        return blended_step(
+            denoise,
+            diffusion,
+            x_t,
+            index,
+            x=init,
+            m=mask,
+            loss=loss,
+            noise=noise,
+            bg_noise=noise,
+            **step_options(settings, text_embed),
+        )
 
     reference = run("fp32")
     changes = {}

@@ -80,7 +80,10 @@ def show_grid(
     has_titles = any(any(t) for t in titles)
     height = panel_inches + (0.3 if has_titles else 0.05)
     fig, axes = plt.subplots(
-        n_rows, n_cols, figsize=(panel_inches * n_cols, height * n_rows + (0.5 if suptitle else 0)), squeeze=False,
+        n_rows,
+        n_cols,
+        figsize=(panel_inches * n_cols, height * n_rows + (0.5 if suptitle else 0)),
+        squeeze=False,
         dpi=DPI,
     )
     for r, row in enumerate(rows):

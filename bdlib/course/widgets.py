@@ -91,8 +91,18 @@ def render_lambda(
     masked CLIP distance to the prompt.
     """
     inp = as_input(task, prompt)
-    done = cached_edit(world, inp, seed=seed, settings=settings, cache=cache, algorithm="local", lam=float(lam),
-                       guidance_scale=guidance_scale, views=views, **overrides)  # fmt: skip
+    done = cached_edit(
+        world,
+        inp,
+        seed=seed,
+        settings=settings,
+        cache=cache,
+        algorithm="local",
+        lam=float(lam),
+        guidance_scale=guidance_scale,
+        views=views,
+        **overrides,
+    )
     result = done.result
     error = float(background_error(result.best, inp.image, inp.mask)[0])
     fig = show_grid(
@@ -126,8 +136,18 @@ def render_k(
     largest change outside it (0: the background is exact) and the masked CLIP distance.
     """
     inp = as_input(task, prompt)
-    done = cached_edit(world, inp, seed=seed, settings=settings, cache=cache, algorithm="blended", k=int(k),
-                       guidance_scale=guidance_scale, views=views, **overrides)  # fmt: skip
+    done = cached_edit(
+        world,
+        inp,
+        seed=seed,
+        settings=settings,
+        cache=cache,
+        algorithm="blended",
+        k=int(k),
+        guidance_scale=guidance_scale,
+        views=views,
+        **overrides,
+    )
     result = done.result
     inside = float(region_change(result.best, inp.image, inp.mask)[0])
     outside = float(((result.best - inp.image).abs() * (1 - inp.mask)).max())
@@ -139,12 +159,17 @@ def render_k(
         suptitle=f"Algorithm 2, k = {k}: change inside the mask {inside:.3f}, outside {outside:g}\n"
         f"CLIP distance {float(result.distances[0]):.3f} to {inp.prompt!r}",
     )
-    fig.bdlib_values = {"k": int(k), "region_change": inside, "background_max": outside,
-                        "clip_distance": float(result.distances[0])}  # fmt: skip
+    fig.bdlib_values = {
+        "k": int(k),
+        "region_change": inside,
+        "background_max": outside,
+        "clip_distance": float(result.distances[0]),
+    }
     return fig
 
 
 # ----------------------------------------------------------------------------------------------- panels
+
 
 def _controls(base: MethodSettings, seed: int, prompt: str) -> dict[str, Any]:
     """Dropdowns for guidance scale, augmentations and seed (starting at ``base``), a text box for the prompt."""

@@ -187,7 +187,12 @@ def sharded_edit(
     pieces = gather(context, drawn)
     if pieces is None:
         return None
-    found = {i: (image_i, distance_i) for piece in pieces for batch, (images, scores) in piece
-             for i, image_i, distance_i in zip(batch, images, scores, strict=True)}  # fmt: skip
-    return finish_edit(prepared, torch.stack([found[i][0] for i in range(samples)]),
-                       torch.stack([found[i][1] for i in range(samples)]))  # fmt: skip
+    found = {
+        i: (image_i, distance_i)
+        for piece in pieces
+        for batch, (images, scores) in piece
+        for i, image_i, distance_i in zip(batch, images, scores, strict=True)
+    }
+    return finish_edit(
+        prepared, torch.stack([found[i][0] for i in range(samples)]), torch.stack([found[i][1] for i in range(samples)])
+    )

@@ -63,8 +63,10 @@ def _open(source: str | os.PathLike, what: str) -> Image.Image:
     if not path.exists():
         raise FileNotFoundError(f"{what} file {path} does not exist: check the path")
     if not path.is_file():
-        raise ValueError(f"{what} file {path} is not a regular file (a device, a pipe or a socket): give the path of a "
-                         "picture file (PNG, JPEG, ...)")  # fmt: skip
+        raise ValueError(
+            f"{what} file {path} is not a regular file (a device, a pipe or a socket): give the path of a "
+            "picture file (PNG, JPEG, ...)"
+        )
     try:
         with warnings.catch_warnings(record=True):  # over MAX_IMAGE_PIXELS Pillow only warns: checked below
             warnings.simplefilter("always", Image.DecompressionBombWarning)

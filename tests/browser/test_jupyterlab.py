@@ -169,8 +169,10 @@ def check_notebook_05(page, lab) -> None:
     redrawn = next(s for s in statuses if s["picture"] != before)
     start = statuses[0]["t"]
     said, current, done = (x["t"] - start for x in (computing[0], redrawn, ready[-1]))
-    print(f"seed change: 'computing' after {said:.0f} ms, the current value redrawn after {current:.0f} ms, "
-          f"the whole grid after {done:.0f} ms")
+    print(
+        f"seed change: 'computing' after {said:.0f} ms, the current value redrawn after {current:.0f} ms, "
+        f"the whole grid after {done:.0f} ms"
+    )
 
     # a word the toy world does not know: the panel says so, in words
     prompt = panel.locator("input[type=text]").first

@@ -38,9 +38,13 @@ def connected_components(mask: torch.Tensor) -> torch.Tensor:
     while True:
         padded = F.pad(labels, (1, 1, 1, 1))
         neighbours = torch.stack(
-            [padded[..., 1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width] for dy in (-1, 0, 1) for dx in (-1, 0, 1)
-             if cross[dy + 1, dx + 1]]
-        )  # fmt: skip
+            [
+                padded[..., 1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width]
+                for dy in (-1, 0, 1)
+                for dx in (-1, 0, 1)
+                if cross[dy + 1, dx + 1]
+            ]
+        )
         grown = torch.where(mask, neighbours.amax(dim=0), torch.zeros_like(labels))
         if torch.equal(grown, labels):
             return labels[:, 0].long()
@@ -114,10 +118,18 @@ def evaluate_toy_ddpm(
     generator = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
     samples = torch.cat(
-        [sample(model, diffusion, (min(batch_size, n - i), 3, 32, 32), generator=generator, device=device,
-                clip_denoised=True).cpu()
-         for i in range(0, n, batch_size)]
-    )  # fmt: skip
+        [
+            sample(
+                model,
+                diffusion,
+                (min(batch_size, n - i), 3, 32, 32),
+                generator=generator,
+                device=device,
+                clip_denoised=True,
+            ).cpu()
+            for i in range(0, n, batch_size)
+        ]
+    )
     generated = judge_objects(oracle, samples.clamp(-1, 1))
     real = judge_objects(oracle, generate_scenes(n, seed=seed).images)
     gaps = [abs(generated["color_freq"][c] - real["color_freq"][c]) for c in COLORS]

@@ -283,8 +283,11 @@ def train(model: nn.Module, step_fn: StepFn, config: TrainConfig) -> dict:
                     _save_atomically(payload(), config.checkpoint)
                     saved = step
                 except OutputError as error:  # the checkpoint on disk is whole: go on, try again next time
-                    tqdm.write(f"warning: could not save the checkpoint at step {step} ({error}); training goes on "
-                               f"and tries again in {config.save_every_s:g} s", file=sys.stderr)  # fmt: skip
+                    tqdm.write(
+                        f"warning: could not save the checkpoint at step {step} ({error}); training goes on "
+                        f"and tries again in {config.save_every_s:g} s",
+                        file=sys.stderr,
+                    )
                 elapsed, last_save = elapsed_now, time.time()
     elapsed += time.time() - start
     final = payload()

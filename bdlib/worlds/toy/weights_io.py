@@ -48,8 +48,10 @@ def _shipped_name(path: Path) -> str | None:
 
 
 def _restore_hint(path: Path, train_command: str) -> str:
-    return (f"restore it: reinstall bdlib (in a git clone: git checkout -- {path}), or run {train_command} --export "
-            "--replace-shipped")  # fmt: skip
+    return (
+        f"restore it: reinstall bdlib (in a git clone: git checkout -- {path}), or run {train_command} --export "
+        "--replace-shipped"
+    )
 
 
 def verify_shipped(path: Path, train_command: str) -> None:
