@@ -4,7 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.bdlib-installed
 
-.PHONY: setup setup-book setup-browser demo figures evaluate test lint unit notebooks notebooks-full \
+FORMATTED := bdlib tests benchmarks notebooks/*.py
+
+.PHONY: format setup setup-book setup-browser demo figures evaluate test lint unit notebooks notebooks-full \
 	gpu-check book book-fast book-assets test-browser clean
 
 setup: $(STAMP)
@@ -47,9 +49,16 @@ evaluate: setup
 ## Everything CI checks: lint, unit tests, and every notebook in fast mode (CPU, 5-20 s each).
 test: setup lint unit notebooks
 
+## ruff's lint rules and its formatter (the same checks as .pre-commit-config.yaml).
 lint: setup
-	$(PY) -m ruff check bdlib tests benchmarks
+	$(PY) -m ruff check $(FORMATTED)
 	$(PY) -m ruff check --extend-ignore E402,E501,B018 --extend-exclude notebooks/_build notebooks
+	$(PY) -m ruff format --check $(FORMATTED)
+
+## Format the code (ruff format) and sort its imports; run before a commit.
+format: setup
+	$(PY) -m ruff check --select I --fix $(FORMATTED)
+	$(PY) -m ruff format $(FORMATTED)
 
 unit: setup
 	$(PY) -m pytest -q
