@@ -342,7 +342,7 @@ _ = show_grid(
 # would be a blurry average of the data, but to produce it $\hat\varepsilon$ would have to match $x_t$ to within a
 # few thousandths per pixel; the network's small errors, times 157, push most pixels far outside $[-1, 1]$, and
 # the clamp turns them into pure reds, greens and blues. The factor falls to 17 at $t = 749$ and 3.4 at
-# $t = 500$. The plot measures both effects along the chain of all 8 samples: the share of $\hat x_0$'s pixels
+# $t = 500$. The plot measures both effects along the chain of all the samples above: the share of $\hat x_0$'s pixels
 # that the clamp hit (they sit exactly at $\pm 1$), and the distance from $\hat x_0$ to the final image (the chain
 # runs from left to right).
 

@@ -196,7 +196,7 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Noise is what confuses this CLIP. Its accuracy is still near 1 at $t = 100$, falls steeply by $t = 200$-$300$ and
+# Noise is what confuses this CLIP. Its accuracy is still about 0.9 at $t = 100$, falls steeply by $t = 200$-$300$ and
 # is close to chance from about $t = 500$ on; colour survives longer than shape (at $t = 200$ the colour is still
 # almost always right while the shape is right only about half the time). Cutting the view hurts far less: half
 # of the region is enough, and with a quarter the colour is still mostly right while the shape is right only
@@ -671,7 +671,7 @@ assert bool((nearest["own prompt"] > nearest["shape right, colour wrong"]).all()
 sharing = torch.maximum(nearest["colour right, shape wrong"], nearest["shape right, colour wrong"])
 assert float(sharing.mean()) > float(nearest["both wrong"].mean()) + 0.05, "§2: sharing a word sits clearly nearer"
 assert float(own_probability.min()) > 0.95, "§2: the own prompt wins almost all the probability"
-assert accuracy_noise[100]["acc"] > 0.85, "§2: still near 1 at t = 100"
+assert accuracy_noise[100]["acc"] > 0.85, "§2: still about 0.9 at t = 100"
 assert accuracy_noise[300]["acc"] < 0.5, "§2: falls steeply by t = 200-300"
 assert all(accuracy_noise[t]["acc"] < 3 / 21 for t in (500, 750)), "§2: at chance from about t = 500 on"
 assert accuracy_noise[200]["color_acc"] > 0.9 and 0.35 < accuracy_noise[200]["shape_acc"] < 0.7, "§2: at t = 200"

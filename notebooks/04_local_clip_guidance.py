@@ -217,8 +217,9 @@ table(gains)
 
 # %% [markdown]
 # Along a random direction $\hat x_0$ hardly moves at high noise (fine detail of $x_t$ does not change the guess), but
-# along the gradient, the direction the background term actually pushes, it moves close to the assumed rate. So
-# $\lambda_{max}(t)$ is a fair estimate of where *one step* overshoots. We check it directly: take the step with the
+# along the gradient, the direction the background term actually pushes, it moves at roughly the assumed rate (0.7 to
+# 1.0 at most levels; full mode shows a few levels between 0.37 and 2.2). So $\lambda_{max}(t)$ is a fair
+# order-of-magnitude estimate of where *one step* overshoots. We check it directly: take the step with the
 # background term alone and compare $D_{bg}$ of the new guess with the old one (`bdlib.course.analysis.background_step_ratio`:
 # below 1 the step helped, above 1 it overshot), for λ from 10 to $10^6$ at three noise levels.
 
@@ -242,10 +243,11 @@ axes[0].legend(fontsize=8)
 fig.tight_layout()
 
 # %% [markdown]
-# Every curve stays at 1 for small λ and crosses 1 to the right of its dotted line $\lambda_{max}(t)$; a curve that
-# dips below 1 first (a step that helps) dips deepest near its line, while at the highest noise level the step never
-# helps: the ratio stays at 1 until it overshoots. The table below has the crossing at every level, between 1 and 25
-# times $\lambda_{max}(t)$; the measured value is the first λ of a coarse grid (steps of 3 to 10), so the crossing
+# Every curve starts near 1 for small λ and crosses 1 to the right of its dotted line $\lambda_{max}(t)$; a curve that
+# dips below 1 first (a step that helps) dips deepest near its line (at the highest noise level the dip is small and
+# comes early, at λ = 10, just below its low line). The table below has the crossing at every level but the last,
+# between 1 and 25 times $\lambda_{max}(t)$ (at the lowest noise level no λ of the grid, up to $10^6$, overshoots:
+# "inf"); the measured value is the first λ of a coarse grid (steps of 3 to 10), so the crossing
 # itself lies between it and the grid's value before it. One step does overshoot about where the simple formula
 # says, and that λ grows by orders of magnitude as $t$ falls. Without the clamp (right) an overshooting step makes
 # the error grow without bound, roughly as $\lambda^2$; with the clamp (left) every saturated pixel has zero
@@ -437,7 +439,7 @@ answers = {
 answers
 
 # %% [markdown] tags=["solution"]
-# **Answers** (seed 0, fast mode; the numbers printed above).
+# **Answers** (seed 0; the numbers printed above).
 #
 # 1. The official mode's background change at λ = 3000 is far larger than the paper mode's: not because of the batch
 #    (with one sample the official mean over the batch is the mean over the image), but because the official mode

@@ -83,18 +83,18 @@ fig = show_grid(
 from bdlib.core.variants import step as one_step
 
 g = torch.Generator().manual_seed(SEED)  # every draw on the CPU, then moved (bdlib's randomness rule)
-eps, z, eps_bg = (torch.randn(image.shape, generator=g).to(DEVICE) for _ in range(3))
+eps, z, eps_bg = (world.tensor(torch.randn(image.shape, generator=g)) for _ in range(3))  # in the world's float64
 x_k = diffusion.q_sample(image, torch.full((1,), k, device=DEVICE), eps)  # x_k = √ᾱ_k·x + √(1-ᾱ_k)·ε
 text = world.encode_prompt(prompt).to(DEVICE)
 step = one_step(world, settings.with_(views=1), x_k, k, x=image, m=mask, text=text, noise=z, bg_noise=eps_bg)
 fg = step.fg  # x_{k-1,fg}: the guided DDPM step
 a_prev = float(diffusion.alphas_cumprod[k - 1])
-bg = a_prev**0.5 * image + (1 - a_prev) ** 0.5 * eps_bg  # x_{k-1,bg} = √ᾱ_{k-1}·x + √(1-ᾱ_{k-1})·ε'
+bg = a_prev**0.5 * world.tensor(image) + (1 - a_prev) ** 0.5 * eps_bg  # x_{k-1,bg} = √ᾱ_{k-1}·x + √(1-ᾱ_{k-1})·ε'
 blend = fg * mask + bg * (1 - mask)  # x_{k-1} = x_{k-1,fg} ⊙ m + x_{k-1,bg} ⊙ (1-m)
 float((bg - step.bg).abs().max()), float((blend - step.blend).abs().max())
 
 # %% [markdown]
-# Both differences are at the level of float rounding: the library's step is these three lines.
+# Both differences are at the level of float64 rounding: the library's step is these three lines.
 #
 # ### Algorithm 2, written out
 #
@@ -443,7 +443,7 @@ answers = {
 answers
 
 # %% [markdown] tags=["solution"]
-# **Answers** (seed 0, fast mode; the numbers are printed above).
+# **Answers** (seed 0; the numbers are printed above).
 #
 # 1. In the paper's mode the last step blends with the *clean* input (level $t-1 = -1$), so the last sample already
 #    equals the input outside the mask (0). The official code blends with the input noised to level 0 at that step,

@@ -239,7 +239,7 @@ table(measured)
 # %% [markdown]
 # A complete guided step at 256x256 (UNet forward and input gradient, CLIP ViT-B/16 on 8 views) took 36 s in
 # the `bench_edit` run, at 0.14 TFLOP/s, whose edit time (about 45 min for one sample) is extrapolated from that
-# one timed step; the `bench_guided_step` runs took 150-156 s per step while other jobs loaded the machine (a load
+# one timed step; the `bench_guided_step` runs took 149-156 s per step while other jobs loaded the machine (a load
 # average above the core count). If the pass timed above reached fewer TFLOP/s than the benchmark's 0.14, as it
 # does on this project's CPU, where a small image comes in small pieces that keep the CPU far from its peak,
 # its estimate overstates the 256x256 time. **GPU: not measured.** The command that would measure it is in `benchmarks/README.md`
@@ -523,7 +523,7 @@ assert 1.9 < flops[256][1] / flops[256][0] < 2.1, "§3: a guided step costs two 
 step_bench = {
     run["precision"]: run["seconds_per_step"] for run in json.loads((RESULTS / "guided_step_cpu.json").read_text())
 }
-assert all(149 < s < 157 for s in step_bench.values()), "§3: the bench_guided_step runs took 150-156 s"
+assert all(149 < s < 157 for s in step_bench.values()), "§3: the bench_guided_step runs took 149-156 s"
 assert all(
     run["load_average_1m"] > run["cpu_count"] for run in json.loads((RESULTS / "guided_step_cpu.json").read_text())
 ), "§3: other jobs loaded the machine (a load average above the core count)"
