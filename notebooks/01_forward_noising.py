@@ -26,7 +26,7 @@
 #   scene and on a photo;
 # * respacing strings ("100", "ddim50", "25") read the way guided-diffusion reads them, rounding included.
 #
-# **Run time** (measured by `notebooks/run_notebooks.py`, 2-core CPU, 2 threads, 2026-12-02): fast mode 6 s, full mode 14 s.
+# **Run time** (measured by `notebooks/run_notebooks.py`, 2-core CPU, 2 threads, 2026-12-06): fast mode 7 s, full mode 16 s.
 #
 # Conventions of the whole course: images are tensors `(B, 3, H, W)` in $[-1, 1]$; timesteps are
 # integer indices $t = 0 \dots T-1$ ($T = 1000$), with $t = 0$ the first (least noisy) step.

@@ -27,7 +27,7 @@
 # * DDPM (ancestral) and DDIM ($\eta$) steps, respaced chains, and `bdlib.core.sampling.sample_progressive`;
 # * the trajectory of $x_t$ and of the running guess $\hat x_0$, and why that guess is saturated noise early on.
 #
-# **Run time** (measured by `notebooks/run_notebooks.py`, 2-core CPU, 2 threads, 2026-12-02): fast mode 13 s, full mode 34 s.
+# **Run time** (measured by `notebooks/run_notebooks.py`, 2-core CPU, 2 threads, 2026-12-06): fast mode 21 s, full mode 45 s.
 #
 # > **About the pictures.** The toy DDPM (`bdlib.worlds.toy.ddpm.load_toy_ddpm`, the paper's UNet class at a
 # > small width, trained on 32x32 procedural scenes; its model card `bdlib/worlds/toy/weights/toy_ddpm.md` gives

@@ -29,7 +29,7 @@
 # * adversarial examples: pixel patterns that CLIP scores as a match although they show nothing, and how
 #   the extending augmentations weaken them.
 #
-# **Run time** (measured by `notebooks/run_notebooks.py`, 2-core CPU, 2 threads, 2026-12-02): fast mode 32 s, full mode 58 s.
+# **Run time** (measured by `notebooks/run_notebooks.py`, 2-core CPU, 2 threads, 2026-12-06): fast mode 36 s, full mode 86 s.
 #
 # The toy CLIP (`bdlib.worlds.toy.clip_model`) was trained contrastively on toy scenes and on masked single
 # objects, with the 21 prompts "a COLOUR SHAPE" (7 colours x 3 shapes) among its captions.

@@ -27,7 +27,7 @@
 # * measure when one guided step *overshoots*, and why a constant $\lambda$ still works over a whole chain;
 # * sweep $\lambda$ over four decades, from a free background to a diverging one, and read the trade-off.
 #
-# **Run time** (measured by `notebooks/run_notebooks.py`, 2-core CPU, 2 threads, 2026-12-02): fast mode 17 s, full mode 22 s.
+# **Run time** (measured by `notebooks/run_notebooks.py`, 2-core CPU, 2 threads, 2026-12-06): fast mode 59 s, full mode 76 s.
 
 # %% tags=["parameters"]
 FAST = True  # fast mode: 7 values of λ, the step analysis at 5 noise levels (full mode: 8 values, every level)

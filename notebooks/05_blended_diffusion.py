@@ -28,7 +28,7 @@
 # * put the paper's central idea to the test: blending at every step against pasting once at the end;
 # * list every place where the paper, the official code and bdlib's two modes differ.
 #
-# **Run time** (measured by `notebooks/run_notebooks.py`, 2-core CPU, 2 threads, 2026-12-02): fast mode 18 s, full mode 37 s.
+# **Run time** (measured by `notebooks/run_notebooks.py`, 2-core CPU, 2 threads, 2026-12-06): fast mode 75 s, full mode 172 s.
 
 # %% tags=["parameters"]
 FAST = True  # fast mode: 6 values of k, 4 tasks in the blending test (full mode: every k of the transition, 16 tasks)

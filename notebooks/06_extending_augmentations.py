@@ -29,7 +29,7 @@
 #   warps, and the independent oracle's verdict;
 # * see what happens to the pixel range and the range loss when $\hat x_0$ is not clamped.
 #
-# **Run time** (measured by `notebooks/run_notebooks.py`, 2-core CPU, 2 threads, 2026-12-02): fast mode 38 s, full mode 70 s.
+# **Run time** (measured by `notebooks/run_notebooks.py`, 2-core CPU, 2 threads, 2026-12-06): fast mode 94 s, full mode 395 s.
 
 # %% tags=["parameters"]
 FAST = True  # fast mode: 6 tasks, one sample each (full mode: 16 tasks)

@@ -26,7 +26,7 @@
 # * replace the background with an inverted mask, guide with a scribble, and extend an image (outpainting);
 # * draw many samples and rank them by CLIP distance.
 #
-# **Run time** (measured by `notebooks/run_notebooks.py`, 2-core CPU, 2 threads, 2026-12-02): fast mode 32 s, full mode 52 s.
+# **Run time** (measured by `notebooks/run_notebooks.py`, 2-core CPU, 2 threads, 2026-12-06): fast mode 78 s, full mode 201 s.
 
 # %% tags=["parameters"]
 FAST = True  # fast mode: 4 tasks per application, 4 ranked samples (full mode: 12 tasks, 12 samples)
@@ -355,11 +355,11 @@ answers = {
 answers
 
 # %% [markdown] tags=["solution"]
-# **Answers** (seed 0, fast mode; printed above; colours are indices into `bdlib.worlds.toy.vocab.COLORS`).
+# **Answers** (seed 0; printed above; colours are indices into `bdlib.worlds.toy.vocab.COLORS`).
 #
 # 1. From the default $k$ the fill is noised almost away and the prior can invent an object again: compare the printed
 #    fraction with the recipe's in section 2.
-# 2. Whether the oracle finds the new object is printed (with seed 0 in fast mode it does not): the second edit is an
+# 2. Whether the oracle finds the new object is printed (with seed 0 it does not): the second edit is an
 #    add like any other, and one add in five fails in the benchmark (section 1), so one try can miss.
 # 3. The colour index the oracle sees is printed for each $k$ (0 is red, 2 blue, 5 orange): in this run the prompt's
 #    red wins at the default $k$; at half $k$ the region ends orange, neither the prompt's red nor the scribble's

@@ -27,7 +27,7 @@
 # * check whether the toy world draws objects at the wrong scale;
 # * see which later ideas (a noise-aware CLIP, DDIM, blending in a latent space) address what.
 #
-# **Run time** (measured by `notebooks/run_notebooks.py`, 2-core CPU, 2 threads, 2026-12-02): fast mode 29 s, full mode 89 s.
+# **Run time** (measured by `notebooks/run_notebooks.py`, 2-core CPU, 2 threads, 2026-12-06): fast mode 89 s, full mode 497 s.
 
 # %% tags=["parameters"]
 FAST = True  # fast mode: 8 tasks x 4 samples (full mode: 40 tasks x 4 samples)
@@ -310,7 +310,7 @@ answers = {
 answers
 
 # %% [markdown] tags=["solution"]
-# **Answers** (seed 0, fast mode; printed above).
+# **Answers** (seed 0; printed above).
 #
 # 1. Ranking by the oracle picks a match whenever one was drawn: its first number equals section 1's "some sample
 #    matches". It is not a method: the oracle is the judge, and a judge used for selection stops being independent.

@@ -27,7 +27,7 @@
 # * the very same `bdlib.edit.edit` on a 256x256 photo with a mask, and which network may run in bf16 during
 #   guidance.
 #
-# **Run time** (measured by `notebooks/run_notebooks.py`, 2-core CPU, 2 threads, 2026-12-02): fast mode 59 s, full mode 38 s.
+# **Run time** (measured by `notebooks/run_notebooks.py`, 2-core CPU, 2 threads, 2026-12-06): fast mode 29 s, full mode 71 s.
 #
 # What runs depends on the device, because the 256x256 UNet needs about 2.2 TFLOP per forward pass:
 #
