@@ -51,7 +51,7 @@ test: setup lint unit notebooks
 
 ## ruff's lint rules and its formatter (the same checks as .pre-commit-config.yaml).
 lint: setup
-	$(PY) -m ruff check $(FORMATTED)
+	$(PY) -m ruff check bdlib tests benchmarks
 	$(PY) -m ruff check --extend-ignore E402,E501,B018 --extend-exclude notebooks/_build notebooks
 	$(PY) -m ruff format --check $(FORMATTED)
 
