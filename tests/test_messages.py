@@ -79,21 +79,11 @@ def _without_toy_clip(tmp: Path, monkeypatch) -> None:
 
 
 def _fake_benchmark(monkeypatch) -> None:
+    from test_cli_refusals import GOOD_ROW  # one well-formed report row for every test that fakes a report
+
     import bdlib.commands.evaluate as evaluate_command
 
-    row = {
-        "name": "alg2 default",
-        "text_match": 0.5,
-        "clean": 0.5,
-        "bg_max_abs": 0.0,
-        "bg_mean_abs": 0.0,
-        "fg_mean_abs": 0.2,
-        "clip_distance": 1.0,
-        "seconds_per_edit": 0.1,
-        "settings": {"k": 18},
-        "per_kind": {"add": {"n": 1, "text_match": 0.5}},
-    }
-    monkeypatch.setattr(evaluate_command, "run_benchmark", lambda *a, **k: {"settings": [row]})
+    monkeypatch.setattr(evaluate_command, "run_benchmark", lambda *a, **k: {"settings": [dict(GOOD_ROW)]})
 
 
 # case: (the arguments, given tmp and monkeypatch; words the message must hold; words it must not; exit code)
